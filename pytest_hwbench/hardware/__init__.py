@@ -1,0 +1,173 @@
+"""Hardware abstraction layer: find, describe and initialize the devices a test can run on.
+
+>>> from pytest_hwbench import hardware
+>>> "cpu" in hardware.get_available_hardware()
+True
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from pytest_hwbench.hardware.base import (
+    Capability,
+    Detection,
+    DeviceProperties,
+    HardwareBackend,
+    HardwareDetectionWarning,
+    HardwareError,
+    HardwareFallbackWarning,
+    HardwareUnavailableError,
+    UnknownCapabilityError,
+    UnknownHardwareError,
+)
+from pytest_hwbench.hardware.registry import (
+    ENTRY_POINT_GROUP,
+    BrokenBackend,
+    HardwareRegistry,
+    default_registry,
+    reset_default_registry,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BrokenBackend",
+    "Capability",
+    "Detection",
+    "DeviceProperties",
+    "HardwareBackend",
+    "HardwareDetectionWarning",
+    "HardwareError",
+    "HardwareFallbackWarning",
+    "HardwareRegistry",
+    "HardwareUnavailableError",
+    "UnknownCapabilityError",
+    "UnknownHardwareError",
+    "default_registry",
+    "get_available_hardware",
+    "get_hardware_backend",
+    "hardware_inventory",
+    "initialize_hardware",
+    "parse_device_spec",
+    "reset_default_registry",
+]
+
+
+def get_available_hardware() -> list[str]:
+    """Names of the platforms usable in this process, in registry order; always contains "cpu"."""
+    return default_registry().available()
+
+
+def get_hardware_backend(name: str) -> HardwareBackend:
+    """The backend registered as `name` (unknown names raise, listing the registered ones)."""
+    return default_registry().get(name)
+
+
+def parse_device_spec(spec: str | torch.device | HardwareBackend) -> tuple[str, int | None]:
+    """Split "cuda", "cuda:1", a `torch.device` or a backend into (platform name, index or None).
+
+    A torch device type that several backends share ("cuda" for both NVIDIA and ROCm) resolves
+    to the one available here.
+    """
+    if isinstance(spec, HardwareBackend):
+        return spec.name, None
+    registry = default_registry()
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        name, sep, index_text = text.partition(":")
+        index: int | None = None
+        if sep:
+            if not index_text.isdigit():
+                raise ValueError(
+                    f"bad device {spec!r}: the index after ':' must be a non-negative integer "
+                    "(e.g. 'cuda:1')"
+                )
+            index = int(index_text)
+        if name not in registry and any(b.torch_device_type == name for b in registry):
+            name = registry.backend_for_device(name).name
+        registry.get(name)  # unknown names fail here, listing the valid ones
+        return name, index
+    device_type = getattr(spec, "type", None)
+    if isinstance(device_type, str):
+        backend = registry.backend_for_device(device_type)
+        raw_index = getattr(spec, "index", None)
+        return backend.name, raw_index if isinstance(raw_index, int) else None
+    raise TypeError(
+        f"expected a device name, a torch.device or a HardwareBackend, got {type(spec).__name__}"
+    )
+
+
+def initialize_hardware(
+    name: str | torch.device | HardwareBackend, *, strict: bool = False
+) -> torch.device:
+    """Return a `torch.device` for `name`, falling back along the backend's chain when absent.
+
+    Accepts "cuda", "cuda:1", a `torch.device` or a backend. When the platform is absent, each of
+    its `fallbacks` is tried in order and a `HardwareFallbackWarning` names what was asked, what
+    was used and why. With ``strict=True`` an absent platform raises `HardwareUnavailableError`.
+    An index past the device count always raises, naming the count.
+    """
+    registry = default_registry()
+    requested, index = parse_device_spec(name)
+    backend = registry.get(requested)
+    if backend.is_available():
+        return backend.initialize(index or 0)
+    reason = backend.unavailable_reason()
+    if strict:
+        raise HardwareUnavailableError(
+            f"{requested} was requested with strict=True but is not available: {reason}"
+        )
+    tried: list[str] = [f"{requested} ({reason})"]
+    seen = {requested}
+    for fallback_name in backend.fallbacks:
+        if fallback_name in seen or fallback_name not in registry:
+            continue
+        seen.add(fallback_name)
+        fallback = registry.get(fallback_name)
+        if not fallback.is_available():
+            tried.append(f"{fallback_name} ({fallback.unavailable_reason()})")
+            continue
+        device = fallback.initialize(0)
+        warnings.warn(
+            f"{requested} was requested but is not available: {reason}; using {device} instead"
+            + (f" (also unavailable: {'; '.join(tried[1:])})" if len(tried) > 1 else ""),
+            HardwareFallbackWarning,
+            stacklevel=2,
+        )
+        return device
+    raise HardwareUnavailableError(
+        f"{requested} is not available and no fallback is either: {'; '.join(tried)}"
+    )
+
+
+def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:
+    """The machine's hardware as JSON-able data: host, torch build and every registered backend."""
+    import platform
+    import sys
+
+    from pytest_hwbench._version import __version__
+
+    registry = registry or default_registry()
+    try:
+        import torch
+
+        torch_info: dict[str, Any] = {
+            "version": str(torch.__version__),
+            "cuda": torch.version.cuda,
+            "hip": getattr(torch.version, "hip", None),
+            "xpu": getattr(torch.version, "xpu", None),
+        }
+    except ImportError as exc:
+        torch_info = {"version": None, "error": str(exc)}
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "pytest_hwbench": __version__,
+        "torch": torch_info,
+        "backends": [backend.inventory() for backend in registry],
+    }

@@ -1,0 +1,310 @@
+"""The contract every hardware platform implements, and the data a platform reports about itself."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import torch
+
+    from pytest_hwbench.metrics.memory.base import MemoryMetric
+
+__all__ = [
+    "Capability",
+    "Detection",
+    "DeviceProperties",
+    "HardwareBackend",
+    "HardwareDetectionWarning",
+    "HardwareError",
+    "HardwareFallbackWarning",
+    "HardwareUnavailableError",
+    "UnknownCapabilityError",
+    "UnknownHardwareError",
+]
+
+
+class HardwareError(Exception):
+    """Base class of every error the hardware layer raises."""
+
+
+class HardwareUnavailableError(HardwareError):
+    """A platform (or one of its devices) was required but is not usable here."""
+
+
+class UnknownHardwareError(HardwareError, LookupError):
+    """A platform name that no registered backend answers to."""
+
+
+class UnknownCapabilityError(HardwareError, ValueError):
+    """A capability name that is not one of `Capability`'s values."""
+
+
+class HardwareFallbackWarning(UserWarning):
+    """Emitted when `initialize_hardware` had to use another platform than the one asked for."""
+
+
+class HardwareDetectionWarning(UserWarning):
+    """Emitted when a backend broke while loading or detecting; it is then marked unavailable."""
+
+
+class Capability(str, enum.Enum):
+    """A feature a device may have; tests require one by its lower-case string value."""
+
+    FP16 = "fp16"
+    BF16 = "bf16"
+    FP8 = "fp8"
+    TF32 = "tf32"
+    MEMORY_STATS = "memory_stats"
+    PEAK_MEMORY_RESET = "peak_memory_reset"
+    DEVICE_MEMORY_INFO = "device_memory_info"
+    MULTI_DEVICE = "multi_device"
+    UNIFIED_MEMORY = "unified_memory"
+    SYNCHRONIZE = "synchronize"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, value: str | Capability) -> Capability:
+        """Turn a user's capability name into a `Capability`, or raise listing the valid names."""
+        if isinstance(value, Capability):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            valid = ", ".join(c.value for c in cls)
+            raise UnknownCapabilityError(
+                f"unknown capability {value!r}; valid capabilities: {valid}"
+            ) from None
+
+    @classmethod
+    def parse_all(cls, values: Iterable[str | Capability]) -> frozenset[Capability]:
+        """Parse several capability names at once (see `parse`)."""
+        return frozenset(cls.parse(v) for v in values)
+
+
+@dataclass(frozen=True)
+class DeviceProperties:
+    """What one device is: identity, memory size and, where the platform has them, versions."""
+
+    backend: str
+    index: int
+    name: str
+    vendor: str
+    total_memory_bytes: int
+    uuid: str | None = None
+    compute_capability: str | None = None
+    multiprocessor_count: int | None = None
+    driver_version: str | None = None
+    runtime_version: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field."""
+        data = asdict(self)
+        data["extra"] = dict(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeviceProperties:
+        """Rebuild properties written by `to_dict` (unknown keys are ignored)."""
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["extra"] = dict(kwargs.get("extra") or {})
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The outcome of probing a platform once: usable or not, why not, and how many devices."""
+
+    available: bool
+    reason: str | None = None
+    device_count: int = 0
+
+    @classmethod
+    def absent(cls, reason: str) -> Detection:
+        """A platform that is not usable, with a human sentence saying why."""
+        return cls(available=False, reason=reason, device_count=0)
+
+
+class HardwareBackend(ABC):
+    """One platform (cpu, cuda, ...): detection, devices, properties, capabilities, sync.
+
+    Subclasses implement `detect`, `_query_properties` and `_query_capabilities`; the base class
+    caches their answers per process (until `refresh`) and turns a crash in detection into an
+    unavailable backend with the crash as its reason.
+    """
+
+    #: The registry name, also what users write in markers and options.
+    name: ClassVar[str]
+    #: The `torch.device` type this platform's devices have (ROCm devices are "cuda" in torch).
+    torch_device_type: ClassVar[str]
+    #: Names to try, in order, when this platform is absent.
+    fallbacks: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: A short human description shown by `hwbench info`.
+    description: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._detection: Detection | None = None
+        self._properties: dict[int, DeviceProperties] = {}
+        self._capabilities: dict[int, frozenset[Capability]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "torch_device_type" not in cls.__dict__ and "name" in cls.__dict__:
+            cls.torch_device_type = cls.name
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- detection -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def detect(self) -> Detection:
+        """Probe the platform now, uncached. Must not raise for a merely absent platform."""
+
+    def detection(self) -> Detection:
+        """The cached outcome of `detect`; a crash becomes an unavailable backend and a warning."""
+        with self._lock:
+            if self._detection is None:
+                try:
+                    self._detection = self.detect()
+                except Exception as exc:  # a broken backend must never crash the caller
+                    reason = f"detection failed: {type(exc).__name__}: {exc}"
+                    warnings.warn(
+                        f"hardware backend {self.name!r} is unavailable: {reason}",
+                        HardwareDetectionWarning,
+                        stacklevel=2,
+                    )
+                    self._detection = Detection.absent(reason)
+            return self._detection
+
+    def is_available(self) -> bool:
+        """Whether this platform has at least one usable device in this process."""
+        detection = self.detection()
+        return detection.available and detection.device_count > 0
+
+    def unavailable_reason(self) -> str | None:
+        """A human sentence saying why the platform is unusable, or None when it is available."""
+        detection = self.detection()
+        if detection.available and detection.device_count > 0:
+            return None
+        if detection.available:
+            return f"{self.name}: no devices visible"
+        return detection.reason or f"{self.name} is not available"
+
+    def device_count(self) -> int:
+        """How many devices of this platform this process can use (0 when unavailable)."""
+        detection = self.detection()
+        return detection.device_count if detection.available else 0
+
+    def refresh(self) -> None:
+        """Forget cached detection, properties and capabilities (e.g. after changing env vars)."""
+        with self._lock:
+            self._detection = None
+            self._properties.clear()
+            self._capabilities.clear()
+
+    def require_available(self, index: int = 0) -> None:
+        """Raise `HardwareUnavailableError` unless device `index` of this platform is usable."""
+        if not self.is_available():
+            raise HardwareUnavailableError(f"{self.name} is not available: {self.unavailable_reason()}")
+        count = self.device_count()
+        if not 0 <= index < count:
+            raise HardwareUnavailableError(
+                f"{self.name} device index {index} is out of range: "
+                f"{count} {self.name} device{'s' if count != 1 else ''} visible "
+                f"(valid indices 0..{count - 1})"
+            )
+
+    # -- devices ---------------------------------------------------------------------------------
+
+    def initialize(self, index: int = 0) -> torch.device:
+        """Check device `index` is usable and return its `torch.device`."""
+        self.require_available(index)
+        return self._make_device(index)
+
+    def _make_device(self, index: int) -> torch.device:
+        import torch
+
+        return torch.device(self.torch_device_type, index)
+
+    def synchronize(self, device: torch.device | int | None = None) -> None:
+        """Wait for all queued work on `device` (default: the current one) to finish."""
+        return None
+
+    def properties(self, index: int = 0) -> DeviceProperties:
+        """What device `index` is (cached)."""
+        self.require_available(index)
+        with self._lock:
+            if index not in self._properties:
+                self._properties[index] = self._query_properties(index)
+            return self._properties[index]
+
+    def capabilities(self, index: int = 0) -> frozenset[Capability]:
+        """What device `index` can do, detected from the real device and torch build (cached)."""
+        self.require_available(index)
+        with self._lock:
+            if index not in self._capabilities:
+                caps = set(self._query_capabilities(index))
+                if self.device_count() > 1:
+                    caps.add(Capability.MULTI_DEVICE)
+                self._capabilities[index] = frozenset(caps)
+            return self._capabilities[index]
+
+    def has_capability(self, capability: str | Capability, index: int = 0) -> bool:
+        """Whether device `index` has `capability` (False when the platform is unavailable)."""
+        if not self.is_available() or index >= self.device_count():
+            return False
+        return Capability.parse(capability) in self.capabilities(index)
+
+    @abstractmethod
+    def _query_properties(self, index: int) -> DeviceProperties:
+        """Read device `index`'s properties from the platform."""
+
+    @abstractmethod
+    def _query_capabilities(self, index: int) -> frozenset[Capability]:
+        """Detect device `index`'s capabilities from the platform (MULTI_DEVICE is added for you)."""
+
+    # -- memory ----------------------------------------------------------------------------------
+
+    def memory_metric_class(self) -> type[MemoryMetric]:
+        """The `MemoryMetric` subclass that measures this platform's devices.
+
+        The default measures the host process only; platforms with device memory override this.
+        """
+        from pytest_hwbench.metrics.memory.cpu import CPUMemoryMetric
+
+        return CPUMemoryMetric
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def inventory(self) -> dict[str, Any]:
+        """A JSON-able description: availability, reason, and each device's properties and caps."""
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "torch_device_type": self.torch_device_type,
+            "available": self.is_available(),
+            "reason": self.unavailable_reason(),
+            "device_count": self.device_count(),
+            "devices": [],
+        }
+        for index in range(self.device_count()):
+            try:
+                entry["devices"].append(
+                    {
+                        "properties": self.properties(index).to_dict(),
+                        "capabilities": sorted(c.value for c in self.capabilities(index)),
+                    }
+                )
+            except Exception as exc:  # one broken device must not hide the others
+                entry["devices"].append({"index": index, "error": f"{type(exc).__name__}: {exc}"})
+        return entry

@@ -1,0 +1,239 @@
+"""The central list of hardware backends, and how third parties add theirs."""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from pytest_hwbench.hardware.base import (
+    Detection,
+    DeviceProperties,
+    HardwareBackend,
+    HardwareDetectionWarning,
+    HardwareError,
+    UnknownHardwareError,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BrokenBackend",
+    "HardwareRegistry",
+    "default_registry",
+    "reset_default_registry",
+]
+
+#: Entry-point group third-party packages use to ship a backend.
+ENTRY_POINT_GROUP = "pytest_hwbench.backends"
+
+BackendT = TypeVar("BackendT", bound="HardwareBackend | type[HardwareBackend]")
+
+
+class BrokenBackend(HardwareBackend):
+    """Stands in for a third-party backend that failed to load: always unavailable, says why."""
+
+    fallbacks = ("cpu",)
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__()
+        self.name = name  # type: ignore[misc]  # per-instance name: one stand-in per broken backend
+        self.torch_device_type = name  # type: ignore[misc]
+        self._reason = reason
+
+    def detect(self) -> Detection:
+        """Always absent, with the load failure as the reason."""
+        return Detection.absent(self._reason)
+
+    def _query_properties(self, index: int) -> DeviceProperties:
+        raise HardwareError(self._reason)
+
+    def _query_capabilities(self, index: int) -> frozenset[Any]:
+        raise HardwareError(self._reason)
+
+
+class HardwareRegistry:
+    """Backends by name. Wraps a dict; registering a taken name needs ``override=True``."""
+
+    def __init__(self) -> None:
+        self._backends: dict[str, HardwareBackend] = {}
+        self._lock = threading.RLock()
+
+    @overload
+    def register(self, backend: BackendT, *, override: bool = False) -> BackendT: ...
+
+    @overload
+    def register(
+        self, backend: None = None, *, override: bool = False
+    ) -> Callable[[BackendT], BackendT]: ...
+
+    def register(
+        self, backend: BackendT | None = None, *, override: bool = False
+    ) -> BackendT | Callable[[BackendT], BackendT]:
+        """Add a backend instance or class (a class is instantiated); usable as a decorator."""
+        if backend is None:
+
+            def decorator(obj: BackendT) -> BackendT:
+                return self.register(obj, override=override)
+
+            return decorator
+
+        instance = backend() if isinstance(backend, type) else backend
+        if not isinstance(instance, HardwareBackend):
+            raise TypeError(
+                f"can only register HardwareBackend subclasses or instances, got {backend!r}"
+            )
+        name = getattr(instance, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{type(instance).__name__} has no `name`; set the class attribute")
+        with self._lock:
+            if name in self._backends and not override:
+                existing = type(self._backends[name]).__qualname__
+                raise ValueError(
+                    f"a hardware backend named {name!r} is already registered ({existing}); "
+                    "pass override=True to replace it"
+                )
+            self._backends[name] = instance
+        return backend
+
+    def unregister(self, name: str) -> HardwareBackend:
+        """Remove and return the backend called `name`."""
+        with self._lock:
+            backend = self.get(name)
+            del self._backends[name]
+            return backend
+
+    def get(self, name: str) -> HardwareBackend:
+        """The backend called `name`; an unknown name raises, listing the registered ones."""
+        key = name.strip().lower() if isinstance(name, str) else name
+        with self._lock:
+            try:
+                return self._backends[key]
+            except KeyError:
+                raise UnknownHardwareError(self._unknown_message(name)) from None
+
+    def _unknown_message(self, name: object) -> str:
+        names = self.names()
+        message = f"unknown hardware {name!r}; registered backends: {', '.join(names)}"
+        close = difflib.get_close_matches(str(name).lower(), names, n=1, cutoff=0.5)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        return message
+
+    def names(self) -> list[str]:
+        """Every registered backend name, in registration order."""
+        with self._lock:
+            return list(self._backends)
+
+    def available(self) -> list[str]:
+        """Names of the backends that are usable here; a backend that crashes counts as absent."""
+        return [b.name for b in self if _safely_available(b)]
+
+    def refresh(self) -> None:
+        """Forget every backend's cached detection."""
+        for backend in self:
+            backend.refresh()
+
+    def backend_for_device(self, device: torch.device | str) -> HardwareBackend:
+        """The available backend whose devices have `device`'s torch type (cuda → cuda or rocm).
+
+        Raises `UnknownHardwareError` when no backend handles that device type.
+        """
+        device_type = device.split(":")[0] if isinstance(device, str) else device.type
+        candidates = [b for b in self if b.torch_device_type == device_type]
+        if not candidates:
+            raise UnknownHardwareError(self._unknown_message(device_type))
+        for backend in candidates:
+            if _safely_available(backend):
+                return backend
+        return candidates[0]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._backends
+
+    def __iter__(self) -> Iterator[HardwareBackend]:
+        with self._lock:
+            return iter(list(self._backends.values()))
+
+    def __len__(self) -> int:
+        return len(self._backends)
+
+    def __repr__(self) -> str:
+        return f"HardwareRegistry({self.names()!r})"
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def register_builtins(self) -> None:
+        """Register cpu, cuda, rocm, mps and xpu (none of them imports torch to do so)."""
+        from pytest_hwbench.hardware.cpu import CPUBackend
+        from pytest_hwbench.hardware.cuda import CUDABackend
+        from pytest_hwbench.hardware.mps import MPSBackend
+        from pytest_hwbench.hardware.rocm import ROCmBackend
+        from pytest_hwbench.hardware.xpu import XPUBackend
+
+        for cls in (CPUBackend, CUDABackend, ROCmBackend, MPSBackend, XPUBackend):
+            self.register(cls, override=True)
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        """Register the backends that installed distributions advertise in `group`.
+
+        Each entry point names a `HardwareBackend` subclass or instance. One that fails to load
+        becomes a `BrokenBackend` under the entry point's name, with a warning, never a crash.
+        """
+        for entry_point in metadata.entry_points(group=group):
+            try:
+                loaded = entry_point.load()
+                if isinstance(loaded, type) and issubclass(loaded, HardwareBackend):
+                    loaded = loaded()
+                if not isinstance(loaded, HardwareBackend):
+                    raise TypeError(f"{entry_point.value} is not a HardwareBackend")
+                self.register(loaded, override=True)
+            except Exception as exc:
+                reason = f"failed to load from entry point {entry_point.value!r}: {exc}"
+                warnings.warn(
+                    f"hardware backend {entry_point.name!r} {reason}",
+                    HardwareDetectionWarning,
+                    stacklevel=2,
+                )
+                self.register(BrokenBackend(entry_point.name, reason), override=True)
+
+
+def _safely_available(backend: HardwareBackend) -> bool:
+    try:
+        return backend.is_available()
+    except Exception as exc:  # a third-party override of is_available may raise
+        warnings.warn(
+            f"hardware backend {backend.name!r} raised in is_available(): {exc!r}; "
+            "treating it as unavailable",
+            HardwareDetectionWarning,
+            stacklevel=3,
+        )
+        return False
+
+
+_default: HardwareRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> HardwareRegistry:
+    """The process-wide registry: built-ins, then entry points (the pytest hook adds the rest)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            registry = HardwareRegistry()
+            registry.register_builtins()
+            registry.load_entry_points()
+            _default = registry
+        return _default
+
+
+def reset_default_registry() -> None:
+    """Drop the process-wide registry, so the next use rebuilds it (for tests)."""
+    global _default
+    with _default_lock:
+        _default = None
