@@ -7,7 +7,6 @@ True
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.hardware.base import (
@@ -111,37 +110,9 @@ def initialize_hardware(
     was used and why. With ``strict=True`` an absent platform raises `HardwareUnavailableError`.
     An index past the device count always raises, naming the count.
     """
-    registry = default_registry()
     requested, index = parse_device_spec(name)
-    backend = registry.get(requested)
-    if backend.is_available():
-        return backend.initialize(index or 0)
-    reason = backend.unavailable_reason()
-    if strict:
-        raise HardwareUnavailableError(
-            f"{requested} was requested with strict=True but is not available: {reason}"
-        )
-    tried: list[str] = [f"{requested} ({reason})"]
-    seen = {requested}
-    for fallback_name in backend.fallbacks:
-        if fallback_name in seen or fallback_name not in registry:
-            continue
-        seen.add(fallback_name)
-        fallback = registry.get(fallback_name)
-        if not fallback.is_available():
-            tried.append(f"{fallback_name} ({fallback.unavailable_reason()})")
-            continue
-        device = fallback.initialize(0)
-        warnings.warn(
-            f"{requested} was requested but is not available: {reason}; using {device} instead"
-            + (f" (also unavailable: {'; '.join(tried[1:])})" if len(tried) > 1 else ""),
-            HardwareFallbackWarning,
-            stacklevel=2,
-        )
-        return device
-    raise HardwareUnavailableError(
-        f"{requested} is not available and no fallback is either: {'; '.join(tried)}"
-    )
+    backend = default_registry().get(requested)
+    return backend.initialize(index or 0, strict=strict)
 
 
 def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:

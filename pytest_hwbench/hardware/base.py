@@ -216,7 +216,9 @@ class HardwareBackend(ABC):
     def require_available(self, index: int = 0) -> None:
         """Raise `HardwareUnavailableError` unless device `index` of this platform is usable."""
         if not self.is_available():
-            raise HardwareUnavailableError(f"{self.name} is not available: {self.unavailable_reason()}")
+            raise HardwareUnavailableError(
+                f"{self.name} is not available: {self.unavailable_reason()}"
+            )
         count = self.device_count()
         if not 0 <= index < count:
             raise HardwareUnavailableError(
@@ -227,10 +229,23 @@ class HardwareBackend(ABC):
 
     # -- devices ---------------------------------------------------------------------------------
 
-    def initialize(self, index: int = 0) -> torch.device:
-        """Check device `index` is usable and return its `torch.device`."""
-        self.require_available(index)
-        return self._make_device(index)
+    def initialize(self, index: int = 0, *, strict: bool = False) -> torch.device:
+        """Return device `index`'s `torch.device`; an absent platform falls back along `fallbacks`.
+
+        Falling back emits a `HardwareFallbackWarning`; ``strict=True`` raises
+        `HardwareUnavailableError` instead. An index past the device count always raises.
+        """
+        if self.is_available():
+            self.require_available(index)
+            return self._make_device(index)
+        if strict:
+            raise HardwareUnavailableError(
+                f"{self.name} was requested with strict=True but is not available: "
+                f"{self.unavailable_reason()}"
+            )
+        from pytest_hwbench.hardware.registry import default_registry
+
+        return default_registry().fallback_device(self)
 
     def _make_device(self, index: int) -> torch.device:
         import torch
@@ -272,7 +287,7 @@ class HardwareBackend(ABC):
 
     @abstractmethod
     def _query_capabilities(self, index: int) -> frozenset[Capability]:
-        """Detect device `index`'s capabilities from the platform (MULTI_DEVICE is added for you)."""
+        """Detect device `index`'s capabilities (the base class adds MULTI_DEVICE)."""
 
     # -- memory ----------------------------------------------------------------------------------
 

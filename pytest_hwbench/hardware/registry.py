@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -15,6 +16,8 @@ from pytest_hwbench.hardware.base import (
     HardwareBackend,
     HardwareDetectionWarning,
     HardwareError,
+    HardwareFallbackWarning,
+    HardwareUnavailableError,
     UnknownHardwareError,
 )
 
@@ -153,6 +156,37 @@ class HardwareRegistry:
                 return backend
         return candidates[0]
 
+    def fallback_device(self, backend: HardwareBackend) -> torch.device:
+        """Walk `backend.fallbacks` and initialize the first available one, with a warning.
+
+        The `HardwareFallbackWarning` names what was asked, what is used and why; when nothing in
+        the chain is available, `HardwareUnavailableError` lists each step and its reason.
+        """
+        reason = backend.unavailable_reason()
+        skipped: list[str] = []
+        seen = {backend.name}
+        for name in backend.fallbacks:
+            if name in seen or name not in self:
+                continue
+            seen.add(name)
+            fallback = self.get(name)
+            if not _safely_available(fallback):
+                skipped.append(f"{name} ({fallback.unavailable_reason()})")
+                continue
+            device = fallback.initialize(0)
+            also = f" (also unavailable: {'; '.join(skipped)})" if skipped else ""
+            warnings.warn(
+                f"{backend.name} was requested but is not available: {reason}; "
+                f"using {device} instead{also}",
+                HardwareFallbackWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+            return device
+        steps = "; ".join([f"{backend.name} ({reason})", *skipped])
+        raise HardwareUnavailableError(
+            f"{backend.name} is not available and no fallback is either: {steps}"
+        )
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._backends
 
@@ -201,6 +235,16 @@ class HardwareRegistry:
                     stacklevel=2,
                 )
                 self.register(BrokenBackend(entry_point.name, reason), override=True)
+
+
+def _caller_stacklevel() -> int:
+    """The `warnings.warn` stacklevel of the first frame outside the hardware package."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(__package__ or ""):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _safely_available(backend: HardwareBackend) -> bool:

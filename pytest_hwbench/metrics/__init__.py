@@ -1,0 +1,1 @@
+"""Measurements taken around test code; `metrics.memory` is the memory layer."""

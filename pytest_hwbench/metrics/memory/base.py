@@ -1,0 +1,350 @@
+"""`MemoryMetric`: measure one device's memory over a stretch of code, with exact peaks."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
+from pytest_hwbench.metrics.memory.timeline import (
+    DEFAULT_MAX_SAMPLES,
+    MemorySample,
+    MemoryTimeline,
+)
+from pytest_hwbench.units import parse_duration
+
+if TYPE_CHECKING:
+    import torch
+
+    from pytest_hwbench.hardware.base import HardwareBackend
+
+__all__ = ["MemoryMetric", "MemoryMetricError", "MetricState"]
+
+SAMPLERS = ("thread", "process")
+
+
+class MemoryMetricError(RuntimeError):
+    """A metric used out of order (record before start, start twice, stop before start)."""
+
+
+class MetricState(enum.Enum):
+    """Where a metric is in its life: created, running, or stopped with results."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+# High-water marks are process-wide (VmHWM) or per device (CUDA allocator): when one metric resets
+# a counter, every other running metric on the same counter first folds in what it has seen.
+_running_by_counter: dict[Hashable, set[MemoryMetric]] = {}
+_counters_lock = threading.RLock()
+
+
+def _device_index(device: object) -> int:
+    """The index in "cuda:1" or ``torch.device("cuda", 1)``; 0 when none is given."""
+    raw = getattr(device, "index", None)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(device, str) and ":" in device:
+        tail = device.rsplit(":", 1)[1]
+        return int(tail) if tail.isdigit() else 0
+    return 0
+
+
+class MemoryMetric(ABC):
+    """Measures memory series (bytes) of one device between `start()` and `stop()`.
+
+    Subclasses say which series they read (`_read`), and where the platform keeps high-water
+    marks, how to reset (`_reset_high_water`) and read (`_read_high_water`) them. The base class
+    runs the state machine, the shared background sampler, the timeline and the statistics.
+    """
+
+    #: The registry name of the platform this metric measures.
+    platform: ClassVar[str] = "cpu"
+
+    def __init__(
+        self,
+        device: torch.device | str | None = None,
+        *,
+        backend: HardwareBackend | None = None,
+        index: int | None = None,
+        interval: float | str | None = None,
+        sampler: str = "thread",
+        max_samples: int = DEFAULT_MAX_SAMPLES,
+    ) -> None:
+        self.interval_s = DEFAULT_INTERVAL_S if interval is None else parse_duration(interval)
+        if self.interval_s < MIN_INTERVAL_S:
+            raise ValueError(
+                f"sampling interval {self.interval_s * 1e3:g} ms is below the 1 ms minimum: "
+                "shorter intervals cannot be sampled honestly; exact peaks come from high-water "
+                "marks anyway"
+            )
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
+        self.sampler = sampler
+        self.max_samples = max_samples
+        self.device = device
+        self.backend = backend
+        self.device_index = _device_index(device) if index is None else index
+        self.state = MetricState.CREATED
+        self.warnings: list[str] = []
+        self._lock = threading.RLock()
+        self._timeline = MemoryTimeline(
+            self.series(), interval_s=self.interval_s, max_samples=max_samples, sampler=sampler
+        )
+        self._t0_ns = 0
+        self._end_ns: int | None = None
+        self._sampler_token: int | None = None
+        self._start_values: dict[str, int] = {}
+        self._end_values: dict[str, int] = {}
+        self._sampled_max: dict[str, int] = {}
+        self._sampled_min: dict[str, int] = {}
+        self._folded_high_water: dict[str, int] = {}
+        self._exact_series: frozenset[str] = frozenset()
+
+    # -- what subclasses provide -----------------------------------------------------------------
+
+    @abstractmethod
+    def series(self) -> tuple[str, ...]:
+        """The names of the series this metric reads, e.g. ("allocated", "reserved", "rss")."""
+
+    @abstractmethod
+    def _read(self) -> dict[str, int]:
+        """Read every series now, in bytes. Called from the sampler thread too: keep it cheap."""
+
+    def _synchronize(self) -> None:
+        """Wait for the device's queued work, so counters include it (no-op on the host)."""
+
+    def _high_water_counter(self) -> Hashable | None:
+        """A key naming the high-water counter this metric resets, or None when it has none."""
+        return None
+
+    def _reset_high_water(self) -> frozenset[str]:
+        """Reset the platform's high-water marks; return the series whose peak is now exact."""
+        return frozenset()
+
+    def _read_high_water(self) -> dict[str, int]:
+        """The platform's high-water marks (bytes) for the series `_reset_high_water` named."""
+        return {}
+
+    def _on_start(self) -> None:
+        """Prepare platform resources (open files, handles) before the first reading."""
+
+    def _on_stop(self) -> None:
+        """Release what `_on_start` prepared."""
+
+    def describe_device(self) -> dict[str, Any]:
+        """The measured device for reports: name, index and, where known, its properties."""
+        info: dict[str, Any] = {"platform": self.platform, "index": self.device_index}
+        if self.device is not None:
+            info["device"] = str(self.device)
+        if self.backend is not None:
+            try:
+                info["properties"] = self.backend.properties(self.device_index).to_dict()
+            except Exception as exc:
+                info["properties_error"] = f"{type(exc).__name__}: {exc}"
+        return info
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> MemoryMetric:
+        """Begin a fresh measurement: reset high-water marks, take the first sample, sample on."""
+        # Lock order everywhere: the counters lock, then a metric's own lock.
+        with _counters_lock, self._lock:
+            if self.state is MetricState.RUNNING:
+                raise MemoryMetricError("start() called twice: this metric is already running")
+            self._reset_results()
+            self._on_start()
+            self._synchronize()
+            counter = self._high_water_counter()
+            if counter is not None:
+                for other in _running_by_counter.get(counter, ()):
+                    other._fold_high_water()
+                self._exact_series = self._reset_high_water()
+                _running_by_counter.setdefault(counter, set()).add(self)
+            self._t0_ns = time.perf_counter_ns()
+            self.state = MetricState.RUNNING
+            first = self._take_sample(self._t0_ns, label=None)
+            self._start_values = dict(first.values)
+            self._start_sampling()
+        return self
+
+    def record_memory(self, label: str | None = None) -> MemorySample:
+        """Take a sample now (after synchronizing the device); a label also makes it a mark."""
+        with self._lock:
+            if self.state is not MetricState.RUNNING:
+                raise MemoryMetricError(
+                    f"record_memory() needs a running metric; this one is {self.state.value}: "
+                    "call start() first"
+                )
+            self._synchronize()
+            return self._take_sample(time.perf_counter_ns(), label=label)
+
+    def stop(self) -> dict[str, Any]:
+        """End the measurement: last sample, exact peaks read; returns `get_metrics()`."""
+        with self._lock:
+            if self.state is not MetricState.RUNNING:
+                raise MemoryMetricError(
+                    f"stop() needs a running metric; this one is {self.state.value}"
+                )
+        # Outside the lock: stopping a sampler may wait for it to deliver its last samples.
+        self._stop_sampling()
+        with _counters_lock, self._lock:
+            try:
+                self._synchronize()
+                last = self._take_sample(time.perf_counter_ns(), label=None)
+                self._end_values = dict(last.values)
+                self._fold_high_water()
+            finally:
+                self._end_ns = time.perf_counter_ns()
+                self.state = MetricState.STOPPED
+                counter = self._high_water_counter()
+                if counter is not None:
+                    _running_by_counter.get(counter, set()).discard(self)
+                self._on_stop()
+            return self.get_metrics()
+
+    def __enter__(self) -> MemoryMetric:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.state is MetricState.RUNNING:
+            self.stop()
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def get_memory_timeline(self) -> MemoryTimeline:
+        """The timeline so far (a running metric keeps adding to it)."""
+        with self._lock:
+            return self._timeline
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Per series: start, end, min, peak, peak growth and whether the peak is exact.
+
+        Available while running too (a snapshot) and after `stop()`; before `start()` it raises.
+        """
+        with self._lock:
+            if self.state is MetricState.CREATED:
+                raise MemoryMetricError("get_metrics() before start(): nothing was measured yet")
+            running = self.state is MetricState.RUNNING
+            high_water = dict(self._folded_high_water)
+            if running:
+                for name, value in self._safe_read_high_water().items():
+                    high_water[name] = max(high_water.get(name, 0), value)
+            end_ns = time.perf_counter_ns() if running else (self._end_ns or self._t0_ns)
+            series: dict[str, dict[str, Any]] = {}
+            for name in self._timeline.series:
+                if name not in self._start_values:
+                    continue
+                start = self._start_values[name]
+                sampled_peak = self._sampled_max.get(name, start)
+                exact = name in self._exact_series and name in high_water
+                peak = max(sampled_peak, high_water[name]) if exact else sampled_peak
+                end = self._end_values.get(name) if not running else None
+                series[name] = {
+                    "start_bytes": start,
+                    "end_bytes": end,
+                    "min_bytes": self._sampled_min.get(name, start),
+                    "peak_bytes": peak,
+                    "peak_delta_bytes": peak - start,
+                    "sampled_peak_bytes": sampled_peak,
+                    "exact_peak": exact,
+                }
+            return {
+                "device": self.describe_device(),
+                "running": running,
+                "interval_s": self.interval_s,
+                "sampler": self.sampler,
+                "samples": self._timeline.samples_seen,
+                "duration_s": (end_ns - self._t0_ns) / 1e9,
+                "series": series,
+                "warnings": list(self.warnings),
+            }
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _reset_results(self) -> None:
+        self._timeline = MemoryTimeline(
+            self.series(),
+            interval_s=self.interval_s,
+            max_samples=self.max_samples,
+            sampler=self.sampler,
+        )
+        self.warnings = []
+        self._start_values, self._end_values = {}, {}
+        self._sampled_max, self._sampled_min = {}, {}
+        self._folded_high_water = {}
+        self._exact_series = frozenset()
+        self._end_ns = None
+
+    def _take_sample(self, now_ns: int, label: str | None) -> MemorySample:
+        values = self._read()
+        return self._add_sample(now_ns, values, label)
+
+    def _add_sample(
+        self, now_ns: int, values: Mapping[str, int], label: str | None
+    ) -> MemorySample:
+        with self._lock:
+            sample = MemorySample(t=max(now_ns - self._t0_ns, 0) / 1e9, values=values, label=label)
+            self._timeline.append(sample)
+            for name, value in values.items():
+                if value > self._sampled_max.get(name, -1):
+                    self._sampled_max[name] = value
+                if name not in self._sampled_min or value < self._sampled_min[name]:
+                    self._sampled_min[name] = value
+            return sample
+
+    def _start_sampling(self) -> None:
+        self._sampler_token = get_sampler().add(
+            self._sample_tick, self.interval_s, self._on_sampler_error
+        )
+
+    def _stop_sampling(self) -> None:
+        if self._sampler_token is not None:
+            get_sampler().remove(self._sampler_token)
+            self._sampler_token = None
+
+    def _is_running(self) -> bool:
+        return self.state is MetricState.RUNNING
+
+    def _sample_tick(self, now_ns: int) -> None:
+        values = self._read()
+        with self._lock:
+            if self.state is MetricState.RUNNING:
+                self._add_sample(now_ns, values, None)
+
+    def _on_sampler_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self.warnings.append(
+                f"background sampling stopped after an error ({type(exc).__name__}: {exc}); "
+                "the timeline ends there, exact peaks are unaffected"
+            )
+
+    def _safe_read_high_water(self) -> dict[str, int]:
+        if not self._exact_series:
+            return {}
+        try:
+            return self._read_high_water()
+        except Exception as exc:
+            self.warnings.append(
+                f"reading high-water marks failed ({type(exc).__name__}: {exc}); peaks are sampled"
+            )
+            self._exact_series = frozenset()
+            return {}
+
+    def _fold_high_water(self) -> None:
+        """Keep the high-water marks seen so far before another metric resets the counter."""
+        with self._lock:
+            for name, value in self._safe_read_high_water().items():
+                self._folded_high_water[name] = max(self._folded_high_water.get(name, 0), value)

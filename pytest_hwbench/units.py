@@ -1,0 +1,90 @@
+"""Parsing and printing of sizes and durations given by users (bytes and seconds inside)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+__all__ = ["SizeError", "format_bytes", "format_duration", "parse_duration", "parse_size"]
+
+_SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
+_DURATION_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(s|ms|us|µs|ns)?\s*$")
+
+SIZE_FORMS = (
+    "bytes as an int (1048576) or a number with a unit: 512MB (10^6), 512MiB (2^20), 1.5 GiB"
+)
+
+
+class SizeError(ValueError):
+    """A size or duration string that cannot be read; the message names the accepted forms."""
+
+
+def parse_size(value: str | int | float) -> int:
+    """Read "512MB" (decimal, 10^6), "512MiB" (binary, 2^20), "1.5 GiB" or an int as bytes."""
+    if isinstance(value, bool):
+        raise SizeError(f"bad size {value!r}: expected {SIZE_FORMS}")
+    if isinstance(value, int):
+        if value < 0:
+            raise SizeError(f"bad size {value!r}: a size cannot be negative")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            raise SizeError(f"bad size {value!r}: expected {SIZE_FORMS}")
+        return int(value)
+    match = _SIZE_RE.match(str(value))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _SIZE_UNITS:
+        raise SizeError(f"bad size {value!r}: expected {SIZE_FORMS}")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(value: str | float) -> float:
+    """Read "10ms", "0.5s", "250us" or a number of seconds, as seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value <= 0:
+            raise SizeError(f"bad duration {value!r}: must be a positive number of seconds")
+        return float(value)
+    match = _DURATION_RE.match(str(value))
+    if match is None:
+        raise SizeError(
+            f"bad duration {value!r}: expected a number with a unit (10ms, 0.5s, 250us) "
+            "or plain seconds"
+        )
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise SizeError(f"bad duration {value!r}: must be positive")
+    return seconds
+
+
+def format_bytes(n: int | float, *, signed: bool = False) -> str:
+    """Print a byte count in IEC units: 1.5 GiB, 512.0 MiB, 12 B (``signed`` adds "+")."""
+    sign = "-" if n < 0 else ("+" if signed else "")
+    size = abs(float(n))
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            text = f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+            return sign + text
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """Print a duration with a readable unit: 3.10 ms, 1.25 s, 850 us."""
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} us"

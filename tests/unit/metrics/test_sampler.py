@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import threading
+import time
+
+from pytest_hwbench.metrics.memory.sampler import SamplerThread
+
+
+def _wait_for(predicate: object, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_one_thread_serves_every_client_at_its_interval() -> None:
+    sampler = SamplerThread()
+    fast: list[int] = []
+    slow: list[int] = []
+    errors: list[BaseException] = []
+    a = sampler.add(fast.append, 0.005, errors.append)
+    b = sampler.add(slow.append, 0.050, errors.append)
+    thread = sampler.thread
+    try:
+        assert _wait_for(lambda: len(slow) >= 3)
+        assert sampler.thread is thread
+        assert len(fast) > 2 * len(slow)
+        assert fast == sorted(fast)
+        names = [t.name for t in threading.enumerate()]
+        assert names.count("pytest-hwbench-sampler") == 1
+    finally:
+        sampler.remove(a)
+        sampler.remove(b)
+        sampler.shutdown()
+    assert not errors
+    assert thread is not None
+    assert not thread.is_alive()
+
+
+def test_failing_callback_is_removed_and_reported_others_continue() -> None:
+    sampler = SamplerThread()
+    errors: list[BaseException] = []
+    good: list[int] = []
+
+    def bad(now_ns: int) -> None:
+        raise OSError("statm vanished")
+
+    sampler.add(bad, 0.002, errors.append)
+    sampler.add(good.append, 0.002, errors.append)
+    try:
+        assert _wait_for(lambda: len(good) >= 10)
+    finally:
+        sampler.shutdown()
+    assert len(errors) == 1
+    assert isinstance(errors[0], OSError)
+
+
+def test_shutdown_leaves_no_thread() -> None:
+    sampler = SamplerThread()
+    sampler.add(lambda now: None, 0.01, lambda exc: None)
+    thread = sampler.thread
+    sampler.shutdown()
+    assert thread is not None
+    assert not thread.is_alive()
+    assert sampler.thread is None
