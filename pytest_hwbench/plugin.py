@@ -1,26 +1,100 @@
-"""The pytest entry point of pytest-hwbench: options, markers, fixtures and the report."""
+"""The pytest entry point of pytest-hwbench: options, markers and fixtures.
+
+Kept thin and cheap to import (pytest loads it in every run): the state and the hook logic live
+in `HwbenchSession`, and torch, pynvml and psutil load only when a test needs them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+from pytest_hwbench._options import add_options, resolve_options
+
+if TYPE_CHECKING:
+    import torch
+
+    from pytest_hwbench._session import HwbenchSession
+    from pytest_hwbench.hardware.base import HardwareBackend
+    from pytest_hwbench.metrics.memory.base import MemoryMetric
+
+SESSION_PLUGIN_NAME = "hwbench_session"
+
+MARKERS = (
+    "hardware(*names, requires=(), min_memory=None, min_count=1): run only where one of the named "
+    "platforms is available and meets the requirements (capabilities such as 'bf16', device "
+    "memory such as '16GiB', device count); with the hw_device fixture, run once per platform",
+    "memory_limit(size=None, **per_platform): fail the test when its peak memory growth exceeds "
+    "size ('2GiB', '500MB', bytes), or per platform: memory_limit(cuda='2GiB', cpu='500MiB')",
+    "memory_leak_limit(size): fail the test when its device memory after teardown exceeds what "
+    "it held before by more than size",
+)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    """Make our hookspecs known, so conftests can implement them."""
+    """Make our hookspecs known, so conftests and plugins can implement them."""
     from pytest_hwbench import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the ``hwbench`` option group (each option with an ini twin)."""
+    add_options(parser)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Register markers and let plugins and conftests add hardware backends."""
-    config.addinivalue_line(
-        "markers",
-        "hardware(*names, requires=(), min_memory=None, min_count=1): run only where one of the "
-        "named platforms (cpu, cuda, rocm, mps, xpu, ...) is available",
-    )
+    """Register markers, let plugins add backends, check options, start the session object."""
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    from pytest_hwbench._session import HwbenchSession
     from pytest_hwbench.hardware.registry import default_registry
 
-    config.hook.pytest_hwbench_register_backends.call_historic(
-        kwargs={"registry": default_registry()}
-    )
+    registry = default_registry()
+    config.hook.pytest_hwbench_register_backends.call_historic(kwargs={"registry": registry})
+    options = resolve_options(config, registry)
+    config.pluginmanager.register(HwbenchSession(config, options, registry), SESSION_PLUGIN_NAME)
+
+
+def _session(config: pytest.Config) -> HwbenchSession:
+    session: HwbenchSession | None = config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
+    if session is None:
+        raise RuntimeError("pytest-hwbench is not configured in this session")
+    return session
+
+
+@pytest.fixture
+def hw_device(request: pytest.FixtureRequest) -> torch.device:
+    """The `torch.device` this test runs on; tests using it run once per selected platform."""
+    session = _session(request.config)
+    name = getattr(request, "param", None) or session.platform_of(request.node)
+    return session.registry.get(str(name)).initialize(0, strict=True)
+
+
+@pytest.fixture
+def hw_backend(request: pytest.FixtureRequest, hw_device: torch.device) -> HardwareBackend:
+    """The `HardwareBackend` behind `hw_device` (properties, capabilities, synchronize)."""
+    session = _session(request.config)
+    return session.registry.get(session.platform_of(request.node))
+
+
+@pytest.fixture
+def memory_profile(request: pytest.FixtureRequest) -> Iterator[MemoryMetric]:
+    """A running memory metric for this test's device; results go into the report.
+
+    Call ``memory_profile.record_memory("label")`` to mark points of interest.
+    """
+    session = _session(request.config)
+    metric = session.start_metric(request.node)
+    try:
+        yield metric
+    finally:
+        session.finish_metric(request.node)
+
+
+@pytest.fixture(scope="session")
+def hw_info(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """This machine's hardware inventory (the same data as ``hwbench info --json``)."""
+    return _session(request.config).machine_inventory()

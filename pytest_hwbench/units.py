@@ -38,7 +38,7 @@ def parse_size(value: str | int | float) -> int:
         raise SizeError(f"bad size {value!r}: expected {SIZE_FORMS}")
     if isinstance(value, int):
         if value < 0:
-            raise SizeError(f"bad size {value!r}: a size cannot be negative")
+            raise SizeError(f"bad size {value!r}: a size cannot be negative; expected {SIZE_FORMS}")
         return value
     if isinstance(value, float):
         if not math.isfinite(value) or value < 0:

@@ -67,6 +67,8 @@ class MemoryMetric(ABC):
 
     #: The registry name of the platform this metric measures.
     platform: ClassVar[str] = "cpu"
+    #: The series that limits, leak checks and summaries use (the test's own memory).
+    primary_series: ClassVar[str] = "rss"
 
     def __init__(
         self,
@@ -150,6 +152,11 @@ class MemoryMetric(ABC):
             except Exception as exc:
                 info["properties_error"] = f"{type(exc).__name__}: {exc}"
         return info
+
+    def read_current(self) -> dict[str, int]:
+        """Synchronize the device and read every series now, started or not (bytes)."""
+        self._synchronize()
+        return self._read()
 
     # -- life cycle ------------------------------------------------------------------------------
 

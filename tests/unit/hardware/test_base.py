@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from pytest_hwbench.hardware.base import (
     Capability,
@@ -10,6 +11,7 @@ from pytest_hwbench.hardware.base import (
     DeviceProperties,
     HardwareBackend,
     HardwareDetectionWarning,
+    HardwareFallbackWarning,
     HardwareUnavailableError,
     UnknownCapabilityError,
 )
@@ -112,10 +114,14 @@ def test_available_but_zero_devices_is_unavailable_with_reason() -> None:
     assert backend.unavailable_reason() == "counting: no devices visible"
 
 
-def test_absent_backend_refuses_initialize_with_its_reason() -> None:
+def test_absent_backend_falls_back_or_raises_when_strict() -> None:
     backend = FakeBackend("cuda", available=False, reason="torch was built without CUDA")
+    with pytest.warns(HardwareFallbackWarning, match="cuda was requested.*using cpu instead"):
+        assert backend.initialize() == torch.device("cpu")
+    with pytest.raises(HardwareUnavailableError, match="strict=True.*torch was built without"):
+        backend.initialize(strict=True)
     with pytest.raises(HardwareUnavailableError, match="cuda is not available: torch was built"):
-        backend.initialize()
+        backend.properties()
     assert not backend.has_capability("fp16")
 
 

@@ -189,5 +189,5 @@ def test_hook_registers_backend_from_conftest(pytester: pytest.Pytester) -> None
             assert hardware.get_hardware_backend("tpu").device_count() == 4
         """
     )
-    result = pytester.runpytest_subprocess("-p", "pytest_hwbench.plugin")
+    result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)

@@ -1,0 +1,235 @@
+"""Command-line options, their ini twins, and the one place both are resolved and checked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_hwbench.hardware.registry import HardwareRegistry
+from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
+from pytest_hwbench.units import SizeError, parse_duration, parse_size
+
+__all__ = ["UNAVAILABLE_POLICIES", "HwbenchOptions", "add_options", "resolve_options"]
+
+UNAVAILABLE_POLICIES = ("skip", "deselect", "fail")
+SAMPLERS = ("thread", "process")
+
+
+@dataclass(frozen=True)
+class _Option:
+    flags: tuple[str, ...]
+    dest: str
+    help: str
+    ini_type: str | None = None  # "string", "bool", ... (pytest ini types)
+    default: Any = None
+    action: str = "store"
+    metavar: str | None = None
+
+
+_OPTIONS = (
+    _Option(
+        ("--hw-devices",),
+        "hw_devices",
+        "platforms that hw_device tests run on: comma-separated names (cpu,cuda) or 'all' "
+        "(every available one; default)",
+        "string",
+        "all",
+        metavar="NAMES",
+    ),
+    _Option(
+        ("--hw-report",),
+        "hw_report",
+        "write a JSON hardware report (memory timelines per test) to PATH",
+        "string",
+        None,
+        metavar="PATH",
+    ),
+    _Option(
+        ("--hw-interval",),
+        "hw_interval",
+        f"memory sampling interval (default {DEFAULT_INTERVAL_S * 1e3:g}ms; minimum 1ms)",
+        "string",
+        None,
+        metavar="DURATION",
+    ),
+    _Option(
+        ("--hw-sampler",),
+        "hw_sampler",
+        "background sampler: 'thread' (default) or 'process' (a helper process, ~1 kHz on Linux)",
+        "string",
+        "thread",
+        metavar="KIND",
+    ),
+    _Option(
+        ("--hw-profile-all",),
+        "hw_profile_all",
+        "measure memory of every test, not only those using memory_profile or a limit",
+        "bool",
+        False,
+        action="store_true",
+    ),
+    _Option(
+        ("--hw-unavailable",),
+        "hw_unavailable",
+        "what happens to tests whose hardware is absent: skip (default), deselect, or fail "
+        "(for GPU runners that must not silently skip)",
+        "string",
+        "skip",
+        metavar="POLICY",
+    ),
+    _Option(
+        ("--hw-summary",),
+        "hw_summary",
+        "show the N tests with the highest peak memory growth per platform (default 10; 0 = off)",
+        "string",
+        "10",
+        metavar="N",
+    ),
+    _Option(
+        ("--hw-leak-check",),
+        "hw_leak_check",
+        "fail tests whose device memory after teardown exceeds what they started with by more "
+        "than hw_leak_tolerance (default 1MiB)",
+        "bool",
+        False,
+        action="store_true",
+    ),
+)
+
+_INI_ONLY = (
+    ("hw_memory_limit", "default peak-growth limit of every profiled test (e.g. 2GiB)"),
+    ("hw_leak_tolerance", "allowed memory growth over a test under --hw-leak-check (default 1MiB)"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every option in the ``hwbench`` group, each with its ini twin."""
+    group = parser.getgroup("hwbench", "hardware-aware benchmarking (pytest-hwbench)")
+    for option in _OPTIONS:
+        kwargs: dict[str, Any] = {"dest": option.dest, "help": option.help, "default": None}
+        if option.action == "store":
+            kwargs["metavar"] = option.metavar
+        group.addoption(*option.flags, action=option.action, **kwargs)
+        parser.addini(option.dest, option.help, type=option.ini_type, default=option.default)
+    for name, help_text in _INI_ONLY:
+        parser.addini(name, help_text, type="string", default=None)
+
+
+def value_or_ini(config: pytest.Config, name: str) -> Any:
+    """The command-line value of `name` if given, else its ini value (which has the default)."""
+    value = config.getoption(name, default=None)
+    if value is None or value is False:
+        ini_value = config.getini(name)
+        return value if ini_value in (None, "") else ini_value
+    return value
+
+
+@dataclass(frozen=True)
+class HwbenchOptions:
+    """Every option, resolved and validated once at start-up."""
+
+    devices: tuple[str, ...] | None  # None means every available platform
+    report_path: Path | None
+    interval_s: float
+    sampler: str
+    profile_all: bool
+    unavailable: str
+    summary: int
+    leak_check: bool
+    leak_tolerance_bytes: int
+    memory_limit_bytes: int | None
+
+
+def _usage(message: str) -> pytest.UsageError:
+    return pytest.UsageError(f"pytest-hwbench: {message}")
+
+
+def _check_report_path(raw: str, rootdir: Path) -> Path:
+    path = Path(os.path.expanduser(raw))
+    if not path.is_absolute():
+        path = Path.cwd() / path
+    if path.is_dir():
+        raise _usage(f"--hw-report={raw}: is a directory; give a file path such as {raw}/hw.json")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".hwbench-probe-"):
+            pass
+    except OSError as exc:
+        raise _usage(
+            f"--hw-report={raw}: cannot write to {parent} ({exc.strerror or exc}); "
+            "choose a writable path"
+        ) from None
+    return path
+
+
+def resolve_options(config: pytest.Config, registry: HardwareRegistry) -> HwbenchOptions:
+    """Read and check every option; bad input is a usage error before any test runs."""
+    raw_devices = str(value_or_ini(config, "hw_devices") or "all").strip().lower()
+    devices: tuple[str, ...] | None = None
+    if raw_devices != "all":
+        names = tuple(dict.fromkeys(n.strip() for n in raw_devices.split(",") if n.strip()))
+        unknown = [n for n in names if n not in registry]
+        if unknown or not names:
+            raise _usage(
+                f"--hw-devices={raw_devices}: unknown platform {', '.join(unknown) or '(none)'}; "
+                f"valid: all, or a comma-separated list of {', '.join(registry.names())}"
+            )
+        devices = names
+
+    raw_report = value_or_ini(config, "hw_report")
+    report_path = _check_report_path(str(raw_report), config.rootpath) if raw_report else None
+
+    raw_interval = value_or_ini(config, "hw_interval")
+    try:
+        interval_s = DEFAULT_INTERVAL_S if not raw_interval else parse_duration(raw_interval)
+    except SizeError as exc:
+        raise _usage(f"--hw-interval: {exc}") from None
+    if interval_s < MIN_INTERVAL_S:
+        raise _usage(
+            f"--hw-interval={raw_interval}: below the 1ms minimum (exact peaks come from "
+            "high-water marks; the sampler only draws the shape)"
+        )
+
+    sampler = str(value_or_ini(config, "hw_sampler") or "thread").strip().lower()
+    if sampler not in SAMPLERS:
+        raise _usage(f"--hw-sampler={sampler}: valid samplers: {', '.join(SAMPLERS)}")
+
+    unavailable = str(value_or_ini(config, "hw_unavailable") or "skip").strip().lower()
+    if unavailable not in UNAVAILABLE_POLICIES:
+        raise _usage(
+            f"--hw-unavailable={unavailable}: valid policies: {', '.join(UNAVAILABLE_POLICIES)}"
+        )
+
+    raw_summary = str(value_or_ini(config, "hw_summary") or "0").strip()
+    if not raw_summary.isdigit():
+        raise _usage(f"--hw-summary={raw_summary}: give a number of tests (0 turns it off)")
+
+    try:
+        raw_limit = config.getini("hw_memory_limit")
+        memory_limit = parse_size(raw_limit) if raw_limit else None
+    except SizeError as exc:
+        raise _usage(f"ini hw_memory_limit: {exc}") from None
+    try:
+        raw_tolerance = config.getini("hw_leak_tolerance")
+        leak_tolerance = parse_size(raw_tolerance) if raw_tolerance else 2**20
+    except SizeError as exc:
+        raise _usage(f"ini hw_leak_tolerance: {exc}") from None
+
+    return HwbenchOptions(
+        devices=devices,
+        report_path=report_path,
+        interval_s=interval_s,
+        sampler=sampler,
+        profile_all=bool(value_or_ini(config, "hw_profile_all")),
+        unavailable=unavailable,
+        summary=int(raw_summary),
+        leak_check=bool(value_or_ini(config, "hw_leak_check")),
+        leak_tolerance_bytes=leak_tolerance,
+        memory_limit_bytes=memory_limit,
+    )

@@ -1,0 +1,155 @@
+"""Writes the report atomically, journaling each finished test so a crash loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pytest_hwbench._version import __version__
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ReportError",
+    "ReportWriter",
+    "load_report",
+    "recover_partial",
+    "schema_path",
+]
+
+SCHEMA_VERSION = "pytest-hwbench/1"
+_JOURNAL_SUFFIX = ".partial.jsonl"
+
+
+class ReportError(ValueError):
+    """A report file that cannot be read: missing, not JSON, or of another schema version."""
+
+
+def schema_path() -> Path:
+    """The JSON Schema file that every report validates against."""
+    return Path(__file__).with_name("schema.json")
+
+
+def journal_path(report_path: Path) -> Path:
+    """Where tests are journaled while a run is in progress (next to the report)."""
+    return report_path.with_name(report_path.name + _JOURNAL_SUFFIX)
+
+
+def _atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"), allow_nan=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ReportWriter:
+    """Collects test entries; journals each one as it arrives; writes the report at the end.
+
+    The journal (``REPORT.partial.jsonl``) is one JSON object a line, flushed per test: if the
+    process dies mid-run, `recover_partial` turns it into a report marked incomplete.
+    """
+
+    def __init__(self, path: Path, machine: Mapping[str, Any]) -> None:
+        self.path = path
+        self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.machine = dict(machine)
+        self.tests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._journal = open(journal_path(path), "w", encoding="utf-8")  # noqa: SIM115
+        self._write_journal_line({"header": self._header(complete=False)})
+
+    def _header(self, *, complete: bool) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "created": self.created,
+            "pytest_hwbench": __version__,
+            "complete": complete,
+            "machine": self.machine,
+        }
+
+    def _write_journal_line(self, obj: Mapping[str, Any]) -> None:
+        if self._journal.closed:
+            return
+        self._journal.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
+        self._journal.flush()
+
+    def add_machine(self, key: str, inventory: Mapping[str, Any]) -> None:
+        """Record another host's inventory (xdist workers on other machines)."""
+        with self._lock:
+            hosts = self.machine.setdefault("hosts", {})
+            if key not in hosts:
+                hosts[key] = dict(inventory)
+                self._write_journal_line({"host": {key: dict(inventory)}})
+
+    def add_test(self, entry: Mapping[str, Any]) -> None:
+        """Add one finished test's entry (and journal it at once)."""
+        with self._lock:
+            self.tests.append(dict(entry))
+            self._write_journal_line({"test": entry})
+
+    def document(self, *, complete: bool) -> dict[str, Any]:
+        """The whole report as a JSON-able dict."""
+        with self._lock:
+            return {**self._header(complete=complete), "tests": list(self.tests)}
+
+    def finish(self, *, complete: bool) -> Path:
+        """Write the report atomically and drop the journal."""
+        _atomic_write_json(self.path, self.document(complete=complete))
+        self._journal.close()
+        journal_path(self.path).unlink(missing_ok=True)
+        return self.path
+
+
+def recover_partial(journal: Path) -> dict[str, Any]:
+    """Rebuild a report (``complete: false``) from the journal a crashed run left behind."""
+    header: dict[str, Any] | None = None
+    tests: list[dict[str, Any]] = []
+    hosts: dict[str, Any] = {}
+    with open(journal, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                break  # the line being written when the process died
+            if "header" in obj:
+                header = obj["header"]
+            elif "test" in obj:
+                tests.append(obj["test"])
+            elif "host" in obj:
+                hosts.update(obj["host"])
+    if header is None:
+        raise ReportError(f"{journal}: not a pytest-hwbench journal (no header line)")
+    if hosts:
+        header["machine"].setdefault("hosts", {}).update(hosts)
+    return {**header, "complete": False, "tests": tests}
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a report, checking it is one and of a schema version this version understands."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or "schema" not in data:
+        raise ReportError(f"{path}: not a pytest-hwbench report (no 'schema' key)")
+    if data["schema"] != SCHEMA_VERSION:
+        raise ReportError(
+            f"{path}: schema {data['schema']!r} is not supported; this version reads "
+            f"{SCHEMA_VERSION!r}"
+        )
+    return data
