@@ -4,6 +4,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# pytester's in-process runs restore sys.modules afterwards, and torch cannot be imported twice in
+# one process: importing it here keeps it loaded across every in-process run.
+import torch  # noqa: F401
+
 from pytest_hwbench.hardware.registry import reset_default_registry
 
 

@@ -1,10 +1,31 @@
 """Fake hardware for tests: make a platform look present (N devices, given properties) or absent.
 
-Public, so users can fake hardware in their own test suites as we do in ours.
+Public, so users can fake hardware in their own test suites as we do in ours. The platform
+fakes patch the torch (and pynvml) functions our backends call, with the real units, errors and
+allocator semantics, so code under test cannot tell them from the device.
 """
 
 from __future__ import annotations
 
 from pytest_hwbench.testing._backend import FakeBackend, fake_registry
+from pytest_hwbench.testing._mps import FakeMPS, fake_mps, no_mps
+from pytest_hwbench.testing._xpu import (
+    FakeXPU,
+    FakeXPUDeviceProperties,
+    FakeXPUuuid,
+    fake_xpu,
+    no_xpu,
+)
 
-__all__ = ["FakeBackend", "fake_registry"]
+__all__ = [
+    "FakeBackend",
+    "FakeMPS",
+    "FakeXPU",
+    "FakeXPUDeviceProperties",
+    "FakeXPUuuid",
+    "fake_mps",
+    "fake_registry",
+    "fake_xpu",
+    "no_mps",
+    "no_xpu",
+]

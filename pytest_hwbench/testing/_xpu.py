@@ -1,0 +1,555 @@
+"""A fake Intel XPU platform: `torch.xpu` answers as if N Intel GPUs were here.
+
+The fake keeps a caching allocator per device with torch's semantics (block rounding, segments
+kept until `empty_cache`, peaks kept until `reset_peak_memory_stats` on that device) and raises
+torch's errors for bad device indices, so code measured against it behaves as on real hardware.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = [
+    "FakeXPU",
+    "FakeXPUDeviceProperties",
+    "FakeXPUuuid",
+    "fake_xpu",
+    "no_xpu",
+]
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+# Sizes from torch's XPU caching allocator (c10/xpu/XPUCachingAllocator.cpp).
+_MIN_BLOCK = 512  # every block is a multiple of this
+_SMALL_SIZE = 1 * MIB  # blocks up to this size live in the small pool
+_SMALL_BUFFER = 2 * MIB  # small-pool segments
+_LARGE_BUFFER = 20 * MIB  # segments for blocks between 1 and 10 MiB
+_MIN_LARGE_ALLOC = 10 * MIB  # from here a block gets its own segment...
+_ROUND_LARGE = 2 * MIB  # ...rounded up to this
+
+# The nine statistics torch.xpu.memory_stats reports, each for three pools.
+_STATS = (
+    "allocation",
+    "segment",
+    "active",
+    "inactive_split",
+    "allocated_bytes",
+    "reserved_bytes",
+    "active_bytes",
+    "inactive_split_bytes",
+    "requested_bytes",
+)
+_POOLS = ("all", "small_pool", "large_pool")
+
+
+@dataclass(frozen=True)
+class FakeXPUuuid:
+    """Stands in for torch's `_XPUuuid`: 16 bytes as a list; str() gives the 8-4-4-4-12 form."""
+
+    bytes: list[int]
+
+    def __str__(self) -> str:
+        h = "".join(f"{b:02x}" for b in self.bytes)
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass(frozen=True)
+class FakeXPUDeviceProperties:
+    """Stands in for torch's `_XpuDeviceProperties`, with the same attribute names and units.
+
+    Defaults describe one tile of an Intel Data Center GPU Max 1550.
+    """
+
+    name: str = "Intel(R) Data Center GPU Max 1550"
+    platform_name: str = "Intel(R) oneAPI Unified Runtime over Level-Zero"
+    vendor: str = "Intel(R) Corporation"
+    device_id: int = 0x0BD5
+    driver_version: str = "1.6.31294+21"
+    version: str = "12.60.7"
+    max_compute_units: int = 448
+    gpu_eu_count: int = 448
+    max_work_group_size: int = 1024
+    max_num_sub_groups: int = 64
+    memory_clock_rate: int = 3200
+    memory_bus_width: int = 64
+    sub_group_sizes: list[int] = field(default_factory=lambda: [16, 32])
+    local_mem_size: int = 128 * KIB
+    last_level_cache_size: int = 204 * MIB
+    has_fp16: bool = True
+    has_fp64: bool = True
+    has_atomic64: bool = True
+    has_bfloat16_conversions: bool = True
+    has_subgroup_matrix_multiply_accumulate: bool = True
+    has_subgroup_matrix_multiply_accumulate_tensor_float32: bool = True
+    has_subgroup_2d_block_io: bool = True
+    is_integrated_gpu: bool = False
+    total_memory: int = 64 * GIB
+    gpu_subslice_count: int = 56
+    architecture: int = 0x0000_0003_0F00_0700  # SYCL's intel_gpu_pvc
+    type: str = "gpu"
+    uuid: FakeXPUuuid = field(default_factory=lambda: FakeXPUuuid([0x86, 0x80] + [0] * 14))
+
+
+@dataclass
+class _Stat:
+    current: int = 0
+    peak: int = 0
+    allocated: int = 0
+    freed: int = 0
+
+    def add(self, amount: int) -> None:
+        self.current += amount
+        self.allocated += amount
+        self.peak = max(self.peak, self.current)
+
+    def sub(self, amount: int) -> None:
+        self.current -= amount
+        self.freed += amount
+
+
+@dataclass
+class _Segment:
+    size: int
+    small: bool
+    used: int = 0
+    blocks: int = 0
+
+
+@dataclass(frozen=True)
+class _Block:
+    device: int
+    segment: _Segment
+    size: int
+    requested: int
+
+
+def _round_block(nbytes: int) -> int:
+    return max(_MIN_BLOCK, -(-nbytes // _MIN_BLOCK) * _MIN_BLOCK)
+
+
+def _segment_size(block: int) -> int:
+    if block <= _SMALL_SIZE:
+        return _SMALL_BUFFER
+    if block < _MIN_LARGE_ALLOC:
+        return _LARGE_BUFFER
+    return -(-block // _ROUND_LARGE) * _ROUND_LARGE
+
+
+def _fmt(nbytes: int) -> str:
+    return f"{nbytes / GIB:.2f} GiB" if nbytes >= GIB else f"{nbytes / MIB:.2f} MiB"
+
+
+class _DeviceAllocator:
+    """One device's caching allocator: segments reserved from the device, blocks cut from them."""
+
+    def __init__(self) -> None:
+        self.segments: list[_Segment] = []
+        self.stats = {name: {pool: _Stat() for pool in _POOLS} for name in _STATS}
+
+    def _count(self, name: str, small: bool, amount: int) -> None:
+        for pool in ("all", "small_pool" if small else "large_pool"):
+            stat = self.stats[name][pool]
+            if amount >= 0:
+                stat.add(amount)
+            else:
+                stat.sub(-amount)
+
+    @property
+    def reserved(self) -> int:
+        return self.stats["reserved_bytes"]["all"].current
+
+    def malloc(self, device: int, nbytes: int, room: int) -> _Block:
+        """Place a block, reserving a new segment when no cached one has room (within `room`)."""
+        size = _round_block(nbytes)
+        small = size <= _SMALL_SIZE
+        segment = next(
+            (s for s in self.segments if s.small == small and s.size - s.used >= size), None
+        )
+        if segment is None:
+            new_size = _segment_size(size)
+            if new_size > room:
+                # Like torch: give cached segments back to the device and try once more.
+                room += self.release_free_segments()
+            if new_size > room:
+                import torch
+
+                raise torch.OutOfMemoryError(
+                    f"XPU out of memory. Tried to allocate {_fmt(size)}. GPU {device} has "
+                    f"{_fmt(max(room, 0))} free; {_fmt(self.reserved)} reserved in total by "
+                    "PyTorch."
+                )
+            segment = _Segment(size=new_size, small=small)
+            self.segments.append(segment)
+            self._count("segment", small, 1)
+            self._count("reserved_bytes", small, new_size)
+        segment.used += size
+        segment.blocks += 1
+        for name, amount in (
+            ("allocation", 1),
+            ("active", 1),
+            ("allocated_bytes", size),
+            ("active_bytes", size),
+            ("requested_bytes", nbytes),
+        ):
+            self._count(name, small, amount)
+        return _Block(device=device, segment=segment, size=size, requested=nbytes)
+
+    def free(self, block: _Block) -> None:
+        """Return a block to its segment; the segment stays reserved (cached)."""
+        block.segment.used -= block.size
+        block.segment.blocks -= 1
+        small = block.segment.small
+        for name, amount in (
+            ("allocation", 1),
+            ("active", 1),
+            ("allocated_bytes", block.size),
+            ("active_bytes", block.size),
+            ("requested_bytes", block.requested),
+        ):
+            self._count(name, small, -amount)
+
+    def release_free_segments(self) -> int:
+        """Give every segment without live blocks back to the device; return the bytes freed."""
+        released = 0
+        for segment in [s for s in self.segments if s.blocks == 0]:
+            self.segments.remove(segment)
+            self._count("segment", segment.small, -1)
+            self._count("reserved_bytes", segment.small, -segment.size)
+            released += segment.size
+        return released
+
+    def reset_peaks(self) -> None:
+        for pools in self.stats.values():
+            for stat in pools.values():
+                stat.peak = stat.current
+
+    def reset_accumulated(self) -> None:
+        for pools in self.stats.values():
+            for stat in pools.values():
+                stat.allocated = stat.freed = 0
+
+    def flat_stats(self) -> collections.OrderedDict[str, int]:
+        flat = [
+            (f"{name}.{pool}.{metric}", getattr(stat, metric))
+            for name, pools in self.stats.items()
+            for pool, stat in pools.items()
+            for metric in ("current", "peak", "allocated", "freed")
+        ]
+        return collections.OrderedDict(sorted(flat))
+
+
+class FakeXPU:
+    """`count` fake Intel GPUs; `install(monkeypatch)` makes `torch.xpu` answer from them.
+
+    ``compiled=False`` fakes a torch built without XPU; ``count=0`` with ``compiled=True`` fakes
+    an XPU build on a machine without an Intel GPU or Level Zero driver. `allocate` and `free`
+    stand in for tensors being created and dropped; every figure is in bytes.
+    """
+
+    def __init__(
+        self,
+        count: int = 1,
+        *,
+        compiled: bool = True,
+        properties: FakeXPUDeviceProperties | Sequence[FakeXPUDeviceProperties] | None = None,
+        external_used_bytes: int = 0,
+        xpu_version: str = "20250101",
+        initialized: bool = False,
+    ) -> None:
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        self.compiled = compiled
+        self.count = count if compiled else 0
+        self.xpu_version = xpu_version if compiled else None
+        if isinstance(properties, Sequence):
+            if len(properties) != self.count:
+                raise ValueError(
+                    f"got {len(properties)} device properties for {self.count} devices"
+                )
+            self.properties = list(properties)
+        else:
+            template = properties or FakeXPUDeviceProperties()
+            self.properties = [template] * self.count
+            if self.count > 1:  # copies of one template still get distinct UUIDs, as real devices
+                base = list(template.uuid.bytes)
+                self.properties = [
+                    replace(template, uuid=FakeXPUuuid([*base[:14], i, 1]))
+                    for i in range(self.count)
+                ]
+        #: Bytes other processes (and the driver) hold on each device; lowers `mem_get_info` free.
+        self.external_used_bytes = external_used_bytes
+        self.initialized = initialized and compiled
+        self.current = 0
+        #: How many times `synchronize` ran, per device index.
+        self.synchronize_calls: collections.Counter[int] = collections.Counter()
+        self._allocators = [_DeviceAllocator() for _ in range(self.count)]
+        self._blocks: dict[int, _Block | None] = {}
+        self._handles = itertools.count(1)
+
+    # -- driving the fake ------------------------------------------------------------------------
+
+    def allocate(self, index: int, nbytes: int) -> int:
+        """Allocate `nbytes` on device `index` as a tensor would; return a handle for `free`."""
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+        self._lazy_init()
+        self._check_device(index)
+        handle = next(self._handles)
+        if nbytes == 0:
+            self._blocks[handle] = None  # torch hands out a null pointer and counts nothing
+            return handle
+        allocator = self._allocators[index]
+        total = self.properties[index].total_memory
+        room = total - self.external_used_bytes - allocator.reserved
+        self._blocks[handle] = allocator.malloc(index, nbytes, room)
+        return handle
+
+    def free(self, handle: int) -> None:
+        """Drop the allocation `handle` (its memory stays reserved until `empty_cache`)."""
+        try:
+            block = self._blocks.pop(handle)
+        except KeyError:
+            raise ValueError(f"invalid allocation handle {handle} (already freed?)") from None
+        if block is not None:
+            self._allocators[block.device].free(block)
+
+    # -- torch.xpu's API -------------------------------------------------------------------------
+
+    def _is_compiled(self) -> bool:
+        return self.compiled
+
+    def is_available(self) -> bool:
+        """Whether at least one device is visible (never raises, like torch)."""
+        return self.device_count() > 0
+
+    def device_count(self) -> int:
+        """The number of fake devices (0 when not compiled)."""
+        return self.count
+
+    def is_initialized(self) -> bool:
+        """Whether something has initialized XPU in this process yet."""
+        return self.initialized
+
+    def init(self) -> None:
+        """Initialize XPU, as `torch.xpu.init` does."""
+        self._lazy_init()
+
+    def current_device(self) -> int:
+        """The index of the currently selected device."""
+        self._lazy_init()
+        return self.current
+
+    def set_device(self, device: Any) -> None:
+        """Select a device; a negative index is a no-op, like torch."""
+        self._lazy_init()
+        index = self._index(device)
+        if index >= 0:
+            self._check_device(index)
+            self.current = index
+
+    def get_device_properties(self, device: Any = None) -> FakeXPUDeviceProperties:
+        """The properties of `device` (default: current)."""
+        self._lazy_init()
+        index = self._index(device)
+        self._check_device(index)
+        return self.properties[index]
+
+    def get_device_name(self, device: Any = None) -> str:
+        """The name of `device` (default: current)."""
+        return self.get_device_properties(device).name
+
+    def get_device_capability(self, device: Any = None) -> dict[str, Any]:
+        """The serializable properties of `device`, as torch builds its capability dict."""
+        props = self.get_device_properties(device)
+        return {
+            key: value
+            for key, value in vars(props).items()
+            if isinstance(value, (int, float, bool, str, list, tuple, dict, type(None)))
+        }
+
+    def is_bf16_supported(self, including_emulation: bool = True) -> bool:
+        """Like torch: True on any device if emulation counts, else the current device's answer."""
+        if not self.is_available():
+            return False
+        return including_emulation or self.get_device_properties().has_bfloat16_conversions
+
+    def is_tf32_supported(self) -> bool:
+        """Whether the current device has DPAS, which torch uses for TF32."""
+        if not self.is_available():
+            return False
+        return self.get_device_properties().has_subgroup_matrix_multiply_accumulate
+
+    def synchronize(self, device: Any = None) -> None:
+        """Count a synchronize on `device` (default: current); the fake has no queued work."""
+        self._lazy_init()
+        index = self._index(device)
+        self._check_device(index)
+        self.synchronize_calls[index] += 1
+
+    def memory_stats(self, device: Any = None) -> collections.OrderedDict[str, int]:
+        """Flat allocator statistics of `device`; empty before XPU is initialized, like torch."""
+        if not self.initialized:
+            return collections.OrderedDict()
+        return self._allocator(device).flat_stats()
+
+    def memory_stats_as_nested_dict(self, device: Any = None) -> dict[str, Any]:
+        """The same statistics, nested as torch's C++ binding returns them."""
+        if not self.initialized:
+            return {}
+        stats = self._allocator(device).stats
+        return {
+            name: {pool: vars(stat).copy() for pool, stat in pools.items()}
+            for name, pools in stats.items()
+        }
+
+    def memory_allocated(self, device: Any = None) -> int:
+        """Bytes in live blocks on `device`."""
+        return self.memory_stats(device).get("allocated_bytes.all.current", 0)
+
+    def max_memory_allocated(self, device: Any = None) -> int:
+        """Peak of `memory_allocated` since start or the last reset of `device`."""
+        return self.memory_stats(device).get("allocated_bytes.all.peak", 0)
+
+    def memory_reserved(self, device: Any = None) -> int:
+        """Bytes of segments the allocator holds on `device` (live blocks plus cache)."""
+        return self.memory_stats(device).get("reserved_bytes.all.current", 0)
+
+    def max_memory_reserved(self, device: Any = None) -> int:
+        """Peak of `memory_reserved` since start or the last reset of `device`."""
+        return self.memory_stats(device).get("reserved_bytes.all.peak", 0)
+
+    def reset_peak_memory_stats(self, device: Any = None) -> None:
+        """Set every peak of `device` (only) to its current value."""
+        self._allocator_checked(device, "_xpu_resetPeakMemoryStats").reset_peaks()
+
+    def reset_accumulated_memory_stats(self, device: Any = None) -> None:
+        """Zero the allocated/freed totals of `device`."""
+        self._allocator_checked(device, "_xpu_resetAccumulatedMemoryStats").reset_accumulated()
+
+    def mem_get_info(self, device: Any = None) -> tuple[int, int]:
+        """(free, total) bytes of `device` as the driver sees it: every process's use counts."""
+        self._lazy_init()
+        allocator = self._allocator_checked(device, "_xpu_getMemoryInfo")
+        total = self.properties[self._index(device)].total_memory
+        return max(total - self.external_used_bytes - allocator.reserved, 0), total
+
+    def empty_cache(self) -> None:
+        """Release every segment without live blocks, on every device."""
+        if self.initialized:
+            for allocator in self._allocators:
+                allocator.release_free_segments()
+
+    # -- installing ------------------------------------------------------------------------------
+
+    def _api(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "_is_compiled": self._is_compiled,
+            "is_available": self.is_available,
+            "device_count": self.device_count,
+            "is_initialized": self.is_initialized,
+            "init": self.init,
+            "_lazy_init": self._lazy_init,
+            "current_device": self.current_device,
+            "set_device": self.set_device,
+            "get_device_properties": self.get_device_properties,
+            "get_device_name": self.get_device_name,
+            "get_device_capability": self.get_device_capability,
+            "is_bf16_supported": self.is_bf16_supported,
+            "is_tf32_supported": self.is_tf32_supported,
+            "synchronize": self.synchronize,
+            "memory_stats": self.memory_stats,
+            "memory_stats_as_nested_dict": self.memory_stats_as_nested_dict,
+            "memory_allocated": self.memory_allocated,
+            "max_memory_allocated": self.max_memory_allocated,
+            "memory_reserved": self.memory_reserved,
+            "max_memory_reserved": self.max_memory_reserved,
+            "reset_peak_memory_stats": self.reset_peak_memory_stats,
+            "reset_accumulated_memory_stats": self.reset_accumulated_memory_stats,
+            "mem_get_info": self.mem_get_info,
+            "empty_cache": self.empty_cache,
+        }
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FakeXPU:
+        """Patch `torch.xpu` (and `torch.xpu.memory`) to answer from this fake; returns self.
+
+        Only functions the installed torch has are replaced, so the fake never invents API.
+        """
+        import torch
+
+        modules = [torch.xpu, getattr(torch.xpu, "memory", None)]
+        for name, function in self._api().items():
+            for module in modules:
+                if module is not None and hasattr(module, name):
+                    monkeypatch.setattr(module, name, function)
+        monkeypatch.setattr(torch.version, "xpu", self.xpu_version, raising=False)
+        return self
+
+    # -- torch's checks --------------------------------------------------------------------------
+
+    def _lazy_init(self) -> None:
+        if not self.compiled:
+            raise AssertionError("Torch not compiled with XPU enabled")
+        self.initialized = True
+
+    def _index(self, device: Any) -> int:
+        """Resolve a device argument the way torch.xpu's `_get_device_index` does."""
+        if device is None:
+            return self.current
+        if isinstance(device, int) and not isinstance(device, bool):
+            return device
+        import torch
+
+        if isinstance(device, str):
+            device = torch.device(device)
+        if isinstance(device, torch.device):
+            if device.type != "xpu":
+                raise ValueError(f"Expected a xpu device, but got: {device}")
+            return self.current if device.index is None else device.index
+        raise ValueError(
+            f"Expected a torch.device with a specified index or an integer, but got:{device}"
+        )
+
+    def _check_device(self, index: int) -> None:
+        if not 0 <= index < self.count:
+            raise RuntimeError(
+                f"device is out of range, device is {index}, total number of device is "
+                f"{self.count}."
+            )
+
+    def _allocator(self, device: Any) -> _DeviceAllocator:
+        index = self._index(device)
+        if not 0 <= index < len(self._allocators):
+            raise RuntimeError(f"Invalid device argument {index}: did you call init?")
+        return self._allocators[index]
+
+    def _allocator_checked(self, device: Any, binding: str) -> _DeviceAllocator:
+        if not self.compiled:
+            raise AttributeError(f"module 'torch._C' has no attribute '{binding}'")
+        if not self.initialized:
+            # torch creates the per-device allocators when XPU initializes; before that
+            # every index is invalid.
+            raise RuntimeError(f"Invalid device argument {self._index(device)}: did you call init?")
+        return self._allocator(device)
+
+
+def fake_xpu(monkeypatch: pytest.MonkeyPatch, count: int = 1, **kwargs: Any) -> FakeXPU:
+    """Make torch see `count` fake Intel GPUs until the test ends; returns the fake to drive."""
+    return FakeXPU(count, **kwargs).install(monkeypatch)
+
+
+def no_xpu(
+    monkeypatch: pytest.MonkeyPatch, reason: Literal["not_built", "no_driver"] = "not_built"
+) -> FakeXPU:
+    """Make XPU absent: torch built without it, or built with it but no Intel GPU / driver."""
+    if reason not in ("not_built", "no_driver"):
+        raise ValueError(f"reason must be 'not_built' or 'no_driver', got {reason!r}")
+    return FakeXPU(0, compiled=reason == "no_driver").install(monkeypatch)

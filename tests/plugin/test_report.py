@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_hwbench.report import recover_partial
+from pytest_hwbench.report.writer import journal_path
+
+Loader = Callable[[Path], dict[str, Any]]
+linux_exact = pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)),
+    reason="exact CPU peaks need Linux with a writable /proc/self/clear_refs",
+)
+
+SUITE = """
+import pytest
+
+def test_profiled(memory_profile):
+    data = bytearray(24 * 2**20)
+    for i in range(0, len(data), 4096):
+        data[i] = 1
+    memory_profile.record_memory("allocated")
+    del data
+    memory_profile.record_memory("freed")
+
+def test_plain():
+    pass
+
+@pytest.mark.hardware("cuda")
+def test_gpu():
+    pass
+
+def test_fails(memory_profile):
+    assert False
+"""
+
+
+@linux_exact
+def test_report_has_one_entry_per_test_with_timelines(
+    pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader
+) -> None:
+    pytester.makepyfile(SUITE)
+    result = pytester.runpytest(f"--hw-report={report_path}", "--hw-interval=5ms")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    report = load_valid_report(report_path)
+    assert report["schema"] == "pytest-hwbench/1"
+    assert report["complete"] is True
+    assert [b["name"] for b in report["machine"]["backends"]][:2] == ["cpu", "cuda"]
+    tests = {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+    assert set(tests) == {"test_profiled", "test_plain", "test_gpu", "test_fails"}
+
+    profiled = tests["test_profiled"]
+    assert profiled["outcome"] == "passed"
+    assert profiled["platform"] == "cpu"
+    rss = profiled["memory"]["series"]["rss"]
+    assert rss["exact_peak"] is True
+    assert rss["peak_delta_bytes"] >= 24 * 2**20
+    timeline = profiled["memory"]["timeline"]
+    assert timeline["interval_s"] == pytest.approx(0.005)
+    assert [m["label"] for m in timeline["marks"]] == ["allocated", "freed"]
+    assert len(timeline["t"]) == len(timeline["series"]["rss"]) >= 4
+
+    assert tests["test_plain"]["memory"] is None  # not profiled without the fixture
+    assert tests["test_gpu"]["outcome"] == "skipped"
+    assert tests["test_gpu"]["skip_reason"] == "cuda: torch was built without CUDA"
+    assert tests["test_fails"]["outcome"] == "failed"
+    assert tests["test_fails"]["memory"]["series"]["rss"]["end_bytes"] > 0
+    assert not journal_path(report_path).exists()
+    leftovers = [p.name for p in report_path.parent.iterdir() if p.name != "hw.json"]
+    assert leftovers == []
+    result.stdout.fnmatch_lines(
+        [
+            "*hwbench: peak memory growth*",
+            "cpu (top 2):",
+            "*+2?.? MiB*rss (exact)*test_profiled",
+            "hwbench report: *hw.json",
+        ]
+    )
+
+
+def test_profile_all_measures_every_test(
+    pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader
+) -> None:
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): pass\n")
+    pytester.runpytest(f"--hw-report={report_path}", "--hw-profile-all").assert_outcomes(passed=2)
+    report = load_valid_report(report_path)
+    assert all(t["memory"]["series"]["rss"]["peak_bytes"] > 0 for t in report["tests"])
+
+
+def test_summary_can_be_turned_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_a(memory_profile): pass")
+    result = pytester.runpytest("--hw-summary=0")
+    result.assert_outcomes(passed=1)
+    assert "peak memory growth" not in result.stdout.str()
+
+
+def test_peaks_reach_junit_xml_through_user_properties(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_a(memory_profile): pass")
+    pytester.runpytest("--junitxml=junit.xml").assert_outcomes(passed=1)
+    xml = (pytester.path / "junit.xml").read_text()
+    assert '<property name="hw_peak_bytes:rss" value="' in xml
+    assert '<property name="hw_peak_delta_bytes:rss" value="' in xml
+    assert "timeline" not in xml
+
+
+def test_interrupted_run_still_writes_finished_tests(
+    pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader
+) -> None:
+    pytester.makepyfile(
+        """
+        def test_first(memory_profile):
+            pass
+
+        def test_interrupt():
+            raise KeyboardInterrupt
+
+        def test_never():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--hw-report={report_path}")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = load_valid_report(report_path)
+    assert report["complete"] is False
+    assert [t["nodeid"].split("::")[1] for t in report["tests"]] == ["test_first"]
+
+
+def test_hard_crash_leaves_a_recoverable_journal(
+    pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+
+        def test_first(memory_profile):
+            pass
+
+        def test_second():
+            pass
+
+        def test_crash():
+            os._exit(137)  # as the OOM killer would end it
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--hw-report={report_path}")
+    assert result.ret == 137
+    assert not report_path.exists()
+    recovered = recover_partial(journal_path(report_path))
+    assert recovered["complete"] is False
+    assert [t["nodeid"].split("::")[1] for t in recovered["tests"]] == ["test_first", "test_second"]
+    assert recovered["tests"][0]["memory"]["series"]["rss"]["peak_bytes"] > 0
+    report_path.write_text(json.dumps(recovered))
+    load_valid_report(report_path)
