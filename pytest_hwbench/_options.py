@@ -6,7 +6,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -25,7 +25,7 @@ class _Option:
     flags: tuple[str, ...]
     dest: str
     help: str
-    ini_type: str | None = None  # "string", "bool", ... (pytest ini types)
+    ini_type: Literal["string", "bool"] = "string"
     default: Any = None
     action: str = "store"
     metavar: str | None = None

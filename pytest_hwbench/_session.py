@@ -109,9 +109,7 @@ class HwbenchSession:
         definition = metafunc.definition
         try:
             requirement = self._requirement(definition)
-            limit_mark = definition.get_closest_marker("memory_limit")
-            if limit_mark is not None:
-                parse_memory_limit("memory_limit", limit_mark.args, limit_mark.kwargs, self.registry)
+            self.memory_limit(definition)
             self.leak_tolerance(definition)
         except MarkerError as exc:
             raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
@@ -183,9 +181,7 @@ class HwbenchSession:
     def _profiled_by_hook(self, item: pytest.Item) -> bool:
         if PROFILE_FIXTURE in getattr(item, "fixturenames", ()):
             return False  # the fixture measures it
-        if self.options.profile_all or item.get_closest_marker("memory_limit") is not None:
-            return True
-        return False
+        return self.options.profile_all or item.get_closest_marker("memory_limit") is not None
 
     def create_metric(self, item: pytest.Item) -> MemoryMetric:
         """A new, unstarted metric for `item`'s device, with the session's sampling options."""
@@ -338,7 +334,7 @@ class HwbenchSession:
     # -- reporting -------------------------------------------------------------------------------
 
     def machine_inventory(self) -> dict[str, Any]:
-        """This host's hardware inventory (imports torch: only where tests run)."""
+        """The hardware inventory of the host running tests (imports torch: only there)."""
         from pytest_hwbench.hardware import hardware_inventory
 
         return hardware_inventory(self.registry)

@@ -96,5 +96,5 @@ def memory_profile(request: pytest.FixtureRequest) -> Iterator[MemoryMetric]:
 
 @pytest.fixture(scope="session")
 def hw_info(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """This machine's hardware inventory (the same data as ``hwbench info --json``)."""
+    """The machine's hardware inventory (the same data as ``hwbench info --json``)."""
     return _session(request.config).machine_inventory()
