@@ -16,8 +16,10 @@ $(BIN)/.installed: pyproject.toml Makefile
 
 install: $(BIN)/.installed
 
+# The main job: the example suites on every platform this machine has, with a hardware report.
 demo: install
 	$(BIN)/hwbench info
+	$(BIN)/python -m pytest example_suites -p no:cacheprovider --hw-report=reports/hw-report.json $(PYTEST_ARGS)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
