@@ -123,9 +123,9 @@ class MemoryMetric(ABC):
     def _synchronize(self) -> None:
         """Wait for the device's queued work, so counters include it (no-op on the host)."""
 
-    def _high_water_counter(self) -> Hashable | None:
-        """A key naming the high-water counter this metric resets, or None when it has none."""
-        return None
+    def _high_water_counters(self) -> tuple[Hashable, ...]:
+        """Keys naming the high-water counters this metric resets (VmHWM, a device's peaks)."""
+        return ()
 
     def _reset_high_water(self) -> frozenset[str]:
         """Reset the platform's high-water marks; return the series whose peak is now exact."""
@@ -169,11 +169,11 @@ class MemoryMetric(ABC):
             self._reset_results()
             self._on_start()
             self._synchronize()
-            counter = self._high_water_counter()
-            if counter is not None:
-                for other in _running_by_counter.get(counter, ()):
-                    other._fold_high_water()
-                self._exact_series = self._reset_high_water()
+            counters = self._high_water_counters()
+            for other in {m for c in counters for m in _running_by_counter.get(c, ())}:
+                other._fold_high_water()
+            self._exact_series = self._reset_high_water()
+            for counter in counters:
                 _running_by_counter.setdefault(counter, set()).add(self)
             self._t0_ns = time.perf_counter_ns()
             self.state = MetricState.RUNNING
@@ -211,8 +211,7 @@ class MemoryMetric(ABC):
             finally:
                 self._end_ns = time.perf_counter_ns()
                 self.state = MetricState.STOPPED
-                counter = self._high_water_counter()
-                if counter is not None:
+                for counter in self._high_water_counters():
                     _running_by_counter.get(counter, set()).discard(self)
                 self._on_stop()
             return self.get_metrics()

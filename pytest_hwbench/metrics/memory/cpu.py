@@ -82,6 +82,11 @@ def read_vmhwm_bytes() -> int | None:
     return None
 
 
+def vmhwm_counter() -> Hashable:
+    """The key of this process's VmHWM among the high-water counters metrics share."""
+    return ("vmhwm", os.getpid())
+
+
 def reset_vmhwm() -> str | None:
     """Reset VmHWM to the current RSS (write "5" to clear_refs); returns why not, or None."""
     if not sys.platform.startswith("linux"):
@@ -139,8 +144,8 @@ class CPUMemoryMetric(MemoryMetric):
                 continue  # a worker that exits between listing and reading is simply gone
         return total
 
-    def _high_water_counter(self) -> Hashable | None:
-        return ("vmhwm", os.getpid())
+    def _high_water_counters(self) -> tuple[Hashable, ...]:
+        return (vmhwm_counter(),)
 
     def _reset_high_water(self) -> frozenset[str]:
         refused = reset_vmhwm()
