@@ -15,6 +15,7 @@ the same machine's memory as the driver would: other processes + CUDA contexts +
 from __future__ import annotations
 
 import collections
+import itertools
 import os
 import string
 import sys
@@ -61,6 +62,7 @@ _LARGE_BUFFER = 20 * MiB
 _ROUND_LARGE = 2 * MiB  # larger requests get a segment of their own, rounded to this
 
 _UUID_NAMESPACE = uuid_module.UUID("6f1c7d52-0c4e-4c1e-9a53-3d1f2b7f9e10")
+_device_numbers = itertools.count()
 
 _NO_DRIVER_MESSAGE = (
     "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and "
@@ -121,7 +123,7 @@ class FakeCudaDevice:
     major: int = 9
     minor: int = 0
     multi_processor_count: int = 132
-    #: The bare UUID torch reports ("" → derived from the device's position).
+    #: The bare UUID torch reports ("" → a fresh one).
     uuid: str = ""
     #: ROCm only: e.g. "gfx90a:sramecc+:xnack-".
     gcn_arch_name: str | None = None
@@ -136,6 +138,10 @@ class FakeCudaDevice:
     gpu_instance_id: int | None = None
     compute_instance_id: int | None = None
     parent: FakeCudaDevice | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.uuid:  # unique in the process, and the same in a rerun of the same tests
+            self.uuid = str(uuid_module.uuid5(_UUID_NAMESPACE, f"device-{next(_device_numbers)}"))
 
     @classmethod
     def nvidia(cls, capability: tuple[int, int] = (9, 0), **overrides: Any) -> FakeCudaDevice:
@@ -493,13 +499,9 @@ class FakeCuda:
                 ]
         #: Every physical GPU of the fake machine, in NVML (PCI bus) order.
         self.gpus: list[FakeCudaDevice] = list(devices)
-        for position, gpu in enumerate(self.gpus):
-            if not gpu.uuid:
-                gpu.uuid = str(uuid_module.uuid5(_UUID_NAMESPACE, f"gpu-{position}"))
-            for slot, mig in enumerate(gpu.mig_devices):
+        for gpu in self.gpus:
+            for mig in gpu.mig_devices:
                 mig.parent = gpu
-                if not mig.uuid:
-                    mig.uuid = str(uuid_module.uuid5(_UUID_NAMESPACE, f"mig-{position}-{slot}"))
         #: The devices torch sees, in torch index order (after CUDA_VISIBLE_DEVICES).
         self.devices: list[FakeCudaDevice] = self._resolve_visible(visible)
         self._properties = [
@@ -1031,9 +1033,6 @@ class FakeNVML(types.ModuleType):
             self.gpus = list(cuda.gpus)
         else:
             self.gpus = list(devices) if devices is not None else [FakeCudaDevice()]
-            for position, gpu in enumerate(self.gpus):
-                if not gpu.uuid:
-                    gpu.uuid = str(uuid_module.uuid5(_UUID_NAMESPACE, f"nvml-gpu-{position}"))
         self.driver_version = driver_version
         self.cuda_driver_version = cuda_driver_version
         self.init_error = init_error
@@ -1068,11 +1067,11 @@ class FakeNVML(types.ModuleType):
         """The text of an error code."""
         return _NVML_ERROR_STRINGS.get(result, "Unknown Error")
 
-    def nvmlExceptionClass(self, code: int) -> type[NVMLError]:
-        """The NVMLError subclass for `code`."""
-        if code not in NVMLError._by_code:
-            raise ValueError(f"nvmlErrorCode {code} is not valid")
-        return NVMLError._by_code[code]
+    def nvmlExceptionClass(self, nvmlErrorCode: int) -> type[NVMLError]:
+        """The NVMLError subclass for `nvmlErrorCode`."""
+        if nvmlErrorCode not in NVMLError._by_code:
+            raise ValueError(f"nvmlErrorCode {nvmlErrorCode} is not valid")
+        return NVMLError._by_code[nvmlErrorCode]
 
     def _require_init(self) -> None:
         if self._refcount <= 0:
@@ -1178,46 +1177,46 @@ class FakeNVML(types.ModuleType):
 
     # -- MIG --------------------------------------------------------------------------------------
 
-    def nvmlDeviceIsMigDeviceHandle(self, handle: Any) -> int:
-        """1 for a MIG device handle, 0 for a GPU."""
-        return int(self._device(handle).is_mig)
+    def nvmlDeviceIsMigDeviceHandle(self, device: Any) -> int:
+        """1 for a MIG device device, 0 for a GPU."""
+        return int(self._device(device).is_mig)
 
-    def nvmlDeviceGetMaxMigDeviceCount(self, handle: Any) -> int:
+    def nvmlDeviceGetMaxMigDeviceCount(self, device: Any) -> int:
         """MIG slots on a GPU (7 with MIG on, 0 off)."""
-        device = self._device(handle)
-        if device.is_mig:
+        unit = self._device(device)
+        if unit.is_mig:
             raise NVMLError(_NVML_ERROR_CODES["INVALID_ARGUMENT"])
-        return 7 if device.mig_devices else 0
+        return 7 if unit.mig_devices else 0
 
-    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: Any, index: int) -> FakeNVMLHandle:
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, device: Any, index: int) -> FakeNVMLHandle:
         """The MIG device in slot `index` of a GPU; an empty slot raises NOT_FOUND."""
-        device = self._device(handle)
-        if device.is_mig or not device.mig_devices:
+        unit = self._device(device)
+        if unit.is_mig or not unit.mig_devices:
             raise NVMLError(_NVML_ERROR_CODES["INVALID_ARGUMENT"])
-        if not 0 <= index < len(device.mig_devices):
+        if not 0 <= index < len(unit.mig_devices):
             raise NVMLError(_NVML_ERROR_CODES["NOT_FOUND"])
-        return self._handle(device.mig_devices[index])
+        return self._handle(unit.mig_devices[index])
 
-    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: Any) -> FakeNVMLHandle:
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, migDevice: Any) -> FakeNVMLHandle:
         """The GPU a MIG device belongs to."""
-        device = self._device(handle)
-        if device.parent is None:
+        unit = self._device(migDevice)
+        if unit.parent is None:
             raise NVMLError(_NVML_ERROR_CODES["INVALID_ARGUMENT"])
-        return self._handle(device.parent)
+        return self._handle(unit.parent)
 
-    def nvmlDeviceGetGpuInstanceId(self, handle: Any) -> int:
+    def nvmlDeviceGetGpuInstanceId(self, device: Any) -> int:
         """A MIG device's GPU instance id."""
-        device = self._device(handle)
-        if device.gpu_instance_id is None:
+        unit = self._device(device)
+        if unit.gpu_instance_id is None:
             raise NVMLError(_NVML_ERROR_CODES["INVALID_ARGUMENT"])
-        return device.gpu_instance_id
+        return unit.gpu_instance_id
 
-    def nvmlDeviceGetComputeInstanceId(self, handle: Any) -> int:
+    def nvmlDeviceGetComputeInstanceId(self, device: Any) -> int:
         """A MIG device's compute instance id."""
-        device = self._device(handle)
-        if device.compute_instance_id is None:
+        unit = self._device(device)
+        if unit.compute_instance_id is None:
             raise NVMLError(_NVML_ERROR_CODES["INVALID_ARGUMENT"])
-        return device.compute_instance_id
+        return unit.compute_instance_id
 
 
 # -- installing -----------------------------------------------------------------------------------
