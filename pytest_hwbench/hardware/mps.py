@@ -13,6 +13,8 @@ from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties
 if TYPE_CHECKING:
     import torch
 
+    from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
+
 __all__ = [
     "MPSBackend",
     "MPSStatus",
@@ -165,6 +167,12 @@ class MPSBackend(HardwareBackend):
         import torch
 
         torch.mps.synchronize()
+
+    def memory_metric_class(self) -> type[MPSMemoryMetric]:
+        """`MPSMemoryMetric`: allocator and driver memory, sampled peaks unless torch offers a peak API."""
+        from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
+
+        return MPSMemoryMetric
 
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch

@@ -10,6 +10,8 @@ from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties
 if TYPE_CHECKING:
     import torch
 
+    from pytest_hwbench.metrics.memory.xpu import XPUMemoryMetric
+
 __all__ = ["XPUBackend", "XPUStatus", "query_xpu"]
 
 
@@ -98,6 +100,12 @@ class XPUBackend(HardwareBackend):
         import torch
 
         torch.xpu.synchronize(device)
+
+    def memory_metric_class(self) -> type[XPUMemoryMetric]:
+        """`XPUMemoryMetric`: allocator counters with exact peaks."""
+        from pytest_hwbench.metrics.memory.xpu import XPUMemoryMetric
+
+        return XPUMemoryMetric
 
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch

@@ -8,6 +8,20 @@ allocator semantics, so code under test cannot tell them from the device.
 from __future__ import annotations
 
 from pytest_hwbench.testing._backend import FakeBackend, fake_registry
+from pytest_hwbench.testing._cuda import (
+    FakeAllocation,
+    FakeCuda,
+    FakeCudaDevice,
+    FakeCudaDeviceProperties,
+    FakeCudaUUID,
+    FakeNVML,
+    FakeNVMLHandle,
+    NVMLError,
+    fake_cuda,
+    fake_nvml,
+    fake_rocm,
+    no_nvml,
+)
 from pytest_hwbench.testing._mps import FakeMPS, fake_mps, no_mps
 from pytest_hwbench.testing._xpu import (
     FakeXPU,
@@ -18,14 +32,26 @@ from pytest_hwbench.testing._xpu import (
 )
 
 __all__ = [
+    "FakeAllocation",
     "FakeBackend",
+    "FakeCuda",
+    "FakeCudaDevice",
+    "FakeCudaDeviceProperties",
+    "FakeCudaUUID",
     "FakeMPS",
+    "FakeNVML",
+    "FakeNVMLHandle",
     "FakeXPU",
     "FakeXPUDeviceProperties",
     "FakeXPUuuid",
+    "NVMLError",
+    "fake_cuda",
     "fake_mps",
+    "fake_nvml",
     "fake_registry",
+    "fake_rocm",
     "fake_xpu",
     "no_mps",
+    "no_nvml",
     "no_xpu",
 ]
