@@ -169,7 +169,7 @@ class MPSBackend(HardwareBackend):
         torch.mps.synchronize()
 
     def memory_metric_class(self) -> type[MPSMemoryMetric]:
-        """`MPSMemoryMetric`: allocator and driver memory; peaks sampled if torch has no peak API."""
+        """`MPSMemoryMetric`: allocator and driver memory; sampled peaks without a peak API."""
         from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
 
         return MPSMemoryMetric
