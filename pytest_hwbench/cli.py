@@ -64,6 +64,22 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from pytest_hwbench.report.writer import ReportError, recover_partial
+
+    try:
+        report = recover_partial(args.journal)
+    except (OSError, ReportError) as exc:
+        sys.stderr.write(f"hwbench recover: {exc}\n")
+        return 2
+    with open(args.output, "w", encoding="utf-8") as fh:
+        json.dump(report, fh)
+    sys.stdout.write(
+        f"recovered {len(report['tests'])} tests into {args.output} (marked incomplete)\n"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``hwbench`` with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -77,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print the inventory as JSON")
     info.set_defaults(handler=_cmd_info)
+
+    recover = commands.add_parser(
+        "recover",
+        help="turn the journal a crashed run left (REPORT.partial.jsonl) into a report",
+    )
+    recover.add_argument("journal", help="the REPORT.partial.jsonl file")
+    recover.add_argument("-o", "--output", required=True, help="where to write the report")
+    recover.set_defaults(handler=_cmd_recover)
     return parser
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -157,3 +158,21 @@ def test_hard_crash_leaves_a_recoverable_journal(
     assert recovered["tests"][0]["memory"]["series"]["rss"]["peak_bytes"] > 0
     report_path.write_text(json.dumps(recovered))
     load_valid_report(report_path)
+    report_path.unlink()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_hwbench",
+            "recover",
+            str(journal_path(report_path)),
+            "-o",
+            str(report_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "recovered 2 tests" in proc.stdout
+    assert load_valid_report(report_path)["tests"] == recovered["tests"]
