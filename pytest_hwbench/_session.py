@@ -72,7 +72,7 @@ class HwbenchSession:
         self.writer: ReportWriter | None = None
         self.entries: list[dict[str, Any]] = []
         self._phases: dict[str, dict[str, pytest.TestReport]] = {}
-        self._machine_sent = False
+        self._distributed = False
 
     # -- collection ------------------------------------------------------------------------------
 
@@ -325,9 +325,6 @@ class HwbenchSession:
                 "worker": self.worker_id,
                 "host": platform_module.node(),
             }
-            if self.worker_id is not None and not self._machine_sent and self.writer is None:
-                data["machine"] = self.machine_inventory()
-                self._machine_sent = True
             report.hwbench = data  # type: ignore[attr-defined]
         return report
 
@@ -347,10 +344,11 @@ class HwbenchSession:
             return
         from pytest_hwbench.report.writer import ReportWriter
 
-        distributed = self.config.pluginmanager.has_plugin("dsession")
-        # Under xdist the controller never touches the hardware: workers send their inventory.
-        machine: dict[str, Any] = {"hosts": {}} if distributed else self.machine_inventory()
-        self.writer = ReportWriter(path, machine)
+        self._distributed = self.config.pluginmanager.has_plugin("dsession")
+        # The inventory is taken at the end: reading device properties initializes CUDA, which
+        # must not happen before tests that fork. Under xdist the controller never touches the
+        # hardware at all: each worker sends its own inventory when it finishes.
+        self.writer = ReportWriter(path, {"hosts": {}} if self._distributed else {})
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Gather each test's phase reports into one entry once its teardown report arrives."""
@@ -377,14 +375,18 @@ class HwbenchSession:
             entry["skip_reason"] = skip_reason
         self.entries.append(entry)
         if self.writer is not None:
-            if "machine" in data:
-                self.writer.add_machine(f"{data.get('host')}/{data.get('worker')}", data["machine"])
             self.writer.add_test(entry)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the report; an interrupted or crashed run is marked incomplete."""
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None and self.options.report_path is not None:
+            workeroutput["hwbench_machine"] = self.machine_inventory()
+            workeroutput["hwbench_worker"] = self.worker_id
         if self.writer is None:
             return
+        if not self._distributed:
+            self.writer.machine.update(self.machine_inventory())
         complete = exitstatus in (
             pytest.ExitCode.OK,
             pytest.ExitCode.TESTS_FAILED,
@@ -415,6 +417,22 @@ class HwbenchSession:
                     )
         if self.writer is not None:
             terminalreporter.write_line(f"hwbench report: {_display_path(self.writer.path)}")
+
+
+class XdistHooks:
+    """Hooks that only exist where pytest-xdist is installed, registered only there."""
+
+    def __init__(self, session: HwbenchSession) -> None:
+        self.session = session
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """Take the inventory a finished worker sent (a crashed worker sends none)."""
+        writer = self.session.writer
+        output = getattr(node, "workeroutput", None) or {}
+        machine = output.get("hwbench_machine")
+        if writer is not None and machine:
+            worker = output.get("hwbench_worker") or "?"
+            writer.add_machine(f"{machine.get('host')}/{worker}", machine)
 
 
 def _growth(entry: dict[str, Any]) -> int:

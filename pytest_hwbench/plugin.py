@@ -55,7 +55,12 @@ def pytest_configure(config: pytest.Config) -> None:
     registry = default_registry()
     config.hook.pytest_hwbench_register_backends.call_historic(kwargs={"registry": registry})
     options = resolve_options(config, registry)
-    config.pluginmanager.register(HwbenchSession(config, options, registry), SESSION_PLUGIN_NAME)
+    session = HwbenchSession(config, options, registry)
+    config.pluginmanager.register(session, SESSION_PLUGIN_NAME)
+    if config.pluginmanager.has_plugin("xdist"):
+        from pytest_hwbench._session import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(session), "hwbench_xdist")
 
 
 def _session(config: pytest.Config) -> HwbenchSession:
