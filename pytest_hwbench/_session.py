@@ -167,6 +167,9 @@ class HwbenchSession:
                 if self.options.unavailable == "deselect":
                     deselected.append(item)
                     continue
+                if self.options.unavailable == "skip":
+                    # A skip mark, not pytest.skip() in a hook: -rs then points at the test.
+                    item.add_marker(pytest.mark.skip(reason=reason))
             kept.append(item)
         if deselected:
             config.hook.pytest_deselected(items=deselected)
@@ -223,15 +226,13 @@ class HwbenchSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        """Skip or fail tests whose hardware is absent; take the leak-check baseline."""
+        """Fail tests whose hardware is absent under --hw-unavailable=fail; leak baseline."""
         reason = item.stash.get(_unmet_key, None)
-        if reason is not None:
-            if self.options.unavailable == "fail":
-                pytest.fail(
-                    f"required hardware unavailable (--hw-unavailable=fail): {reason}",
-                    pytrace=False,
-                )
-            pytest.skip(reason)
+        if reason is not None and self.options.unavailable == "fail":
+            pytest.fail(
+                f"required hardware unavailable (--hw-unavailable=fail): {reason}",
+                pytrace=False,
+            )
         tolerance = self.leak_tolerance(item)
         if tolerance is not None:
             metric = self.create_metric(item)
