@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.hardware._nvml import parse_cuda_visible_devices
-from pytest_hwbench.hardware.base import Capability, HardwareBackend
+from pytest_hwbench.hardware.base import Capability, HardwareBackend, before_peak_reset
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +76,7 @@ def memory_stats_work(index: int) -> bool:
 def peak_reset_works(index: int) -> bool:
     """Whether torch can reset device `index`'s allocator peaks.
 
-    The probe really resets them; harmless, since a measurement resets them before it starts.
+    The probe really resets them: running metrics on the device keep their peaks first.
     """
     import torch
 
@@ -84,6 +84,7 @@ def peak_reset_works(index: int) -> bool:
     if reset is None:
         return False
     try:
+        before_peak_reset("cuda", index)
         reset(index)
     except Exception:  # a CPU-only build lacks torch._C._cuda_resetPeakMemoryStats
         return False

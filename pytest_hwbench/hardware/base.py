@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import os
+import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -26,7 +28,25 @@ __all__ = [
     "HardwareUnavailableError",
     "UnknownCapabilityError",
     "UnknownHardwareError",
+    "before_peak_reset",
+    "peak_counter_key",
 ]
+
+
+def peak_counter_key(torch_module: str, index: int) -> tuple[str, int, int]:
+    """The key of one device's allocator peak counters, shared by probes and memory metrics."""
+    return (torch_module, os.getpid(), index)
+
+
+def before_peak_reset(torch_module: str, index: int) -> None:
+    """Call before resetting a device's peak counters outside a metric (a capability probe).
+
+    Running memory metrics on that device first keep what their high-water marks have seen, so
+    the reset cannot erase a peak they will report as exact.
+    """
+    memory_base = sys.modules.get("pytest_hwbench.metrics.memory.base")
+    if memory_base is not None:  # no metric can be running if the module was never imported
+        memory_base.fold_running_high_water(peak_counter_key(torch_module, index))
 
 
 class HardwareError(Exception):

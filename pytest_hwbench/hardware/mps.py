@@ -8,7 +8,13 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties, HardwareBackend
+from pytest_hwbench.hardware.base import (
+    Capability,
+    Detection,
+    DeviceProperties,
+    HardwareBackend,
+    before_peak_reset,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -131,6 +137,7 @@ def _accelerator_peak_reset_works(torch: Any) -> bool:
         # run a tiny op first. Resetting peaks here is harmless: metrics reset them per test.
         if not probe_mps_dtype("float32"):
             return False
+        before_peak_reset("mps", 0)
         accelerator.reset_peak_memory_stats(0)
         return "allocated_bytes.all.peak" in accelerator.memory_stats(0)
     except Exception:  # "not supported" from an allocator without device statistics

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties, HardwareBackend
+from pytest_hwbench.hardware.base import (
+    Capability,
+    Detection,
+    DeviceProperties,
+    HardwareBackend,
+    before_peak_reset,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -160,13 +166,21 @@ class XPUBackend(HardwareBackend):
             caps.add(Capability.UNIFIED_MEMORY)
         if hasattr(xpu, "memory_allocated") and hasattr(xpu, "memory_reserved"):
             caps.add(Capability.MEMORY_STATS)
-        if hasattr(xpu, "max_memory_allocated") and _works(xpu, "reset_peak_memory_stats", index):
+        if hasattr(xpu, "max_memory_allocated") and _peak_reset_works(xpu, index):
             caps.add(Capability.PEAK_MEMORY_RESET)
         if _works(xpu, "mem_get_info", index):
             caps.add(Capability.DEVICE_MEMORY_INFO)
         if hasattr(xpu, "synchronize"):
             caps.add(Capability.SYNCHRONIZE)
         return frozenset(caps)
+
+
+def _peak_reset_works(xpu: Any, index: int) -> bool:
+    """Whether device `index`'s peaks can be reset (running metrics keep theirs first)."""
+    if not hasattr(xpu, "reset_peak_memory_stats"):
+        return False
+    before_peak_reset("xpu", index)
+    return _works(xpu, "reset_peak_memory_stats", index)
 
 
 def _works(module: Any, function: str, index: int) -> bool:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Hashable
 from typing import Any, ClassVar
 
+from pytest_hwbench.hardware.base import peak_counter_key
 from pytest_hwbench.metrics.memory.base import MemoryMetric
 from pytest_hwbench.metrics.memory.cpu import (
     read_rss_bytes,
@@ -59,7 +59,7 @@ class AllocatorMemoryMetric(MemoryMetric):
         self._module().synchronize(self.device_index)
 
     def _high_water_counters(self) -> tuple[Hashable, ...]:
-        return ((self.torch_module, os.getpid(), self.device_index), vmhwm_counter())
+        return (peak_counter_key(self.torch_module, self.device_index), vmhwm_counter())
 
     def _reset_high_water(self) -> frozenset[str]:
         exact: set[str] = set()

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
 
-__all__ = ["MemoryMetric", "MemoryMetricError", "MetricState"]
+__all__ = ["MemoryMetric", "MemoryMetricError", "MetricState", "fold_running_high_water"]
 
 SAMPLERS = ("thread", "process")
 
@@ -44,6 +44,13 @@ class MetricState(enum.Enum):
 # a counter, every other running metric on the same counter first folds in what it has seen.
 _running_by_counter: dict[Hashable, set[MemoryMetric]] = {}
 _counters_lock = threading.RLock()
+
+
+def fold_running_high_water(counter: Hashable) -> None:
+    """Make every running metric on `counter` keep its high-water marks before a reset."""
+    with _counters_lock:
+        for metric in list(_running_by_counter.get(counter, ())):
+            metric._fold_high_water()
 
 
 def _device_index(device: object) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from pytest_hwbench.hardware.base import Capability
+from pytest_hwbench.hardware.base import Capability, peak_counter_key
 from pytest_hwbench.metrics.memory.base import MemoryMetric
 from pytest_hwbench.metrics.memory.cpu import (
     read_rss_bytes,
@@ -54,7 +54,7 @@ class MPSMemoryMetric(MemoryMetric):
         self._mps().synchronize()
 
     def _high_water_counters(self) -> tuple[Hashable, ...]:
-        return (("mps", self.device_index), vmhwm_counter())
+        return (peak_counter_key("mps", self.device_index), vmhwm_counter())
 
     def _reset_high_water(self) -> frozenset[str]:
         exact: set[str] = set()

@@ -188,3 +188,18 @@ def test_cuda_test_runs_on_fake_cuda_and_is_skipped_without(
     result = pytester.runpytest(f"--hw-report={report}")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["cuda (top 1):", "*allocated (exact)*test_gpu[[]cuda[]]"])
+
+
+def test_capability_probe_during_a_measurement_keeps_the_peak(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_hwbench import hardware
+
+    cuda = fake_cuda(monkeypatch)
+    with MemoryMetricFactory.create("cuda:0", interval="1s") as metric:
+        cuda.free(cuda.allocate(0, 300 * MiB))
+        # The first capability query probes the peak reset on the device for real.
+        assert hardware.get_hardware_backend("cuda").has_capability("peak_memory_reset")
+    allocated = metric.get_metrics()["series"]["allocated"]
+    assert allocated["exact_peak"] is True
+    assert allocated["peak_bytes"] == 300 * MiB
