@@ -149,10 +149,10 @@ def _usage(message: str) -> pytest.UsageError:
     return pytest.UsageError(f"pytest-hwbench: {message}")
 
 
-def _check_report_path(raw: str, rootdir: Path) -> Path:
+def _check_report_path(raw: str, base: Path) -> Path:
     path = Path(os.path.expanduser(raw))
     if not path.is_absolute():
-        path = Path.cwd() / path
+        path = base / path
     if path.is_dir():
         raise _usage(f"--hw-report={raw}: is a directory; give a file path such as {raw}/hw.json")
     parent = path.parent
@@ -182,8 +182,13 @@ def resolve_options(config: pytest.Config, registry: HardwareRegistry) -> Hwbenc
             )
         devices = names
 
-    raw_report = value_or_ini(config, "hw_report")
-    report_path = _check_report_path(str(raw_report), config.rootpath) if raw_report else None
+    raw_report = config.getoption("hw_report", default=None)
+    # A path on the command line is relative to where pytest runs; one in an ini file, to it.
+    report_base = Path.cwd()
+    if not raw_report:
+        raw_report = config.getini("hw_report")
+        report_base = config.inipath.parent if config.inipath else config.rootpath
+    report_path = _check_report_path(str(raw_report), report_base) if raw_report else None
 
     raw_interval = value_or_ini(config, "hw_interval")
     try:

@@ -234,7 +234,7 @@ class HwbenchSession:
                 pytrace=False,
             )
         tolerance = self.leak_tolerance(item)
-        if tolerance is not None:
+        if tolerance is not None and reason is None:
             metric = self.create_metric(item)
             gc.collect()
             baseline = metric.read_current()[metric.primary_series]
@@ -349,7 +349,9 @@ class HwbenchSession:
         # The inventory is taken at the end: reading device properties initializes CUDA, which
         # must not happen before tests that fork. Under xdist the controller never touches the
         # hardware at all: each worker sends its own inventory when it finishes.
-        self.writer = ReportWriter(path, {"hosts": {}} if self._distributed else {})
+        from pytest_hwbench.hardware import host_inventory
+
+        self.writer = ReportWriter(path, {"hosts": {}} if self._distributed else host_inventory())
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Gather each test's phase reports into one entry once its teardown report arrives."""

@@ -75,7 +75,8 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     with open(args.output, "w", encoding="utf-8") as fh:
         json.dump(report, fh)
     sys.stdout.write(
-        f"recovered {len(report['tests'])} tests into {args.output} (marked incomplete)\n"
+        f"recovered {len(report['tests'])} test{'s' if len(report['tests']) != 1 else ''} "
+        f"into {args.output} (marked incomplete)\n"
     )
     return 0
 

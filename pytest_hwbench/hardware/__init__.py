@@ -50,6 +50,7 @@ __all__ = [
     "get_available_hardware",
     "get_hardware_backend",
     "hardware_inventory",
+    "host_inventory",
     "initialize_hardware",
     "parse_device_spec",
     "reset_default_registry",
@@ -115,13 +116,23 @@ def initialize_hardware(
     return backend.initialize(index or 0, strict=strict)
 
 
-def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:
-    """The machine's hardware as JSON-able data: host, torch build and every registered backend."""
+def host_inventory() -> dict[str, Any]:
+    """The host's identity without touching torch or any device: name, OS, Python, our version."""
     import platform
     import sys
 
     from pytest_hwbench._version import __version__
 
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "pytest_hwbench": __version__,
+    }
+
+
+def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:
+    """The machine's hardware as JSON-able data: host, torch build and every registered backend."""
     registry = registry or default_registry()
     try:
         import torch
@@ -135,10 +146,7 @@ def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, An
     except ImportError as exc:
         torch_info = {"version": None, "error": str(exc)}
     return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "pytest_hwbench": __version__,
+        **host_inventory(),
         "torch": torch_info,
         "backends": [backend.inventory() for backend in registry],
     }

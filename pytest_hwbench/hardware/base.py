@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import sys
@@ -47,6 +48,17 @@ def before_peak_reset(torch_module: str, index: int) -> None:
     memory_base = sys.modules.get("pytest_hwbench.metrics.memory.base")
     if memory_base is not None:  # no metric can be running if the module was never imported
         memory_base.fold_running_high_water(peak_counter_key(torch_module, index))
+
+
+def warn_broken_backend(message: str, stacklevel: int = 2) -> None:
+    """Emit a `HardwareDetectionWarning`, even where warnings are errors.
+
+    A broken backend must end up unavailable, never crash the run: under ``-W error`` the
+    warning would otherwise escape as an exception from wherever hardware was looked up.
+    """
+    # Raised by an "error" filter: the backend is already marked unavailable, which is enough.
+    with contextlib.suppress(HardwareDetectionWarning):
+        warnings.warn(message, HardwareDetectionWarning, stacklevel=stacklevel + 1)
 
 
 class HardwareError(Exception):
@@ -199,12 +211,10 @@ class HardwareBackend(ABC):
                     self._detection = self.detect()
                 except Exception as exc:  # a broken backend must never crash the caller
                     reason = f"detection failed: {type(exc).__name__}: {exc}"
-                    warnings.warn(
-                        f"hardware backend {self.name!r} is unavailable: {reason}",
-                        HardwareDetectionWarning,
-                        stacklevel=2,
-                    )
                     self._detection = Detection.absent(reason)
+                    warn_broken_backend(
+                        f"hardware backend {self.name!r} is unavailable: {reason}", stacklevel=3
+                    )
             return self._detection
 
     def is_available(self) -> bool:
@@ -265,7 +275,7 @@ class HardwareBackend(ABC):
             )
         from pytest_hwbench.hardware.registry import default_registry
 
-        return default_registry().fallback_device(self)
+        return default_registry().fallback_device(self, index)
 
     def _make_device(self, index: int) -> torch.device:
         import torch

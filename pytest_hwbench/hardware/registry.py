@@ -14,11 +14,11 @@ from pytest_hwbench.hardware.base import (
     Detection,
     DeviceProperties,
     HardwareBackend,
-    HardwareDetectionWarning,
     HardwareError,
     HardwareFallbackWarning,
     HardwareUnavailableError,
     UnknownHardwareError,
+    warn_broken_backend,
 )
 
 if TYPE_CHECKING:
@@ -156,11 +156,13 @@ class HardwareRegistry:
                 return backend
         return candidates[0]
 
-    def fallback_device(self, backend: HardwareBackend) -> torch.device:
+    def fallback_device(self, backend: HardwareBackend, index: int = 0) -> torch.device:
         """Walk `backend.fallbacks` and initialize the first available one, with a warning.
 
         The `HardwareFallbackWarning` names what was asked, what is used and why; when nothing in
         the chain is available, `HardwareUnavailableError` lists each step and its reason.
+        A device fallback keeps the requested `index` (and raises if it has too few devices);
+        the CPU has one device whatever was asked.
         """
         reason = backend.unavailable_reason()
         skipped: list[str] = []
@@ -173,7 +175,7 @@ class HardwareRegistry:
             if not _safely_available(fallback):
                 skipped.append(f"{name} ({fallback.unavailable_reason()})")
                 continue
-            device = fallback.initialize(0)
+            device = fallback.initialize(0 if fallback.torch_device_type == "cpu" else index)
             also = f" (also unavailable: {'; '.join(skipped)})" if skipped else ""
             warnings.warn(
                 f"{backend.name} was requested but is not available: {reason}; "
@@ -229,12 +231,8 @@ class HardwareRegistry:
                 self.register(loaded, override=True)
             except Exception as exc:
                 reason = f"failed to load from entry point {entry_point.value!r}: {exc}"
-                warnings.warn(
-                    f"hardware backend {entry_point.name!r} {reason}",
-                    HardwareDetectionWarning,
-                    stacklevel=2,
-                )
                 self.register(BrokenBackend(entry_point.name, reason), override=True)
+                warn_broken_backend(f"hardware backend {entry_point.name!r} {reason}")
 
 
 def _caller_stacklevel() -> int:
@@ -251,10 +249,9 @@ def _safely_available(backend: HardwareBackend) -> bool:
     try:
         return backend.is_available()
     except Exception as exc:  # a third-party override of is_available may raise
-        warnings.warn(
+        warn_broken_backend(
             f"hardware backend {backend.name!r} raised in is_available(): {exc!r}; "
             "treating it as unavailable",
-            HardwareDetectionWarning,
             stacklevel=3,
         )
         return False

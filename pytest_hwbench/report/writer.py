@@ -47,6 +47,10 @@ def _atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
             json.dump(data, fh, separators=(",", ":"), allow_nan=False)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates the file 0600; a report is an artifact others read, like any new file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

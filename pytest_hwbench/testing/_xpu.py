@@ -485,6 +485,10 @@ class FakeXPU:
         """
         import torch
 
+        from pytest_hwbench.hardware import registry as registry_module
+
+        # Detection is cached per process: the next lookup must see this machine, not the last.
+        monkeypatch.setattr(registry_module, "_default", None)
         modules = [torch.xpu, getattr(torch.xpu, "memory", None)]
         for name, function in self._api().items():
             for module in modules:

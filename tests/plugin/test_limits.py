@@ -176,3 +176,19 @@ def test_leaks():
     result = pytester.runpytest("--hw-leak-check")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*tolerance 8.0 MiB*"])
+
+
+def test_leak_check_leaves_absent_hardware_skipped(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.hardware("cuda")
+        @pytest.mark.memory_leak_limit("1MiB")
+        def test_gpu():
+            pass
+        """
+    )
+    result = pytester.runpytest("--hw-leak-check", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * cuda: torch was built without CUDA"])

@@ -99,3 +99,14 @@ def test_ini_twin_is_used_when_the_flag_is_absent(pytester: pytest.Pytester) -> 
     assert (pytester.path / "from-ini.json").exists()
     pytester.runpytest("--hw-report=from-flag.json").assert_outcomes(passed=1)
     assert (pytester.path / "from-flag.json").exists()
+
+
+def test_ini_report_path_is_relative_to_the_ini_file(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nhw_report = reports/hw.json\n")
+    pytester.makepyfile("def test_a(): pass")
+    sub = pytester.mkdir("elsewhere")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(sub)
+        pytester.runpytest(str(pytester.path)).assert_outcomes(passed=1)
+    assert (pytester.path / "reports" / "hw.json").exists()
+    assert not (sub / "reports").exists()

@@ -76,6 +76,8 @@ class MemoryMetric(ABC):
     platform: ClassVar[str] = "cpu"
     #: The series that limits, leak checks and summaries use (the test's own memory).
     primary_series: ClassVar[str] = "rss"
+    #: The samplers this metric implements; others fall back to the thread, with a warning.
+    supported_samplers: ClassVar[tuple[str, ...]] = ("thread",)
 
     def __init__(
         self,
@@ -96,6 +98,13 @@ class MemoryMetric(ABC):
             )
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
+        self._sampler_note: str | None = None
+        if sampler not in self.supported_samplers:
+            self._sampler_note = (
+                f'{type(self).__name__} has no sampler="{sampler}": its series are sampled by '
+                "the thread sampler"
+            )
+            sampler = "thread"
         self.sampler = sampler
         self.max_samples = max_samples
         self.device = device
@@ -294,7 +303,7 @@ class MemoryMetric(ABC):
             max_samples=self.max_samples,
             sampler=self.sampler,
         )
-        self.warnings = []
+        self.warnings = [self._sampler_note] if self._sampler_note else []
         self._start_values, self._end_values = {}, {}
         self._sampled_max, self._sampled_min = {}, {}
         self._folded_high_water = {}

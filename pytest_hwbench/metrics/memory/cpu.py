@@ -107,6 +107,7 @@ class CPUMemoryMetric(MemoryMetric):
     """
 
     platform = "cpu"
+    supported_samplers = ("thread", "process")
 
     def __init__(
         self,
@@ -119,6 +120,11 @@ class CPUMemoryMetric(MemoryMetric):
         self.include_children = include_children
         self._children_process: Any = None
         self._process_token: int | None = None
+        if options.get("sampler") == "process" and not sys.platform.startswith("linux"):
+            raise ValueError(
+                f'sampler="process" reads /proc/<pid>/statm and needs Linux, not {sys.platform}; '
+                'use sampler="thread"'
+            )
         super().__init__(device, backend=backend, **options)
 
     def series(self) -> tuple[str, ...]:

@@ -38,6 +38,10 @@ class MemoryMetricFactory:
         else:
             name, parsed_index = parse_device_spec(device)
             backend, index = registry.get(name), parsed_index or 0
+            if not backend.is_available():
+                # "cuda" names a torch device type too: on a ROCm build it is the AMD GPU.
+                shared = registry.backend_for_device(backend.torch_device_type)
+                backend = shared if shared.is_available() else backend
         if not backend.is_available():
             raise HardwareUnavailableError(
                 f"cannot measure memory on {device}: {backend.name} is not available "

@@ -107,3 +107,15 @@ def test_inventory_lists_every_backend() -> None:
     inventory = hardware.hardware_inventory()
     assert [b["name"] for b in inventory["backends"]] == ["cpu", "cuda", "rocm", "mps", "xpu"]
     assert inventory["torch"]["version"] == torch.__version__
+
+
+def test_fallback_to_another_gpu_keeps_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_registry(
+        monkeypatch,
+        FakeBackend("cuda", available=False, reason="no driver", fallbacks=("rocm", "cpu")),
+        FakeBackend("rocm", torch_device_type="cuda", device_count=2),
+    )
+    with pytest.warns(HardwareFallbackWarning, match="using cuda:1 instead"):
+        assert hardware.initialize_hardware("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(HardwareUnavailableError, match="index 3 is out of range: 2 rocm devices"):
+        hardware.initialize_hardware("cuda:3")

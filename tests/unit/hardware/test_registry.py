@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 import types
+import warnings
 from importlib import metadata
 
 import pytest
@@ -191,3 +192,21 @@ def test_hook_registers_backend_from_conftest(pytester: pytest.Pytester) -> None
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
+
+
+def test_broken_backend_stays_unavailable_when_warnings_are_errors() -> None:
+    class Exploding(TPUBackend):
+        name = "exploding"
+
+        def detect(self) -> Detection:
+            raise RuntimeError("driver exploded")
+
+    registry = HardwareRegistry()
+    registry.register(Exploding)
+    registry.register(TPUBackend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert registry.available() == ["tpu"]
+        assert registry.get("exploding").unavailable_reason() == (
+            "detection failed: RuntimeError: driver exploded"
+        )

@@ -252,3 +252,9 @@ def test_factory_refuses_unknown_and_absent_devices() -> None:
         match="cannot measure memory on cuda:0: cuda is not available.*available here: cpu",
     ):
         MemoryMetricFactory.create("cuda:0")
+
+
+def test_process_sampler_off_linux_is_refused_at_creation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_metric_module.sys, "platform", "darwin")
+    with pytest.raises(ValueError, match='sampler="process" reads /proc.*not darwin'):
+        MemoryMetricFactory.create("cpu", sampler="process")

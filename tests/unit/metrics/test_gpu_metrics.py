@@ -203,3 +203,25 @@ def test_capability_probe_during_a_measurement_keeps_the_peak(
     allocated = metric.get_metrics()["series"]["allocated"]
     assert allocated["exact_peak"] is True
     assert allocated["peak_bytes"] == 300 * MiB
+
+
+def test_process_sampler_request_on_a_gpu_metric_says_it_uses_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch)
+    metric = MemoryMetricFactory.create("cuda:0", sampler="process", interval="1ms")
+    with metric:
+        pass
+    metrics = metric.get_metrics()
+    assert metrics["sampler"] == "thread"
+    assert metric.get_memory_timeline().sampler == "thread"
+    assert metrics["warnings"] == [
+        'CUDAMemoryMetric has no sampler="process": its series are sampled by the thread sampler'
+    ]
+
+
+def test_cuda_string_measures_the_amd_gpu_on_a_rocm_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_rocm(monkeypatch, count=2)
+    metric = MemoryMetricFactory.create("cuda:1")
+    assert isinstance(metric, ROCmMemoryMetric)
+    assert metric.device_index == 1
