@@ -36,6 +36,8 @@ _unmet_key = pytest.StashKey[str]()
 _metric_key = pytest.StashKey["MemoryMetric"]()
 _result_key = pytest.StashKey[dict[str, Any]]()
 _leak_baseline_key = pytest.StashKey[tuple["MemoryMetric", int]]()
+#: Timing statistics of a test's `hw_benchmark` run, for its report entry.
+benchmark_key = pytest.StashKey[dict[str, Any]]()
 
 
 def _final_outcome(phases: dict[str, pytest.TestReport]) -> tuple[str, str | None]:
@@ -323,6 +325,7 @@ class HwbenchSession:
             data: dict[str, Any] = {
                 "platform": self.platform_of(item),
                 "memory": item.stash.get(_result_key, None),
+                "benchmark": item.stash.get(benchmark_key, None),
                 "worker": self.worker_id,
                 "host": platform_module.node(),
             }
@@ -371,6 +374,7 @@ class HwbenchSession:
             "worker": data.get("worker"),
             "host": data.get("host"),
             "memory": data.get("memory"),
+            "benchmark": data.get("benchmark"),
         }
         if entry["device"] is None and entry["platform"] is not None:
             entry["device"] = entry["platform"]
