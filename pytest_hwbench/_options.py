@@ -91,6 +91,24 @@ _OPTIONS = (
         metavar="N",
     ),
     _Option(
+        ("--hw-gpus-per-worker",),
+        "hw_gpus_per_worker",
+        "under pytest-xdist, give each worker its own K GPUs (sets CUDA_VISIBLE_DEVICES or the "
+        "ROCm/XPU equivalent in the worker before anything initializes a device)",
+        "string",
+        None,
+        metavar="K",
+    ),
+    _Option(
+        ("--hw-gpus-share",),
+        "hw_gpus_share",
+        "with --hw-gpus-per-worker, let workers share GPUs when there are fewer GPUs than "
+        "workers x K (otherwise a usage error)",
+        "bool",
+        False,
+        action="store_true",
+    ),
+    _Option(
         ("--hw-leak-check",),
         "hw_leak_check",
         "fail tests whose device memory after teardown exceeds what they started with by more "
@@ -143,6 +161,8 @@ class HwbenchOptions:
     leak_check: bool
     leak_tolerance_bytes: int
     memory_limit_bytes: int | None
+    gpus_per_worker: int | None
+    gpus_share: bool
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -226,6 +246,14 @@ def resolve_options(config: pytest.Config, registry: HardwareRegistry) -> Hwbenc
     except SizeError as exc:
         raise _usage(f"ini hw_leak_tolerance: {exc}") from None
 
+    raw_gpus = value_or_ini(config, "hw_gpus_per_worker")
+    gpus_per_worker: int | None = None
+    if raw_gpus not in (None, ""):
+        text = str(raw_gpus).strip()
+        if not text.isdigit() or int(text) < 1:
+            raise _usage(f"--hw-gpus-per-worker={text}: give a whole number of GPUs >= 1")
+        gpus_per_worker = int(text)
+
     return HwbenchOptions(
         devices=devices,
         report_path=report_path,
@@ -237,4 +265,6 @@ def resolve_options(config: pytest.Config, registry: HardwareRegistry) -> Hwbenc
         leak_check=bool(value_or_ini(config, "hw_leak_check")),
         leak_tolerance_bytes=leak_tolerance,
         memory_limit_bytes=memory_limit,
+        gpus_per_worker=gpus_per_worker,
+        gpus_share=bool(value_or_ini(config, "hw_gpus_share")),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import platform as platform_module
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -327,6 +328,7 @@ class HwbenchSession:
                 "memory": item.stash.get(_result_key, None),
                 "benchmark": item.stash.get(benchmark_key, None),
                 "worker": self.worker_id,
+                "pinned_devices": _pinned_devices(),
                 "host": platform_module.node(),
             }
             report.hwbench = data  # type: ignore[attr-defined]
@@ -372,6 +374,7 @@ class HwbenchSession:
             "device": (data.get("memory") or {}).get("device", {}).get("device"),
             "duration_s": sum(r.duration for r in phases.values()),
             "worker": data.get("worker"),
+            "pinned_devices": data.get("pinned_devices"),
             "host": data.get("host"),
             "memory": data.get("memory"),
             "benchmark": data.get("benchmark"),
@@ -440,6 +443,13 @@ class XdistHooks:
         if writer is not None and machine:
             worker = output.get("hwbench_worker") or "?"
             writer.add_machine(f"{machine.get('host')}/{worker}", machine)
+
+
+def _pinned_devices() -> str | None:
+    """The GPUs this xdist worker was pinned to ("CUDA_VISIBLE_DEVICES=2,3"), if it was."""
+    xdist_module = sys.modules.get("pytest_hwbench._xdist")
+    applied = getattr(xdist_module, "applied", None)
+    return None if applied is None else f"{applied[0]}={applied[1]}"
 
 
 def _growth(entry: dict[str, Any]) -> int:

@@ -40,6 +40,16 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """In an xdist worker, pin its GPUs before any conftest can initialize a device."""
+    from pytest_hwbench._xdist import apply_worker_assignment
+
+    apply_worker_assignment()
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add the ``hwbench`` option group (each option with an ini twin)."""
     add_options(parser)
@@ -55,12 +65,34 @@ def pytest_configure(config: pytest.Config) -> None:
     registry = default_registry()
     config.hook.pytest_hwbench_register_backends.call_historic(kwargs={"registry": registry})
     options = resolve_options(config, registry)
+    _plan_gpu_pinning(config, options.gpus_per_worker, options.gpus_share)
     session = HwbenchSession(config, options, registry)
     config.pluginmanager.register(session, SESSION_PLUGIN_NAME)
     if config.pluginmanager.has_plugin("xdist"):
         from pytest_hwbench._session import XdistHooks
 
         config.pluginmanager.register(XdistHooks(session), "hwbench_xdist")
+
+
+def _plan_gpu_pinning(config: pytest.Config, per_worker: int | None, share: bool) -> None:
+    """In the xdist controller, split the GPUs among workers (they inherit the plan)."""
+    import os
+
+    from pytest_hwbench._xdist import ASSIGNMENT_ENV, GpuPlanError, plan
+
+    workers = getattr(config.option, "numprocesses", None)
+    if per_worker is None or hasattr(config, "workerinput") or not isinstance(workers, int):
+        return
+    try:
+        gpu_plan = plan(per_worker, workers, share=share)
+    except GpuPlanError as exc:
+        raise pytest.UsageError(f"pytest-hwbench: {exc}") from None
+    os.environ[ASSIGNMENT_ENV] = gpu_plan.to_json()
+
+    def forget_plan() -> None:
+        os.environ.pop(ASSIGNMENT_ENV, None)
+
+    config.add_cleanup(forget_plan)
 
 
 def _session(config: pytest.Config) -> HwbenchSession:

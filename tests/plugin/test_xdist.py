@@ -51,3 +51,93 @@ def test_controller_writes_one_report_with_every_worker_test(
     assert len(profiled) == 8
     assert all(len(t["memory"]["timeline"]["marks"]) == 1 for t in profiled)
     result.stdout.fnmatch_lines(["cpu (top 8):"])
+
+
+PIN_SUITE = """
+import json
+import os
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+def test_record_visible_devices(i, tmp_path_factory):
+    out = tmp_path_factory.getbasetemp().parent.parent / "seen"
+    out.mkdir(exist_ok=True)
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    (out / f"{worker}-{i}").write_text(os.environ["CUDA_VISIBLE_DEVICES"])
+"""
+
+
+def _seen(pytester: pytest.Pytester) -> dict[str, set[str]]:
+    seen: dict[str, set[str]] = {}
+    for path in pytester.path.rglob("seen/gw*"):
+        seen.setdefault(path.name.split("-")[0], set()).add(path.read_text())
+    return seen
+
+
+def test_each_worker_gets_its_own_gpus(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    report_path: Path,
+    load_valid_report: Callable[[Path], dict[str, Any]],
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    pytester.makepyfile(PIN_SUITE)
+    result = pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "--hw-gpus-per-worker=2",
+        f"--hw-report={report_path}",
+        f"--basetemp={pytester.path / 'tmp'}",
+    )
+    result.assert_outcomes(passed=6)
+    assert _seen(pytester) == {"gw0": {"4,5"}, "gw1": {"6,7"}}
+    pinned = {t["worker"]: t["pinned_devices"] for t in load_valid_report(report_path)["tests"]}
+    assert pinned == {"gw0": "CUDA_VISIBLE_DEVICES=4,5", "gw1": "CUDA_VISIBLE_DEVICES=6,7"}
+
+
+def test_more_workers_than_gpus_is_a_usage_error_unless_shared(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    pytester.makepyfile(PIN_SUITE)
+    result = pytester.runpytest_subprocess("-n", "2", "--hw-gpus-per-worker=2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--hw-gpus-per-worker=2 with 2 workers needs 4 GPUs, but 3 are visible*--hw-gpus-share*"]
+    )
+    result = pytester.runpytest_subprocess(
+        "-n",
+        "2",
+        "--hw-gpus-per-worker=2",
+        "--hw-gpus-share",
+        f"--basetemp={pytester.path / 'tmp'}",
+    )
+    result.assert_outcomes(passed=6)
+    assert _seen(pytester) == {"gw0": {"0,1"}, "gw1": {"2,0"}}
+
+
+def test_crashed_worker_loses_no_other_test(
+    pytester: pytest.Pytester,
+    report_path: Path,
+    load_valid_report: Callable[[Path], dict[str, Any]],
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(6))
+        def test_fine(i, memory_profile):
+            pass
+
+        def test_crash():
+            os._exit(1)
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", f"--hw-report={report_path}")
+    result.assert_outcomes(passed=6, failed=1)
+    tests = {t["nodeid"].split("::")[1]: t for t in load_valid_report(report_path)["tests"]}
+    assert {n for n, t in tests.items() if t["outcome"] == "passed"} == {
+        f"test_fine[{i}]" for i in range(6)
+    }
+    assert all(tests[f"test_fine[{i}]"]["memory"] is not None for i in range(6))

@@ -1,0 +1,151 @@
+"""Pinning pytest-xdist workers to their own GPUs (``--hw-gpus-per-worker=K``).
+
+The controller decides the plan once, without importing torch or initializing CUDA (it reads the
+visible-device variables, else asks NVML for the count), and hands it to the workers through an
+environment variable they inherit. Each worker applies its slice in the earliest hook a plugin
+gets, before any conftest can initialize a device, by setting the platform's visibility variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "ASSIGNMENT_ENV",
+    "GpuPlan",
+    "GpuPlanError",
+    "apply_worker_assignment",
+    "discover_devices",
+    "plan",
+]
+
+#: Carries the controller's plan to the workers (JSON).
+ASSIGNMENT_ENV = "PYTEST_HWBENCH_GPU_PLAN"
+
+#: Visibility variables, checked in this order: whichever the user already set names the platform.
+VISIBILITY_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "ZE_AFFINITY_MASK",
+)
+
+
+class GpuPlanError(ValueError):
+    """A pinning request that cannot be met; the message names the numbers involved."""
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """Which visibility variable to set, over which devices, K per worker, shared or not."""
+
+    variable: str
+    devices: tuple[str, ...]
+    per_worker: int
+    share: bool
+
+    def for_worker(self, worker_index: int) -> tuple[str, ...]:
+        """The devices worker ``gw<worker_index>`` sees (wrapping around only when shared)."""
+        n = len(self.devices)
+        start = worker_index * self.per_worker
+        return tuple(self.devices[(start + j) % n] for j in range(self.per_worker))
+
+    def to_json(self) -> str:
+        """The plan as the JSON the workers read from `ASSIGNMENT_ENV`."""
+        return json.dumps(
+            {
+                "variable": self.variable,
+                "devices": list(self.devices),
+                "per_worker": self.per_worker,
+                "share": self.share,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> GpuPlan:
+        """Read a plan written by `to_json`."""
+        data = json.loads(text)
+        return cls(
+            str(data["variable"]),
+            tuple(str(d) for d in data["devices"]),
+            int(data["per_worker"]),
+            bool(data["share"]),
+        )
+
+
+def _nvml_device_count() -> int:
+    from pytest_hwbench.hardware import _nvml
+
+    ok, _ = _nvml.nvml_status()
+    if not ok:
+        return 0
+    try:
+        import pynvml
+
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:
+        return 0
+
+
+def discover_devices(environ: dict[str, str] | None = None) -> tuple[str, tuple[str, ...]]:
+    """The visibility variable to set and the devices to split, without touching torch.
+
+    A variable the user already set decides both (its entries are what this run may use);
+    otherwise NVML's device count on NVIDIA machines. Returns no devices when neither says.
+    """
+    env = os.environ if environ is None else environ
+    for variable in VISIBILITY_VARIABLES:
+        value = env.get(variable)
+        if value is not None:
+            entries = tuple(e for e in (p.strip() for p in value.split(",")) if e)
+            # "-1" hides every device, as an empty value does.
+            return variable, tuple(e for e in entries if not re.fullmatch(r"-\d+", e))
+    return "CUDA_VISIBLE_DEVICES", tuple(str(i) for i in range(_nvml_device_count()))
+
+
+def plan(per_worker: int, workers: int, *, share: bool) -> GpuPlan:
+    """Split the visible devices K per worker; too few devices is an error unless shared."""
+    variable, devices = discover_devices()
+    if not devices:
+        raise GpuPlanError(
+            f"--hw-gpus-per-worker={per_worker}: no GPU found to pin (no {variable} and NVML "
+            "reports no device)"
+        )
+    needed = per_worker * workers
+    if needed > len(devices) and not share:
+        raise GpuPlanError(
+            f"--hw-gpus-per-worker={per_worker} with {workers} workers needs {needed} GPUs, but "
+            f"{len(devices)} are visible ({variable}={','.join(devices)}); use fewer workers "
+            "(-n) or pass --hw-gpus-share to let workers share GPUs"
+        )
+    if per_worker > len(devices):
+        raise GpuPlanError(
+            f"--hw-gpus-per-worker={per_worker} exceeds the {len(devices)} visible GPUs"
+        )
+    return GpuPlan(variable, devices, per_worker, share)
+
+
+#: What `apply_worker_assignment` set in this process, e.g. ("CUDA_VISIBLE_DEVICES", "2,3").
+applied: tuple[str, str] | None = None
+
+
+def apply_worker_assignment(environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+    """In an xdist worker, set its visibility variable from the controller's plan.
+
+    Returns (variable, value) when it did; None outside workers or without a plan.
+    """
+    env = os.environ if environ is None else environ
+    raw_plan = env.get(ASSIGNMENT_ENV)
+    worker = env.get("PYTEST_XDIST_WORKER", "")
+    match = re.fullmatch(r"gw(\d+)", worker)
+    if not raw_plan or match is None:
+        return None
+    gpu_plan = GpuPlan.from_json(raw_plan)
+    value = ",".join(gpu_plan.for_worker(int(match.group(1))))
+    env[gpu_plan.variable] = value
+    global applied
+    applied = (gpu_plan.variable, value)
+    return applied
