@@ -9,8 +9,8 @@ from pytest_hwbench.hardware.base import peak_counter_key
 from pytest_hwbench.metrics.memory.base import MemoryMetric
 from pytest_hwbench.metrics.memory.cpu import (
     read_rss_bytes,
-    read_vmhwm_bytes,
-    reset_vmhwm,
+    reset_rss_high_water,
+    rss_high_water,
     vmhwm_counter,
 )
 
@@ -71,12 +71,7 @@ class AllocatorMemoryMetric(MemoryMetric):
                 f"reset_peak_memory_stats failed ({type(exc).__name__}: {exc}): "
                 f"{self.platform} peaks are sampled"
             )
-        refused = reset_vmhwm()
-        if refused is None:
-            exact.add("rss")
-        else:
-            self.warnings.append(f"clear_refs refused ({refused}): host rss peak is sampled")
-        return frozenset(exact)
+        return frozenset(exact) | reset_rss_high_water(self.warnings)
 
     def _read_high_water(self) -> dict[str, int]:
         module, index = self._module(), self.device_index
@@ -84,8 +79,5 @@ class AllocatorMemoryMetric(MemoryMetric):
         if "allocated" in self._exact_series:
             peaks["allocated"] = int(module.max_memory_allocated(index))
             peaks["reserved"] = int(module.max_memory_reserved(index))
-        if "rss" in self._exact_series:
-            hwm = read_vmhwm_bytes()
-            if hwm is not None:
-                peaks["rss"] = hwm
+        peaks.update(rss_high_water(self._exact_series))
         return peaks

@@ -16,7 +16,14 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
 
-__all__ = ["CPUMemoryMetric", "HostRSSReader", "read_vmhwm_bytes", "reset_vmhwm"]
+__all__ = [
+    "CPUMemoryMetric",
+    "HostRSSReader",
+    "read_vmhwm_bytes",
+    "reset_rss_high_water",
+    "reset_vmhwm",
+    "rss_high_water",
+]
 
 _STATUS_PATH = "/proc/self/status"
 _CLEAR_REFS_PATH = "/proc/self/clear_refs"
@@ -99,6 +106,21 @@ def reset_vmhwm() -> str | None:
     return None
 
 
+def reset_rss_high_water(warnings: list[str], what: str = "host rss peak") -> frozenset[str]:
+    """Reset VmHWM for a metric's ``rss`` series; returns {"rss"} or records why it is sampled."""
+    refused = reset_vmhwm()
+    if refused is not None:
+        warnings.append(f"clear_refs refused ({refused}): {what} is sampled")
+        return frozenset()
+    return frozenset({"rss"})
+
+
+def rss_high_water(exact_series: frozenset[str]) -> dict[str, int]:
+    """VmHWM as the ``rss`` high-water mark, when `reset_rss_high_water` made it exact."""
+    hwm = read_vmhwm_bytes() if "rss" in exact_series else None
+    return {} if hwm is None else {"rss": hwm}
+
+
 class CPUMemoryMetric(MemoryMetric):
     """Series ``rss`` (this process) and, with ``include_children=True``, ``children_rss``.
 
@@ -154,15 +176,10 @@ class CPUMemoryMetric(MemoryMetric):
         return (vmhwm_counter(),)
 
     def _reset_high_water(self) -> frozenset[str]:
-        refused = reset_vmhwm()
-        if refused is not None:
-            self.warnings.append(f"clear_refs refused ({refused}): CPU peak is sampled")
-            return frozenset()
-        return frozenset({"rss"})
+        return reset_rss_high_water(self.warnings, "CPU peak")
 
     def _read_high_water(self) -> dict[str, int]:
-        hwm = read_vmhwm_bytes()
-        return {} if hwm is None else {"rss": hwm}
+        return rss_high_water(self._exact_series)
 
     # The process sampler feeds ``rss`` from a helper process; the thread keeps the rest.
     def _start_sampling(self) -> None:

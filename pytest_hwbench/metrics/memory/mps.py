@@ -9,8 +9,8 @@ from pytest_hwbench.hardware.base import Capability, peak_counter_key
 from pytest_hwbench.metrics.memory.base import MemoryMetric
 from pytest_hwbench.metrics.memory.cpu import (
     read_rss_bytes,
-    read_vmhwm_bytes,
-    reset_vmhwm,
+    reset_rss_high_water,
+    rss_high_water,
     vmhwm_counter,
 )
 
@@ -68,12 +68,7 @@ class MPSMemoryMetric(MemoryMetric):
                 "this torch offers no MPS peak-memory API: allocated/driver peaks are sampled "
                 f"every {self.interval_s * 1e3:g} ms and can miss shorter spikes"
             )
-        refused = reset_vmhwm()
-        if refused is None:
-            exact.add("rss")
-        else:
-            self.warnings.append(f"clear_refs refused ({refused}): host rss peak is sampled")
-        return frozenset(exact)
+        return frozenset(exact) | reset_rss_high_water(self.warnings)
 
     def _read_high_water(self) -> dict[str, int]:
         peaks: dict[str, int] = {}
@@ -81,8 +76,5 @@ class MPSMemoryMetric(MemoryMetric):
             import torch
 
             peaks["allocated"] = int(torch.accelerator.max_memory_allocated(self.device_index))
-        if "rss" in self._exact_series:
-            hwm = read_vmhwm_bytes()
-            if hwm is not None:
-                peaks["rss"] = hwm
+        peaks.update(rss_high_water(self._exact_series))
         return peaks
