@@ -5,13 +5,35 @@
 ...     _ = metric.record_memory("after setup")
 >>> metric.get_metrics()["series"]["rss"]["peak_bytes"] > 0
 True
+
+The names below load on first use: the plugin imports this package's constants at start-up and
+must not pay for the metrics themselves.
 """
 
-from pytest_hwbench.metrics.memory.base import MemoryMetric, MemoryMetricError, MetricState
-from pytest_hwbench.metrics.memory.cpu import CPUMemoryMetric
-from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
-from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
-from pytest_hwbench.metrics.memory.timeline import MemoryMark, MemorySample, MemoryTimeline
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_hwbench.metrics.memory.base import MemoryMetric, MemoryMetricError, MetricState
+    from pytest_hwbench.metrics.memory.cpu import CPUMemoryMetric
+    from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
+    from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
+    from pytest_hwbench.metrics.memory.timeline import MemoryMark, MemorySample, MemoryTimeline
+
+_EXPORTS = {
+    "DEFAULT_INTERVAL_S": "sampler",
+    "MIN_INTERVAL_S": "sampler",
+    "CPUMemoryMetric": "cpu",
+    "MemoryMark": "timeline",
+    "MemoryMetric": "base",
+    "MemoryMetricError": "base",
+    "MemoryMetricFactory": "factory",
+    "MemorySample": "timeline",
+    "MemoryTimeline": "timeline",
+    "MetricState": "base",
+}
 
 __all__ = [
     "DEFAULT_INTERVAL_S",
@@ -25,3 +47,16 @@ __all__ = [
     "MemoryTimeline",
     "MetricState",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
