@@ -1,0 +1,368 @@
+"""What pytest-hwbench costs a test run: installed but unused, and profiling every test.
+
+Generates a suite of N trivial tests (default 2,000) in a temporary directory and runs pytest on
+it in subprocesses, the variants side by side, interleaved with the order rotated, repeated
+(default 5 times), timing each subprocess's wall clock (nothing subtracted):
+
+1. ``plain``: pytest with our plugin disabled (``-p no:hwbench``);
+2. ``unused``: our plugin installed, no hwbench option given;
+3. ``profile-all``: ``--hw-profile-all`` (a CPU memory metric around every test);
+4. ``memray``: ``--memray`` with our plugin disabled, when pytest-memray is importable;
+5. ``monitor``: pytest-monitor (on by default once installed) with our plugin disabled, when it
+   is importable. Being on by default, it is blocked (``-p no:monitor``) in every other variant.
+
+Every variant runs with ``-q -p no:cacheprovider -p no:xdist`` and the environment as it is
+(other installed plugins load in all variants alike), except that bytecode is cached in a
+temporary ``PYTHONPYCACHEPREFIX`` as for any installed package, even under
+PYTHONDONTWRITEBYTECODE (``--no-pyc-cache`` keeps the environment's setting). The table gives
+the median wall seconds, the added microseconds per test and the ratio against ``plain`` (medians
+over repetitions of the difference and ratio within a repetition). A separate, untimed run per
+variant, with a conftest added for it alone, reports whether torch was imported in the pytest
+process; it doubles as warm-up.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/plugin_overhead.py                     # 2,000 tests, 5 repetitions
+    .venv/bin/python benchmarks/plugin_overhead.py --tests 5000 --repeats 9
+    .venv/bin/python benchmarks/plugin_overhead.py --quick             # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TESTS_PER_FILE = 100
+COMMON_ARGS = ("-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:xdist.looponfail")
+HEAVY_MODULES = ("torch", "psutil", "numpy", "pynvml")
+CHECK_ENV = "HWBENCH_OVERHEAD_IMPORT_CHECK"
+#: Written only for the import-check runs, so it costs the timed runs nothing.
+CHECK_CONFTEST = f"""\
+import os
+import sys
+
+HEAVY = {HEAVY_MODULES!r}
+
+
+def pytest_unconfigure(config):
+    # The last hook of a run: anything imported by then was imported by this pytest process.
+    path = os.environ.get({CHECK_ENV!r})
+    if path:
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(",".join(m for m in HEAVY if m in sys.modules))
+"""
+#: Ratio ceiling of the unused plugin, and added microseconds per test under --hw-profile-all.
+UNUSED_MAX_RATIO = 1.01
+PROFILE_ALL_MAX_US = 30.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the suite: a name and the extra pytest arguments."""
+
+    name: str
+    args: tuple[str, ...]
+    description: str
+    #: Another project's plugin: when its run fails, it is reported and left out, not fatal.
+    competitor: bool = False
+
+
+@dataclass
+class Runs:
+    """One variant's timed repetitions, and its differences from ``plain`` in each."""
+
+    seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
+    added_s: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+
+
+def write_suite(root: Path, n_tests: int) -> None:
+    """`n_tests` trivial test functions in files of `TESTS_PER_FILE`, with an empty pytest.ini."""
+    # An ini file makes the temp dir the rootdir: no config above it is picked up.
+    (root / "pytest.ini").write_text("[pytest]\n", encoding="ascii")
+    for start in range(0, n_tests, TESTS_PER_FILE):
+        body = "".join(
+            f"def test_{i:06d}():\n    assert {i} + 1 > {i}\n\n\n"
+            for i in range(start, min(start + TESTS_PER_FILE, n_tests))
+        )
+        (root / f"test_gen_{start // TESTS_PER_FILE:04d}.py").write_text(body, encoding="ascii")
+
+
+def plugin_importable(module: str) -> bool:
+    """Whether `module` can be imported by the pytest subprocesses (same interpreter and path)."""
+    return importlib.util.find_spec(module) is not None
+
+
+def build_variants() -> tuple[list[Variant], list[str]]:
+    """The variants to time, and lines explaining the ones left out."""
+    has_memray = plugin_importable("pytest_memray")
+    has_monitor = plugin_importable("pytest_monitor")
+    no_monitor = ("-p", "no:monitor") if has_monitor else ()
+    variants = [
+        Variant("plain", ("-p", "no:hwbench", *no_monitor), "pytest, hwbench disabled"),
+        Variant("unused", no_monitor, "hwbench installed, no option"),
+        Variant("profile-all", ("--hw-profile-all", *no_monitor), "--hw-profile-all (CPU)"),
+    ]
+    notes = []
+    if has_memray:
+        variants.append(
+            Variant(
+                "memray",
+                ("--memray", "-p", "no:hwbench", *no_monitor),
+                "pytest-memray",
+                competitor=True,
+            )
+        )
+    else:
+        notes.append("memray: skipped, pytest-memray is not installed")
+    if has_monitor:
+        variants.append(
+            Variant("monitor", ("-p", "no:hwbench"), "pytest-monitor (default on)", competitor=True)
+        )
+    else:
+        notes.append("monitor: skipped, pytest-monitor is not installed")
+    return variants, notes
+
+
+def subprocess_env(pycache: Path | None) -> tuple[dict[str, str], list[str]]:
+    """The caller's environment, minus what would keep our entry point from loading.
+
+    With `pycache`, bytecode is written there and reused (as for any installed package), even
+    where PYTHONDONTWRITEBYTECODE is set: else an editable install is compiled in every run.
+    """
+    env = dict(os.environ)
+    notes = []
+    if env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None) is not None:
+        notes.append("PYTEST_DISABLE_PLUGIN_AUTOLOAD was set: unset for the runs")
+    if pycache is not None:
+        if env.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+            notes.append("PYTHONDONTWRITEBYTECODE was set: unset for the runs (--no-pyc-cache)")
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+        notes.append("bytecode cached in a temporary PYTHONPYCACHEPREFIX, warmed before timing")
+    elif env.get("PYTHONDONTWRITEBYTECODE"):
+        notes.append("PYTHONDONTWRITEBYTECODE is set: uncached modules compile in every run")
+    return env, notes
+
+
+class SuiteFailedError(RuntimeError):
+    """A run of the trivial suite that did not end with every test passed."""
+
+    def __init__(self, variant: Variant, returncode: int, stdout: str, stderr: str) -> None:
+        lines = [line for line in (stdout + "\n" + stderr).splitlines() if line.strip()]
+        first_error = next((line for line in lines if line.startswith("E ")), None)
+        self.summary = f"exit {returncode}: {lines[-1] if lines else 'no output'}" + (
+            f" ({first_error[1:].strip()})" if first_error else ""
+        )
+        super().__init__(
+            f"variant {variant.name} did not pass every test ({self.summary}):\n"
+            f"{stdout[-2000:]}\n{stderr[-2000:]}"
+        )
+
+
+def run_pytest(
+    root: Path, variant: Variant, env: dict[str, str], n_tests: int
+) -> tuple[float, float]:
+    """Run the suite once under `variant`; wall and CPU seconds of the pytest process."""
+    # pytest-monitor appends to a database in the working directory: start each run afresh.
+    (root / ".pymon").unlink(missing_ok=True)
+    command = [sys.executable, "-m", "pytest", *COMMON_ARGS, *variant.args]
+    cpu_before = os.times()
+    t0 = time.perf_counter()
+    proc = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    cpu_after = os.times()
+    cpu = (cpu_after.children_user - cpu_before.children_user) + (
+        cpu_after.children_system - cpu_before.children_system
+    )
+    if proc.returncode != 0 or not re.search(rf"\b{n_tests} passed\b", proc.stdout):
+        raise SuiteFailedError(variant, proc.returncode, proc.stdout, proc.stderr)
+    return wall, cpu
+
+
+def check_imports(
+    root: Path, variants: list[Variant], env: dict[str, str], n_tests: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Per variant, the heavy modules its pytest process had imported by the end (untimed).
+
+    Also returns, per competitor whose run failed here, why: those are not timed.
+    """
+    conftest = root / "conftest.py"
+    conftest.write_text(CHECK_CONFTEST, encoding="ascii")
+    found: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    try:
+        for variant in variants:
+            out = root / f".imports-{variant.name}.txt"
+            try:
+                run_pytest(root, variant, {**env, CHECK_ENV: str(out)}, n_tests)
+            except SuiteFailedError as exc:
+                if not variant.competitor:
+                    raise
+                failed[variant.name] = exc.summary
+                continue
+            found[variant.name] = out.read_text(encoding="ascii")
+            out.unlink()
+    finally:
+        conftest.unlink()
+    return found, failed
+
+
+def measure(
+    root: Path, variants: list[Variant], env: dict[str, str], n_tests: int, repeats: int
+) -> dict[str, Runs]:
+    """Time every variant `repeats` times, interleaved, the order rotated each repetition."""
+    results = {v.name: Runs() for v in variants}
+    for rep in range(repeats):
+        shift = rep % len(variants)
+        timed = {
+            v.name: run_pytest(root, v, env, n_tests) for v in variants[shift:] + variants[:shift]
+        }
+        base = timed["plain"][0]
+        for name, (wall, cpu) in timed.items():
+            runs = results[name]
+            runs.seconds.append(wall)
+            runs.cpu_seconds.append(cpu)
+            runs.added_s.append(wall - base)
+            runs.ratios.append(wall / base)
+        print(
+            f"  repetition {rep + 1}/{repeats}: "
+            + ", ".join(f"{name} {wall:.3f}s" for name, (wall, _) in timed.items()),
+            flush=True,
+        )
+    return results
+
+
+def load_average() -> str:
+    """The 1-minute load average, to tell a quiet machine from a busy one."""
+    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+
+
+def spread(ratios: list[float]) -> str:
+    """The interquartile range of the ratios: how far apart repetitions disagree."""
+    if len(ratios) < 2:
+        return "-"
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return f"{q3 - q1:.4f}"
+
+
+def verdict(ok: bool, quick: bool) -> str:
+    """ "ok" or "MISSED"; no verdict from a --quick run."""
+    if quick:
+        return "(no verdict: --quick)"
+    return "ok" if ok else "MISSED"
+
+
+def print_table(
+    variants: list[Variant],
+    results: dict[str, Runs],
+    imports: dict[str, str],
+    n_tests: int,
+    quick: bool,
+) -> None:
+    header = (
+        f"{'variant':<12} {'median s':>9} {'cpu s':>7} {'µs/test added':>14} {'vs plain':>9} "
+        f"{'IQR':>7}  "
+        f"{'heavy imports':<20} target"
+    )
+    print(header)
+    print("-" * len(header))
+    for variant in variants:
+        runs = results[variant.name]
+        added_us = statistics.median(runs.added_s) / n_tests * 1e6
+        ratio = statistics.median(runs.ratios)
+        heavy = imports.get(variant.name, "") or "none"
+        target = ""
+        if variant.name == "unused":
+            ok = ratio <= UNUSED_MAX_RATIO and "torch" not in heavy.split(",")
+            target = f"<= {UNUSED_MAX_RATIO:.2f}x, no torch: {verdict(ok, quick)}"
+        elif variant.name == "profile-all":
+            ok = added_us <= PROFILE_ALL_MAX_US
+            target = f"<= {PROFILE_ALL_MAX_US:g} µs/test: {verdict(ok, quick)}"
+        added = "-" if variant.name == "plain" else f"{added_us:+.1f}"
+        print(
+            f"{variant.name:<12} {statistics.median(runs.seconds):>9.3f} "
+            f"{statistics.median(runs.cpu_seconds):>7.3f} {added:>14} {ratio:>8.4f}x "
+            f"{spread(runs.ratios):>7}  "
+            f"{heavy:<20} {target}"
+        )
+    unused = imports.get("unused")
+    if unused is not None:
+        said = "imported" if "torch" in unused.split(",") else "not imported"
+        print(f"\ntorch in the pytest process with hwbench installed but unused: {said}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tests", type=int, default=None, help="tests in the suite (2000)")
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help="200 tests, 1 repetition: a smoke test"
+    )
+    parser.add_argument(
+        "--no-pyc-cache",
+        action="store_true",
+        help="keep the environment's bytecode settings instead of caching bytecode in a temp dir",
+    )
+    args = parser.parse_args(argv)
+    if args.tests is None:
+        args.tests = 200 if args.quick else 2000
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 5
+    if args.tests < 1 or args.repeats < 1:
+        parser.error("--tests and --repeats must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    variants, notes = build_variants()
+    print(
+        f"plugin overhead: python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"{sys.platform}; {args.tests} trivial tests, {args.repeats} repetition(s), "
+        "variants interleaved"
+    )
+    print("common arguments: " + " ".join(COMMON_ARGS))
+    for variant in variants:
+        print(f"  {variant.name:<12} {variant.description}: {' '.join(variant.args) or '-'}")
+    for note in notes:
+        print(f"  {note}")
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="hwbench-overhead-") as tmp:
+        root = Path(tmp) / "suite"
+        root.mkdir()
+        write_suite(root, args.tests)
+        env, env_notes = subprocess_env(None if args.no_pyc_cache else Path(tmp) / "pycache")
+        for note in env_notes:
+            print(f"  {note}")
+        # The import check doubles as warm-up (page cache, bytecode where it is written).
+        imports, failed = check_imports(root, variants, env, args.tests)
+        for name, why in failed.items():
+            print(f"  {name}: skipped, its run of the suite failed here ({why})")
+        variants = [v for v in variants if v.name not in failed]
+        results = measure(root, variants, env, args.tests, args.repeats)
+    print()
+    print_table(variants, results, imports, args.tests, args.quick)
+    print(
+        "\nµs/test added and vs plain: medians over repetitions of the difference from, and "
+        "ratio to, plain in the same repetition (IQR: the ratio's interquartile range); "
+        "wall time of the whole pytest process, cpu s: its user+system time"
+    )
+    print(f"1-minute load average: {load_before} before, {load_average()} after")
+    if args.quick:
+        print("--quick: too few tests and repetitions for the numbers to mean anything")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The benchmark scripts still run and print their tables (no timing is asserted here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_script(name: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def table_rows(output: str) -> list[str]:
+    """The lines after the table's dashed rule, up to the blank line that ends it."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("---")) + 1
+    rows = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        rows.append(line)
+    return rows
+
+
+def test_sampler_overhead_quick() -> None:
+    output = run_script("sampler_overhead.py", "--quick")
+    rows = table_rows(output)
+    for workload in ("python loop", "torch matmul"):
+        for condition in ("none", "thread 10ms", "process 1ms"):
+            row = re.compile(rf"{workload}\s+{condition}\s+\d")
+            assert any(row.match(line) for line in rows), output
+    assert "(no verdict: --quick)" in output
+
+
+def test_plugin_overhead_quick() -> None:
+    output = run_script("plugin_overhead.py", "--quick", "--tests", "50", "--repeats", "1")
+    variants = {line.split()[0] for line in table_rows(output)}
+    assert {"plain", "unused", "profile-all"} <= variants, output
+    # Competitors are either measured or said to be missing, never silently dropped.
+    for competitor, package in (("memray", "pytest-memray"), ("monitor", "pytest-monitor")):
+        assert competitor in variants or f"{package} is not installed" in output, output
+    assert "torch in the pytest process with hwbench installed but unused:" in output
