@@ -199,6 +199,10 @@ class HwbenchSession:
             sampler=self.options.sampler,
         )
 
+    def running_metric(self, item: pytest.Item) -> MemoryMetric | None:
+        """The metric measuring `item` right now (memory_profile or the call wrapper's), if any."""
+        return item.stash.get(_metric_key, None)
+
     def start_metric(self, item: pytest.Item) -> MemoryMetric:
         """Start measuring `item` (used by the memory_profile fixture and the call wrapper)."""
         metric = self.create_metric(item)

@@ -16,6 +16,7 @@ from pytest_hwbench._options import add_options, resolve_options
 if TYPE_CHECKING:
     import torch
 
+    from pytest_hwbench._benchmark import HwBenchmark
     from pytest_hwbench._session import HwbenchSession
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.metrics.memory.base import MemoryMetric
@@ -53,6 +54,10 @@ def pytest_load_initial_conftests(
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add the ``hwbench`` option group (each option with an ini twin)."""
     add_options(parser)
+    # hw_benchmark (pytest_hwbench/_benchmark.py): its ini settings.
+    from pytest_hwbench._benchmark import add_benchmark_options
+
+    add_benchmark_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +73,10 @@ def pytest_configure(config: pytest.Config) -> None:
     _plan_gpu_pinning(config, options.gpus_per_worker, options.gpus_share)
     session = HwbenchSession(config, options, registry)
     config.pluginmanager.register(session, SESSION_PLUGIN_NAME)
+    # hw_benchmark (pytest_hwbench/_benchmark.py): check its ini; pytest-benchmark hooks if loaded.
+    from pytest_hwbench._benchmark import configure_benchmarks
+
+    configure_benchmarks(config, session)
     if config.pluginmanager.has_plugin("xdist"):
         from pytest_hwbench._session import XdistHooks
 
@@ -129,6 +138,17 @@ def memory_profile(request: pytest.FixtureRequest) -> Iterator[MemoryMetric]:
         yield metric
     finally:
         session.finish_metric(request.node)
+
+
+@pytest.fixture
+def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
+    """pytest-benchmark's ``benchmark`` on this test's device: synchronized rounds, plus memory.
+
+    ``hw_benchmark(fn, *args, flops=..., bytes_moved=..., dtype=...)`` or ``.pedantic(...)``.
+    """
+    from pytest_hwbench._benchmark import hw_benchmark_fixture
+
+    yield from hw_benchmark_fixture(request, _session(request.config))
 
 
 @pytest.fixture(scope="session")
