@@ -1,0 +1,198 @@
+"""A report as a Chrome Trace Event / Perfetto JSON file (``hwbench trace``).
+
+One process per device (named after it), one thread per xdist worker on it; each test is a
+complete slice, each memory series a counter, each labelled mark an instant event. Open the file
+in https://ui.perfetto.dev or ``chrome://tracing``; times there are microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pytest_hwbench.units import format_bytes
+
+__all__ = ["START_KEYS", "build_trace", "iter_trace_events", "write_trace"]
+
+START_KEYS = ("start_time", "start_s")
+"""Entry keys read as a test's start (seconds; only differences matter), when every test has one."""
+
+_US = 1e6
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _start_times(tests: list[Mapping[str, Any]]) -> list[float] | None:
+    """Each test's start in seconds from the first one, if the report has them for every test."""
+    for key in START_KEYS:
+        starts = [_number(t.get(key)) for t in tests]
+        if tests and all(s is not None for s in starts):
+            values = [s for s in starts if s is not None]
+            first = min(values)
+            return [s - first for s in values]
+    return None
+
+
+def _slice_args(entry: Mapping[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {"outcome": entry.get("outcome"), "platform": entry.get("platform")}
+    if entry.get("skip_reason"):
+        args["skip_reason"] = entry["skip_reason"]
+    if entry.get("worker"):
+        args["worker"] = entry["worker"]
+    memory = entry.get("memory")
+    if isinstance(memory, Mapping):
+        primary = memory.get("primary_series")
+        stats = memory.get("series", {}).get(primary)
+        if isinstance(stats, Mapping):
+            args["primary_series"] = primary
+            args["peak_growth_bytes"] = stats.get("peak_delta_bytes")
+            if isinstance(stats.get("peak_delta_bytes"), int):
+                args["peak_growth"] = format_bytes(stats["peak_delta_bytes"])
+            args["peak_is"] = "exact" if stats.get("exact_peak") else "sampled"
+        args["sampling_interval_s"] = memory.get("interval_s")
+    benchmark = entry.get("benchmark")
+    if isinstance(benchmark, Mapping):
+        stats = benchmark.get("stats", benchmark)
+        if isinstance(stats, Mapping) and _number(stats.get("median")) is not None:
+            args["benchmark_median_s"] = stats["median"]
+    return args
+
+
+def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every trace event of a report: metadata first, then each test's slice, counters, marks."""
+    tests = [t for t in report.get("tests") or [] if isinstance(t, Mapping)]
+    starts = _start_times(tests)
+    pids: dict[tuple[str, str], int] = {}
+    tids: dict[tuple[int, str], int] = {}
+    cursors: dict[tuple[int, int], float] = {}
+    for index, entry in enumerate(tests):
+        device = str(entry.get("device") or entry.get("platform") or "unknown device")
+        host = str(entry.get("host") or "")
+        worker = str(entry.get("worker") or "")
+        track = (host, device)
+        if track not in pids:
+            pid = pids[track] = len(pids) + 1
+            name = f"{device} on {host}" if host else device
+            yield {
+                "name": "process_name",
+                "ph": "M",
+                "pid": pid,
+                "tid": 0,
+                "ts": 0,
+                "args": {"name": name},
+            }
+            yield {
+                "name": "process_sort_index",
+                "ph": "M",
+                "pid": pid,
+                "tid": 0,
+                "ts": 0,
+                "args": {"sort_index": pid},
+            }
+        pid = pids[track]
+        if (pid, worker) not in tids:
+            tid = tids[(pid, worker)] = len([k for k in tids if k[0] == pid]) + 1
+            yield {
+                "name": "thread_name",
+                "ph": "M",
+                "pid": pid,
+                "tid": tid,
+                "ts": 0,
+                "args": {"name": f"tests ({worker})" if worker else "tests"},
+            }
+        tid = tids[(pid, worker)]
+        dur = max(_number(entry.get("duration_s")) or 0.0, 0.0) * _US
+        if starts is not None:
+            ts = starts[index] * _US
+        else:
+            ts = cursors.get((pid, tid), 0.0)
+            cursors[(pid, tid)] = ts + dur
+        yield {
+            "name": str(entry.get("nodeid", "?")),
+            "cat": "test",
+            "ph": "X",
+            "ts": ts,
+            "dur": dur,
+            "pid": pid,
+            "tid": tid,
+            "args": _slice_args(entry),
+        }
+        memory = entry.get("memory")
+        if not isinstance(memory, Mapping):
+            continue
+        timeline = memory.get("timeline") or {}
+        times = timeline.get("t") or []
+        suffix = f" ({worker})" if worker else ""
+        for series, values in (timeline.get("series") or {}).items():
+            name = f"{series}{suffix}"
+            for t, value in zip(times, values, strict=False):
+                if value is not None:
+                    yield {
+                        "name": name,
+                        "cat": "memory",
+                        "ph": "C",
+                        "ts": ts + t * _US,
+                        "pid": pid,
+                        "tid": tid,
+                        "args": {"bytes": value},
+                    }
+        for mark in timeline.get("marks") or []:
+            yield {
+                "name": str(mark.get("label", "")),
+                "cat": "mark",
+                "ph": "i",
+                "s": "t",
+                "ts": ts + float(mark.get("t", 0.0)) * _US,
+                "pid": pid,
+                "tid": tid,
+                "args": dict(mark.get("values") or {}),
+            }
+
+
+def _other_data(report: Mapping[str, Any]) -> dict[str, Any]:
+    tests = [t for t in report.get("tests") or [] if isinstance(t, Mapping)]
+    return {
+        "source": "pytest-hwbench",
+        "report_schema": report.get("schema"),
+        "created": report.get("created"),
+        "pytest_hwbench": report.get("pytest_hwbench"),
+        "complete": report.get("complete"),
+        "layout": "test start times" if _start_times(tests) else "tests end to end per track",
+    }
+
+
+def build_trace(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole trace as a dict in the JSON Object Format (``traceEvents`` and friends)."""
+    return {
+        "traceEvents": list(iter_trace_events(report)),
+        "displayTimeUnit": "ms",
+        "otherData": _other_data(report),
+    }
+
+
+def write_trace(report: Mapping[str, Any], path: str | os.PathLike[str]) -> int:
+    """Write the trace to `path` event by event (via a temporary file); return the event count."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write('{"traceEvents":[\n')
+            for event in iter_trace_events(report):
+                fh.write((",\n" if count else "") + json.dumps(event, separators=(",", ":")))
+                count += 1
+            fh.write('\n],"displayTimeUnit":"ms","otherData":')
+            fh.write(json.dumps(_other_data(report), separators=(",", ":")) + "}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_builders import entry, report
+
+from pytest_hwbench.report import ReportError, load_report
+from pytest_hwbench.report.compare import (
+    Threshold,
+    ThresholdError,
+    compare_reports,
+    load_for_compare,
+    parse_threshold,
+)
+
+MiB = 2**20
+Writer = Callable[[dict[str, Any], str], Path]
+
+
+@pytest.mark.parametrize(
+    ("text", "metric", "limit", "relative"),
+    [
+        ("peak:+10%", "peak", 10.0, True),
+        ("peak:10%", "peak", 10.0, True),
+        ("peak:2.5%", "peak", 2.5, True),
+        ("time:5%", "time", 5.0, True),
+        ("time:0%", "time", 0.0, True),
+        (" peak : +256MiB ", "peak", 256 * MiB, False),
+        ("peak:100MB", "peak", 100e6, False),
+        ("peak:4096", "peak", 4096, False),
+        ("peak:0", "peak", 0, False),
+        ("time:+5ms", "time", 5e-3, False),
+        ("time:0.5s", "time", 0.5, False),
+        ("time:0.001", "time", 1e-3, False),
+        ("time:0", "time", 0.0, False),
+    ],
+)
+def test_parse_threshold_forms(text: str, metric: str, limit: float, relative: bool) -> None:
+    threshold = parse_threshold(text)
+    assert (threshold.metric, threshold.relative) == (metric, relative)
+    assert threshold.limit == pytest.approx(limit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["peak", "peak:", "peak:+", "mem:+10%", "peak:-10%", "time:-5ms", "peak:ten%", "peak:+10%%",
+     "peak:10 parsecs", "time:5 fortnights", "min:5%", ":5%", "peak:+10%:x"],
+)  # fmt: skip
+def test_parse_threshold_rejects_with_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ThresholdError) as excinfo:
+        parse_threshold(text)
+    message = str(excinfo.value)
+    assert repr(text) in message
+    for form in ("peak:+10%", "peak:+256MiB", "time:+5ms"):
+        assert form in message
+    assert isinstance(excinfo.value, ValueError)
+
+
+def test_relative_threshold_is_strict_like_pytest_benchmark() -> None:
+    threshold = parse_threshold("peak:+10%")
+    assert not threshold.crossed(100, 110)  # exactly 10% is allowed, as in pytest-benchmark
+    assert threshold.crossed(100, 111)
+    assert not threshold.crossed(100, 50)  # improvements never fail
+    assert threshold.change(100, 125) == pytest.approx(25.0)
+
+
+def test_relative_threshold_from_zero() -> None:
+    threshold = parse_threshold("peak:10%")
+    assert threshold.change(0, 0) == 0.0
+    assert threshold.change(0, 4096) == math.inf
+    assert threshold.crossed(0, 4096)
+    assert "base was 0" in threshold.format_change(0, 4096)
+
+
+def test_absolute_threshold() -> None:
+    threshold = parse_threshold("time:+5ms")
+    assert not threshold.crossed(0.100, 0.105)
+    assert threshold.crossed(0.100, 0.1051)
+    assert threshold.describe() == "time:+5.00 ms"
+    assert parse_threshold("peak:+256MiB").describe() == "peak:+256.0 MiB"
+    assert parse_threshold("peak:+10%").describe() == "peak:+10%"
+    assert Threshold("peak", 0, relative=False).crossed(10, 11)
+
+
+def test_matches_by_nodeid_and_device_and_lists_the_rest_apart() -> None:
+    base = report(
+        entry("t.py::test_same[cpu]", growth=10 * MiB),
+        entry("t.py::test_same", device="cpu", growth=10 * MiB),
+        entry("t.py::test_gone"),
+        entry("t.py::test_skips", outcome="skipped", growth=None),
+        entry("t.py::test_moves", device="cpu"),
+    )
+    new = report(
+        entry("t.py::test_same[cpu]", growth=12 * MiB),
+        entry("t.py::test_same", device="cpu", growth=10 * MiB),
+        entry("t.py::test_added"),
+        entry("t.py::test_skips", growth=None),
+        entry("t.py::test_moves", device="cuda"),
+    )
+    comparison = compare_reports(base, new, [parse_threshold("peak:+10%")])
+    assert [(c.new.nodeid, c.new.device) for c in comparison.changes] == [
+        ("t.py::test_same[cpu]", "cpu"),
+        ("t.py::test_same", "cpu"),
+    ]
+    assert {t.nodeid for t in comparison.added} == {"t.py::test_added", "t.py::test_moves"}
+    assert {(t.nodeid, t.device) for t in comparison.removed} == {
+        ("t.py::test_gone", "cpu"),
+        ("t.py::test_moves", "cpu"),
+    }
+    assert [(b.outcome, n.outcome) for b, n in comparison.skipped] == [("skipped", "passed")]
+    assert comparison.failed
+    [failure] = comparison.failures
+    assert failure.new.nodeid == "t.py::test_same[cpu]"
+    assert "+20.0% > +10%" in failure.failures[0]
+
+
+def test_no_threshold_never_fails() -> None:
+    comparison = compare_reports(report(entry("a", growth=MiB)), report(entry("a", growth=9 * MiB)))
+    assert not comparison.failed
+    assert "no threshold given" in comparison.format_table()
+
+
+def test_time_uses_the_benchmark_median_when_both_runs_have_one() -> None:
+    bench_base = {"stats": {"median": 0.010, "stddev": 0.001, "rounds": 10}}
+    base = report(
+        entry("a", duration_s=1.0, benchmark=bench_base),
+        entry("b", duration_s=1.0, benchmark={"median": 0.010}),
+        entry("c", duration_s=1.0, benchmark={"median": 0.010}),
+    )
+    new = report(
+        entry("a", duration_s=1.0, benchmark={"stats": {"median": 0.012}}),
+        entry("b", duration_s=1.0, benchmark={"median": 0.0101}),
+        entry("c", duration_s=1.3, benchmark=None),
+    )
+    comparison = compare_reports(base, new, [parse_threshold("time:+5%")])
+    sources = {
+        c.new.nodeid: (c.time_source, c.base_time_s, c.new_time_s) for c in comparison.changes
+    }
+    assert sources["a"] == ("median", 0.010, 0.012)
+    assert sources["b"][0] == "median"
+    assert sources["c"] == ("duration", 1.0, 1.3)
+    assert [c.new.nodeid for c in comparison.failures] == ["a", "c"]
+
+
+def test_peak_threshold_ignores_unmeasured_tests() -> None:
+    comparison = compare_reports(
+        report(entry("a", growth=None), entry("b", growth=MiB)),
+        report(entry("a", growth=MiB), entry("b", growth=None)),
+        [parse_threshold("peak:0")],
+    )
+    assert not comparison.failed
+    table = comparison.format_table()
+    assert "a  " in table
+
+
+def test_absolute_peak_threshold_and_table_in_iec_units() -> None:
+    comparison = compare_reports(
+        report(entry("t.py::test_big", growth=512 * MiB, exact=False)),
+        report(entry("t.py::test_big", growth=1024 * MiB)),
+        [parse_threshold("peak:+256MiB"), parse_threshold("time:+50%")],
+        base_name="base.json",
+        new_name="new.json",
+    )
+    table = comparison.format_table()
+    assert "Comparing base.json (base) with new.json (new)" in table
+    assert "512.0 MiB~" in table  # sampled peak marked
+    assert "1.0 GiB" in table
+    assert "+512.0 MiB (+100.0%)" in table
+    assert (
+        "FAILED t.py::test_big (cpu): peak growth 512.0 MiB -> 1.0 GiB: +512.0 MiB > +256.0 MiB "
+        "(peak:+256.0 MiB)"
+    ) in table
+    assert "1 crossed a threshold (peak:+256.0 MiB, time:+50%)" in table
+
+
+def test_incomplete_reports_are_noted() -> None:
+    comparison = compare_reports(report(entry("a")), report(entry("a"), complete=False))
+    assert "note: new is incomplete" in comparison.format_table()
+
+
+def test_malformed_entries_name_the_report() -> None:
+    bad = report(entry("a"))
+    del bad["tests"][0]["nodeid"]
+    with pytest.raises(ReportError, match=r"^new: test entry 0 is malformed"):
+        compare_reports(report(entry("a")), bad)
+    with pytest.raises(ReportError, match="base: .*'tests' is not a list"):
+        compare_reports({"tests": None}, report())
+
+
+def test_lean_load_keeps_everything_but_number_arrays(write_report: Writer) -> None:
+    tricky = [
+        'weird::test["t":[1,2,3]]',
+        'q::test[\\"t\\":[1]]',
+        "b::test[[1, 2], [3]]",
+        "u::test[ünïcødé ✓]",
+        'e::test["\\\\"]',
+    ]
+    data = report(*(entry(n) for n in tricky), entry("plain", benchmark={"data": [1.0, 2.0]}))
+    data["machine"]["extra_list"] = [1, 2]
+    path = write_report(data, "r.json")
+    full = load_report(path)
+    lean = load_for_compare(path)
+    assert [t["nodeid"] for t in lean["tests"]] == [t["nodeid"] for t in full["tests"]]
+    assert lean["tests"][0]["memory"]["timeline"]["t"] == []
+    assert lean["tests"][0]["memory"]["series"] == full["tests"][0]["memory"]["series"]
+    assert lean["tests"][0]["memory"]["timeline"]["marks"][0]["label"] == "inputs"
+    assert compare_reports(full, full).changes == compare_reports(lean, lean).changes
+
+
+def test_lean_load_reads_indented_json(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report(entry("a", growth=3 * MiB)), indent=2))
+    lean = load_for_compare(path)
+    assert lean["tests"][0]["memory"]["series"]["rss"]["peak_delta_bytes"] == 3 * MiB
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        ("{not json", "not JSON"),
+        ('"a string"', "no 'schema' key"),
+        ('{"tests": []}', "no 'schema' key"),
+        ('{"schema": "pytest-hwbench/2", "tests": []}', "'pytest-hwbench/2' is not supported"),
+        ('{"schema": "pytest-hwbench/1", "tests": {}}', "'tests' is not a list"),
+        (b"\xff\xfe{", "not JSON"),
+    ],
+)  # fmt: skip
+def test_lean_load_refuses_bad_files(
+    tmp_path: Path, content: str | bytes | None, message: str
+) -> None:
+    path = tmp_path / "bad.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ReportError) as excinfo:
+        load_for_compare(path)
+    assert str(excinfo.value).startswith(str(path))
+    assert message in str(excinfo.value)
