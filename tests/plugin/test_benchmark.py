@@ -66,6 +66,9 @@ class AsyncBackend(FakeBackend):
 
     def synchronize(self, device: Any = None) -> None:
         super().synchronize(device)
+        # A runaway queue (work launched in a calibration loop) must fail the test, not hang it.
+        if self._busy_until - time.perf_counter() > 5.0:
+            raise AssertionError("more than 5 s of fake device work queued: launched in a loop?")
         while (left := self._busy_until - time.perf_counter()) > 0:
             time.sleep(left)
 
@@ -219,7 +222,8 @@ def test_timings_include_queued_device_work(
     synced = benches["test_synchronized"]["stats"]
     launch_only = benches["test_launch_only"]["stats"]
     assert synced["min"] >= 0.004  # the work, not the launch
-    assert launch_only["median"] < 0.001 < synced["median"] / 4
+    # Launch-only timing sees microseconds of host work, far below the 4 ms of device work.
+    assert launch_only["median"] < synced["min"] / 4
 
 
 def test_cuda_events_time_the_device_when_they_work(
