@@ -109,6 +109,15 @@ _OPTIONS = (
         action="store_true",
     ),
     _Option(
+        ("--hw-compare",),
+        "hw_compare",
+        "compare this run with an earlier --hw-report (per-test peak growth and time) and show "
+        "the changes",
+        "string",
+        None,
+        metavar="BASE.json",
+    ),
+    _Option(
         ("--hw-leak-check",),
         "hw_leak_check",
         "fail tests whose device memory after teardown exceeds what they started with by more "
@@ -128,6 +137,21 @@ _INI_ONLY = (
 def add_options(parser: pytest.Parser) -> None:
     """Register every option in the ``hwbench`` group, each with its ini twin."""
     group = parser.getgroup("hwbench", "hardware-aware benchmarking (pytest-hwbench)")
+    group.addoption(
+        "--hw-compare-fail",
+        action="append",
+        dest="hw_compare_fail",
+        default=None,
+        metavar="EXPR",
+        help="with --hw-compare, fail the session when a test crosses EXPR: 'peak:10%%', "
+        "'peak:+256MiB', 'time:5%%', 'time:+5ms' (repeatable)",
+    )
+    parser.addini(
+        "hw_compare_fail",
+        "thresholds for --hw-compare, one a line (as --hw-compare-fail)",
+        type="linelist",
+        default=[],
+    )
     for option in _OPTIONS:
         kwargs: dict[str, Any] = {"dest": option.dest, "help": option.help, "default": None}
         if option.action == "store":
@@ -163,6 +187,9 @@ class HwbenchOptions:
     memory_limit_bytes: int | None
     gpus_per_worker: int | None
     gpus_share: bool
+    compare_base: dict[str, Any] | None
+    compare_base_path: Path | None
+    compare_thresholds: tuple[Any, ...]
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -254,6 +281,8 @@ def resolve_options(config: pytest.Config, registry: HardwareRegistry) -> Hwbenc
             raise _usage(f"--hw-gpus-per-worker={text}: give a whole number of GPUs >= 1")
         gpus_per_worker = int(text)
 
+    compare_base, compare_path, thresholds = _resolve_compare(config)
+
     return HwbenchOptions(
         devices=devices,
         report_path=report_path,
@@ -267,4 +296,32 @@ def resolve_options(config: pytest.Config, registry: HardwareRegistry) -> Hwbenc
         memory_limit_bytes=memory_limit,
         gpus_per_worker=gpus_per_worker,
         gpus_share=bool(value_or_ini(config, "hw_gpus_share")),
+        compare_base=compare_base,
+        compare_base_path=compare_path,
+        compare_thresholds=thresholds,
     )
+
+
+def _resolve_compare(
+    config: pytest.Config,
+) -> tuple[dict[str, Any] | None, Path | None, tuple[Any, ...]]:
+    """Load the base report and parse thresholds now, so a typo fails before the run."""
+    raw_fail = config.getoption("hw_compare_fail", default=None) or config.getini("hw_compare_fail")
+    raw_base = value_or_ini(config, "hw_compare")
+    if not raw_base:
+        if raw_fail:
+            raise _usage("--hw-compare-fail needs --hw-compare=BASE.json to compare with")
+        return None, None, ()
+    from pytest_hwbench.report.compare import ThresholdError, load_for_compare, parse_threshold
+    from pytest_hwbench.report.writer import ReportError
+
+    try:
+        thresholds = tuple(parse_threshold(text) for text in raw_fail)
+    except ThresholdError as exc:
+        raise _usage(f"--hw-compare-fail: {exc}") from None
+    path = Path(os.path.expanduser(str(raw_base)))
+    try:
+        base = load_for_compare(path)
+    except ReportError as exc:
+        raise _usage(f"--hw-compare: {exc}") from None
+    return base, path, thresholds

@@ -76,6 +76,7 @@ class HwbenchSession:
         self.entries: list[dict[str, Any]] = []
         self._phases: dict[str, dict[str, pytest.TestReport]] = {}
         self._distributed = False
+        self.comparison: Any = None
 
     # -- collection ------------------------------------------------------------------------------
 
@@ -392,7 +393,19 @@ class HwbenchSession:
             self.writer.add_test(entry)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Write the report; an interrupted or crashed run is marked incomplete."""
+        """Compare with --hw-compare's base; write the report (incomplete runs say so)."""
+        if self.options.compare_base is not None and self.worker_id is None:
+            from pytest_hwbench.report.compare import compare_reports
+
+            self.comparison = compare_reports(
+                self.options.compare_base,
+                {"tests": self.entries},
+                self.options.compare_thresholds,
+                base_name=str(self.options.compare_base_path),
+                new_name="this run",
+            )
+            if self.comparison.failed and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None and self.options.report_path is not None:
             workeroutput["hwbench_machine"] = self.machine_inventory()
@@ -431,6 +444,10 @@ class HwbenchSession:
                     )
         if self.writer is not None:
             terminalreporter.write_line(f"hwbench report: {_display_path(self.writer.path)}")
+        if self.comparison is not None:
+            terminalreporter.write_sep("-", "hwbench: comparison with --hw-compare")
+            for line in self.comparison.format_table().rstrip("\n").splitlines():
+                terminalreporter.write_line(line)
 
 
 class XdistHooks:
