@@ -147,7 +147,7 @@ def subprocess_env(pycache: Path | None) -> tuple[dict[str, str], list[str]]:
         notes.append("PYTEST_DISABLE_PLUGIN_AUTOLOAD was set: unset for the runs")
     if pycache is not None:
         if env.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
-            notes.append("PYTHONDONTWRITEBYTECODE was set: unset for the runs (--no-pyc-cache)")
+            notes.append("PYTHONDONTWRITEBYTECODE was set: unset here (--no-pyc-cache keeps it)")
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
         notes.append("bytecode cached in a temporary PYTHONPYCACHEPREFIX, warmed before timing")
     elif env.get("PYTHONDONTWRITEBYTECODE"):

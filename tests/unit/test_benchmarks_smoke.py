@@ -48,7 +48,7 @@ def test_plugin_overhead_quick() -> None:
     output = run_script("plugin_overhead.py", "--quick", "--tests", "50", "--repeats", "1")
     variants = {line.split()[0] for line in table_rows(output)}
     assert {"plain", "unused", "profile-all"} <= variants, output
-    # Competitors are either measured or said to be missing, never silently dropped.
-    for competitor, package in (("memray", "pytest-memray"), ("monitor", "pytest-monitor")):
-        assert competitor in variants or f"{package} is not installed" in output, output
+    # Competitors are measured or said to be skipped (not installed, or failing), never dropped.
+    for competitor in ("memray", "monitor"):
+        assert competitor in variants or f"{competitor}: skipped, " in output, output
     assert "torch in the pytest process with hwbench installed but unused:" in output
