@@ -217,9 +217,7 @@ class HwbenchSession:
         if metric is None:
             return
         del item.stash[_metric_key]
-        if metric.state.value == "running":
-            metric.stop()
-        metrics = metric.get_metrics()
+        metrics = metric.stop() if metric.state.value == "running" else metric.get_metrics()
         primary = metric.primary_series
         result = {
             **metrics,

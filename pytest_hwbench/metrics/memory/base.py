@@ -125,6 +125,7 @@ class MemoryMetric(ABC):
         self._sampled_min: dict[str, int] = {}
         self._folded_high_water: dict[str, int] = {}
         self._exact_series: frozenset[str] = frozenset()
+        self._device_info: dict[str, Any] | None = None
 
     # -- what subclasses provide -----------------------------------------------------------------
 
@@ -159,15 +160,17 @@ class MemoryMetric(ABC):
 
     def describe_device(self) -> dict[str, Any]:
         """The measured device for reports: name, index and, where known, its properties."""
-        info: dict[str, Any] = {"platform": self.platform, "index": self.device_index}
-        if self.device is not None:
-            info["device"] = str(self.device)
-        if self.backend is not None:
-            try:
-                info["properties"] = self.backend.properties(self.device_index).to_dict()
-            except Exception as exc:
-                info["properties_error"] = f"{type(exc).__name__}: {exc}"
-        return info
+        if self._device_info is None:  # a device's properties do not change: build it once
+            info: dict[str, Any] = {"platform": self.platform, "index": self.device_index}
+            if self.device is not None:
+                info["device"] = str(self.device)
+            if self.backend is not None:
+                try:
+                    info["properties"] = self.backend.properties(self.device_index).to_dict()
+                except Exception as exc:
+                    info["properties_error"] = f"{type(exc).__name__}: {exc}"
+            self._device_info = info
+        return dict(self._device_info)
 
     def read_current(self) -> dict[str, int]:
         """Synchronize the device and read every series now, started or not (bytes)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -25,48 +24,56 @@ __all__ = [
     "rss_high_water",
 ]
 
-_STATUS_PATH = "/proc/self/status"
-_CLEAR_REFS_PATH = "/proc/self/clear_refs"
+
+class _ProcFile:
+    """A /proc/<pid> file kept open per process (reopened after fork): one syscall a use.
+
+    One ``os.pread`` of a held statm fd costs ~1.5 µs against ~11 µs for psutil.
+    """
+
+    def __init__(self, name: str, flags: int) -> None:
+        self._name, self._flags = name, flags
+        self._fd: int | None = None
+        self._pid = -1
+        self._lock = threading.Lock()
+
+    def fd(self) -> int:
+        """The open file descriptor of this process's file."""
+        pid = os.getpid()
+        fd = self._fd
+        if fd is not None and self._pid == pid:
+            return fd
+        with self._lock:
+            if self._fd is None or self._pid != pid:
+                # /proc/self is resolved at open time: a forked child opens its own file, and
+                # the parent's descriptor it inherited is left alone (the parent still uses it).
+                self._fd = os.open(f"/proc/{pid}/{self._name}", self._flags)
+                self._pid = pid
+            return self._fd
+
+
+_statm_file = _ProcFile("statm", os.O_RDONLY)
 
 
 class HostRSSReader:
-    """Reads this process's resident set size: a held /proc/self/statm fd on Linux, else psutil.
-
-    One ``os.pread`` of a held fd costs ~1.5 µs against ~11 µs for psutil, which matters at 1 kHz.
-    """
+    """Reads this process's resident set size: a held /proc/self/statm fd on Linux, else psutil."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._fd: int | None = None
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._lock = threading.Lock()
         self._process: Any = None
+        self._pid = -1
 
     def read(self) -> int:
         """Current RSS of this process in bytes."""
-        pid = os.getpid()
         if sys.platform.startswith("linux"):
-            fd = self._fd
-            if fd is None or self._pid != pid:
-                fd = self._reopen(pid)
-            return int(os.pread(fd, 128, 0).split()[1]) * self._page
+            return int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * self._page
+        pid = os.getpid()
         if self._process is None or self._pid != pid:
             import psutil
 
             self._process = psutil.Process(pid)
             self._pid = pid
         return int(self._process.memory_info().rss)
-
-    def _reopen(self, pid: int) -> int:
-        # /proc/self is resolved at open time: a forked child must not read its parent's file.
-        with self._lock:
-            if self._fd is None or self._pid != pid:
-                if self._fd is not None:
-                    with contextlib.suppress(OSError):
-                        os.close(self._fd)
-                self._fd = os.open(f"/proc/{pid}/statm", os.O_RDONLY)
-                self._pid = pid
-            return self._fd
 
 
 _rss_reader = HostRSSReader()
@@ -77,16 +84,22 @@ def read_rss_bytes() -> int:
     return _rss_reader.read()
 
 
+_status_file = _ProcFile("status", os.O_RDONLY)
+_clear_refs_file = _ProcFile("clear_refs", os.O_WRONLY)
+
+
 def read_vmhwm_bytes() -> int | None:
     """The kernel's RSS high-water mark of this process (Linux ``VmHWM``), or None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        with open(_STATUS_PATH, encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # the kernel prints kB (KiB)
+        status = os.pread(_status_file.fd(), 8192, 0)
     except OSError:
         return None
-    return None
+    start = status.find(b"VmHWM:")
+    if start < 0:
+        return None
+    return int(status[start + 6 : status.index(b"kB", start)]) * 1024  # the kernel prints kB
 
 
 def vmhwm_counter() -> Hashable:
@@ -99,8 +112,7 @@ def reset_vmhwm() -> str | None:
     if not sys.platform.startswith("linux"):
         return f"no clear_refs on {sys.platform}"
     try:
-        with open(_CLEAR_REFS_PATH, "w", encoding="ascii") as fh:
-            fh.write("5")
+        os.write(_clear_refs_file.fd(), b"5")
     except OSError as exc:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
     return None

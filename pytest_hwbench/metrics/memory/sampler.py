@@ -51,6 +51,9 @@ class SamplerThread:
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # When the thread will next wake by itself (None: only when notified), so that adding a
+        # client wakes it only if it must run sooner, and removing one never does.
+        self._wake_at_ns: int | None = None
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -62,23 +65,24 @@ class SamplerThread:
         interval_ns = max(int(interval_s * 1e9), 1)
         with self._cond:
             token = next(self._ids)
-            self._clients[token] = _Client(
-                callback, on_error, interval_ns, time.perf_counter_ns() + interval_ns
-            )
+            due_ns = time.perf_counter_ns() + interval_ns
+            self._clients[token] = _Client(callback, on_error, interval_ns, due_ns)
             if self._thread is None or not self._thread.is_alive():
                 self._stopping = False
+                self._wake_at_ns = None
                 self._thread = threading.Thread(
                     target=self._run, name="pytest-hwbench-sampler", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            elif self._wake_at_ns is None or due_ns < self._wake_at_ns:
+                self._cond.notify()
         return token
 
     def remove(self, token: int) -> None:
         """Stop calling the callback registered under `token` (unknown tokens are ignored)."""
         with self._cond:
+            # No notify: a thread waking for a removed client just finds nothing due.
             self._clients.pop(token, None)
-            self._cond.notify()
 
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Stop the thread and wait for it (at interpreter exit, or in tests)."""
@@ -105,12 +109,14 @@ class SamplerThread:
                     if now - idle_since >= IDLE_EXIT_S:
                         self._thread = None
                         return
+                    self._wake_at_ns = None
                     self._cond.wait(IDLE_EXIT_S - (now - idle_since))
                     continue
                 idle_since = None
                 now_ns = time.perf_counter_ns()
                 next_due = min(c.next_due_ns for c in self._clients.values())
                 if next_due > now_ns:
+                    self._wake_at_ns = next_due
                     self._cond.wait((next_due - now_ns) / 1e9)
                     continue
                 due = [(t, c) for t, c in self._clients.items() if c.next_due_ns <= now_ns]
