@@ -31,6 +31,9 @@ __all__ = ["HwbenchSession"]
 
 DEVICE_FIXTURE = "hw_device"
 PROFILE_FIXTURE = "memory_profile"
+#: Fixtures and markers whose tests need the per-test hooks.
+OUR_FIXTURES = frozenset({DEVICE_FIXTURE, PROFILE_FIXTURE, "hw_backend", "hw_benchmark"})
+OUR_MARKERS = ("hardware", "memory_limit", "memory_leak_limit")
 
 _platform_key = pytest.StashKey[str]()
 _unmet_key = pytest.StashKey[str]()
@@ -77,6 +80,22 @@ class HwbenchSession:
         self._phases: dict[str, dict[str, pytest.TestReport]] = {}
         self._distributed = False
         self.comparison: Any = None
+        self._test_hooks: TestHooks | None = None
+        workers = getattr(config.option, "numprocesses", None)
+        if (
+            options.report_path is not None
+            or options.profile_all
+            or options.leak_check
+            or options.compare_base is not None
+            or (self.worker_id is None and bool(workers))  # the xdist controller gathers reports
+        ):
+            self.enable_test_hooks()
+
+    def enable_test_hooks(self) -> None:
+        """Register the per-test hooks (once); called when the run turns out to need them."""
+        if self._test_hooks is None:
+            self._test_hooks = TestHooks(self)
+            self.config.pluginmanager.register(self._test_hooks, "hwbench_test_hooks")
 
     # -- collection ------------------------------------------------------------------------------
 
@@ -111,13 +130,17 @@ class HwbenchSession:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """Validate our markers (bad ones are collection errors) and parametrize hw_device."""
         definition = metafunc.definition
+        uses_device = DEVICE_FIXTURE in metafunc.fixturenames
+        marker_names = {mark.name for mark in definition.iter_markers()}
+        if not uses_device and marker_names.isdisjoint(OUR_MARKERS):
+            return  # the common case in a suite that does not use us: nothing to check
         try:
             requirement = self._requirement(definition)
             self.memory_limit(definition)
             self.leak_tolerance(definition)
         except MarkerError as exc:
             raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
-        if DEVICE_FIXTURE not in metafunc.fixturenames:
+        if not uses_device:
             return
         if requirement is not None:
             names = list(requirement.platforms)
@@ -159,7 +182,14 @@ class HwbenchSession:
         kept: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:
-            uses_device = DEVICE_FIXTURE in getattr(item, "fixturenames", ())
+            fixtures = getattr(item, "fixturenames", ())
+            uses_device = DEVICE_FIXTURE in fixtures
+            if self._test_hooks is None and (
+                uses_device
+                or not OUR_FIXTURES.isdisjoint(fixtures)
+                or any(item.iter_markers(name) for name in OUR_MARKERS)
+            ):
+                self.enable_test_hooks()
             if item.get_closest_marker("hardware") is None and not uses_device:
                 item.stash[_platform_key] = "cpu"
                 kept.append(item)
@@ -230,8 +260,7 @@ class HwbenchSession:
             item.user_properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
             item.user_properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+    def runtest_setup(self, item: pytest.Item) -> None:
         """Fail tests whose hardware is absent under --hw-unavailable=fail; leak baseline."""
         reason = item.stash.get(_unmet_key, None)
         if reason is not None and self.options.unavailable == "fail":
@@ -246,8 +275,7 @@ class HwbenchSession:
             baseline = metric.read_current()[metric.primary_series]
             item.stash[_leak_baseline_key] = (metric, baseline)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+    def runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         """Measure tests that need it but lack the fixture; enforce memory limits after the body."""
         own_metric = self._profiled_by_hook(item)
         if own_metric:
@@ -296,8 +324,7 @@ class HwbenchSession:
             lines.append(f"  mark {mark.label!r} at {mark.t:.3f}s: {shown}")
         pytest.fail("\n".join(lines), pytrace=False)
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_teardown(
+    def runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, object, object]:
         """After every fixture is torn down, compare device memory with the baseline."""
@@ -319,8 +346,7 @@ class HwbenchSession:
                 )
         return result
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
+    def runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         """Put the test's measurements on its teardown report, so they travel with it (xdist)."""
@@ -361,7 +387,7 @@ class HwbenchSession:
 
         self.writer = ReportWriter(path, {"hosts": {}} if self._distributed else host_inventory())
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    def runtest_logreport(self, report: pytest.TestReport) -> None:
         """Gather each test's phase reports into one entry once its teardown report arrives."""
         phases = self._phases.setdefault(report.nodeid, {})
         phases[report.when] = report
@@ -446,6 +472,45 @@ class HwbenchSession:
             terminalreporter.write_sep("-", "hwbench: comparison with --hw-compare")
             for line in self.comparison.format_table().rstrip("\n").splitlines():
                 terminalreporter.write_line(line)
+
+
+class TestHooks:
+    """The per-test hooks, registered only when a run uses the plugin (see `HwbenchSession`).
+
+    pytest calls every registered hook for every test; a run that uses none of our markers,
+    fixtures or options must not pay for them.
+    """
+
+    def __init__(self, session: HwbenchSession) -> None:
+        self.session = session
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """See `HwbenchSession.runtest_setup`."""
+        self.session.runtest_setup(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        """See `HwbenchSession.runtest_call`."""
+        return (yield from self.session.runtest_call(item))
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, object, object]:
+        """See `HwbenchSession.runtest_teardown`."""
+        return (yield from self.session.runtest_teardown(item, nextitem))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """See `HwbenchSession.runtest_makereport`."""
+        return (yield from self.session.runtest_makereport(item, call))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """See `HwbenchSession.runtest_logreport`."""
+        self.session.runtest_logreport(report)
 
 
 class XdistHooks:
