@@ -920,7 +920,6 @@ class BenchmarkHooks:
 
     def __init__(self, session: HwbenchSession) -> None:
         self.session = session
-        self._untimed: dict[str, list[str]] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -943,20 +942,16 @@ class BenchmarkHooks:
             return  # nothing is timed here (an xdist controller must never import torch)
         machine_info["hwbench"] = accelerator_inventory(self.session.registry)
 
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Collect benchmark warnings from each test's report (workers' too, under xdist)."""
-        if report.when != "teardown":
-            return
-        data = getattr(report, "hwbench", None) or {}
-        for warning in (data.get("benchmark") or {}).get("warnings") or ():
-            self._untimed.setdefault(str(warning), []).append(report.nodeid)
-
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """Say which hw_benchmark tests ran without timings, and why."""
-        if not self._untimed:
+        untimed: dict[str, list[str]] = {}
+        for entry in self.session.entries:  # workers' tests too, under xdist
+            for warning in (entry.get("benchmark") or {}).get("warnings") or ():
+                untimed.setdefault(str(warning), []).append(entry["nodeid"])
+        if not untimed:
             return
         terminalreporter.write_sep("-", "hwbench: benchmarks without timings")
-        for warning, nodeids in self._untimed.items():
+        for warning, nodeids in untimed.items():
             count = len(nodeids)
             terminalreporter.write_line(f"{count} test{'s' if count != 1 else ''}: {warning}")
 
