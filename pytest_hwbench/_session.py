@@ -184,13 +184,12 @@ class HwbenchSession:
         for item in items:
             fixtures = getattr(item, "fixturenames", ())
             uses_device = DEVICE_FIXTURE in fixtures
+            marker_names = {mark.name for mark in item.iter_markers()}
             if self._test_hooks is None and (
-                uses_device
-                or not OUR_FIXTURES.isdisjoint(fixtures)
-                or any(item.iter_markers(name) for name in OUR_MARKERS)
+                not OUR_FIXTURES.isdisjoint(fixtures) or not marker_names.isdisjoint(OUR_MARKERS)
             ):
                 self.enable_test_hooks()
-            if item.get_closest_marker("hardware") is None and not uses_device:
+            if "hardware" not in marker_names and not uses_device:
                 item.stash[_platform_key] = "cpu"
                 kept.append(item)
                 continue

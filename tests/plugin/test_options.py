@@ -110,3 +110,23 @@ def test_ini_report_path_is_relative_to_the_ini_file(pytester: pytest.Pytester) 
         pytester.runpytest(str(pytester.path)).assert_outcomes(passed=1)
     assert (pytester.path / "reports" / "hw.json").exists()
     assert not (sub / "reports").exists()
+
+
+def test_per_test_hooks_are_registered_only_when_used(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_sessionfinish(session):
+            hooks = session.config.pluginmanager.get_plugin("hwbench_test_hooks")
+            print(f"test hooks: {'on' if hooks is not None else 'off'}")
+        """
+    )
+    pytester.makepyfile(test_plain="def test_a(): pass")
+    result = pytester.runpytest("-s", "test_plain.py")
+    result.stdout.fnmatch_lines(["*test hooks: off"])
+    pytester.makepyfile(test_used="def test_b(memory_profile): pass")
+    pytester.runpytest("-s", "test_used.py").stdout.fnmatch_lines(["*test hooks: on"])
+    pytester.runpytest("-s", "test_plain.py", "--hw-profile-all").stdout.fnmatch_lines(
+        ["*test hooks: on"]
+    )
