@@ -6,11 +6,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from pytest_hwbench.hardware.registry import HardwareRegistry
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.registry import HardwareRegistry
+
 from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
 from pytest_hwbench.units import SizeError, parse_duration, parse_size
 
@@ -215,17 +218,23 @@ def _check_report_path(raw: str, base: Path) -> Path:
     return path
 
 
-def resolve_options(config: pytest.Config, registry: HardwareRegistry) -> HwbenchOptions:
-    """Read and check every option; bad input is a usage error before any test runs."""
+def resolve_options(
+    config: pytest.Config, registry: Callable[[], HardwareRegistry]
+) -> HwbenchOptions:
+    """Read and check every option; bad input is a usage error before any test runs.
+
+    `registry` is only called when an option names platforms: building it imports every backend.
+    """
     raw_devices = str(value_or_ini(config, "hw_devices") or "all").strip().lower()
     devices: tuple[str, ...] | None = None
     if raw_devices != "all":
         names = tuple(dict.fromkeys(n.strip() for n in raw_devices.split(",") if n.strip()))
-        unknown = [n for n in names if n not in registry]
+        known = registry()
+        unknown = [n for n in names if n not in known]
         if unknown or not names:
             raise _usage(
                 f"--hw-devices={raw_devices}: unknown platform {', '.join(unknown) or '(none)'}; "
-                f"valid: all, or a comma-separated list of {', '.join(registry.names())}"
+                f"valid: all, or a comma-separated list of {', '.join(known.names())}"
             )
         devices = names
 

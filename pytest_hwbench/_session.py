@@ -6,14 +6,13 @@ import gc
 import os
 import platform as platform_module
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_hwbench._options import HwbenchOptions
-from pytest_hwbench.hardware.registry import HardwareRegistry
 from pytest_hwbench.marks import (
     HardwareRequirement,
     MarkerError,
@@ -24,6 +23,7 @@ from pytest_hwbench.marks import (
 from pytest_hwbench.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
+    from pytest_hwbench.hardware.registry import HardwareRegistry
     from pytest_hwbench.metrics.memory.base import MemoryMetric
     from pytest_hwbench.report.writer import ReportWriter
 
@@ -69,11 +69,14 @@ class HwbenchSession:
     """Turns markers and options into parametrization, skips, measurements and a report."""
 
     def __init__(
-        self, config: pytest.Config, options: HwbenchOptions, registry: HardwareRegistry
+        self,
+        config: pytest.Config,
+        options: HwbenchOptions,
+        registry: Callable[[], HardwareRegistry],
     ) -> None:
         self.config = config
         self.options = options
-        self.registry = registry
+        self._registry = registry
         self.worker_id: str | None = getattr(config, "workerinput", {}).get("workerid")
         self.writer: ReportWriter | None = None
         self.entries: list[dict[str, Any]] = []
@@ -90,6 +93,11 @@ class HwbenchSession:
             or (self.worker_id is None and bool(workers))  # the xdist controller gathers reports
         ):
             self.enable_test_hooks()
+
+    @property
+    def registry(self) -> HardwareRegistry:
+        """The session's hardware registry, built on first use (it imports every backend)."""
+        return self._registry()
 
     def enable_test_hooks(self) -> None:
         """Register the per-test hooks (once); called when the run turns out to need them."""
@@ -179,6 +187,8 @@ class HwbenchSession:
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         """Decide each test's platform; deselect the unrunnable under --hw-unavailable=deselect."""
+        if config.hook.pytest_hwbench_register_backends.get_hookimpls():
+            self._registry()  # a conftest collected later adds backends: register them now
         kept: list[pytest.Item] = []
         deselected: list[pytest.Item] = []
         for item in items:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pytest_hwbench._benchmark import HwBenchmark
     from pytest_hwbench._session import HwbenchSession
     from pytest_hwbench.hardware.base import HardwareBackend
+    from pytest_hwbench.hardware.registry import HardwareRegistry
     from pytest_hwbench.metrics.memory.base import MemoryMetric
 
 SESSION_PLUGIN_NAME = "hwbench_session"
@@ -64,11 +65,23 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register markers, let plugins add backends, check options, start the session object."""
     for line in MARKERS:
         config.addinivalue_line("markers", line)
-    from pytest_hwbench._session import HwbenchSession
-    from pytest_hwbench.hardware.registry import default_registry
+    import functools
 
-    registry = default_registry()
-    config.hook.pytest_hwbench_register_backends.call_historic(kwargs={"registry": registry})
+    from pytest_hwbench._session import HwbenchSession
+
+    @functools.cache
+    def registry() -> HardwareRegistry:
+        # Built when first needed, not here: a run that never asks about hardware (an xdist
+        # controller, a suite that does not use us) imports no backend. The hook is historic, so
+        # calling it late still reaches every conftest and plugin.
+        from pytest_hwbench.hardware.registry import default_registry
+
+        built = default_registry()
+        config.hook.pytest_hwbench_register_backends.call_historic(kwargs={"registry": built})
+        return built
+
+    if config.hook.pytest_hwbench_register_backends.get_hookimpls():
+        registry()  # conftests add backends: tests that ask hardware directly must see them
     options = resolve_options(config, registry)
     _plan_gpu_pinning(config, options.gpus_per_worker, options.gpus_share)
     session = HwbenchSession(config, options, registry)
