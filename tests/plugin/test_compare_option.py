@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from pytest_hwbench.hardware.cpu import clear_refs_writable
+
 linux_exact = pytest.mark.skipif(
-    not (sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)),
+    not clear_refs_writable(),
     reason="comparing peaks needs exact CPU peaks (Linux, writable /proc/self/clear_refs)",
 )
 

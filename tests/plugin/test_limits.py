@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
+from pytest_hwbench.hardware.cpu import clear_refs_writable
+
 pytestmark = pytest.mark.skipif(
-    not (sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)),
+    not clear_refs_writable(),
     reason="limit tests rely on exact CPU peaks (Linux, writable /proc/self/clear_refs)",
 )
 

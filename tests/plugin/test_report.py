@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,12 +9,13 @@ from typing import Any
 
 import pytest
 
+from pytest_hwbench.hardware.cpu import clear_refs_writable
 from pytest_hwbench.report import recover_partial
 from pytest_hwbench.report.writer import journal_path
 
 Loader = Callable[[Path], dict[str, Any]]
 linux_exact = pytest.mark.skipif(
-    not (sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)),
+    not clear_refs_writable(),
     reason="exact CPU peaks need Linux with a writable /proc/self/clear_refs",
 )
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pytest_hwbench.hardware import HardwareUnavailableError, UnknownHardwareError
-from pytest_hwbench.hardware.cpu import CPUBackend
+from pytest_hwbench.hardware.cpu import CPUBackend, clear_refs_writable
 from pytest_hwbench.metrics.memory import (
     CPUMemoryMetric,
     MemoryMetricError,
@@ -22,7 +22,7 @@ from pytest_hwbench.metrics.memory.process_sampler import shutdown_process_sampl
 
 MiB = 2**20
 linux_with_clear_refs = pytest.mark.skipif(
-    not (sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)),
+    not clear_refs_writable(),
     reason="exact CPU peaks need Linux with a writable /proc/self/clear_refs",
 )
 
