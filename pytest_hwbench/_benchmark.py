@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_hwbench._session import benchmark_key
+from pytest_hwbench.plugin import benchmark_plugin_loaded
 
 if TYPE_CHECKING:
     import torch
 
+    from pytest_hwbench._options import HwbenchOptions
     from pytest_hwbench._session import HwbenchSession
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
@@ -36,9 +38,8 @@ __all__ = [
     "DeviceTimer",
     "HwBenchmark",
     "PeakSpec",
-    "add_benchmark_options",
+    "benchmark_settings",
     "canonical_dtype",
-    "configure_benchmarks",
     "hw_benchmark_fixture",
     "parse_peak_lines",
 ]
@@ -47,8 +48,6 @@ T = TypeVar("T")
 
 FIXTURE = "hw_benchmark"
 BENCHMARK_FIXTURE = "benchmark"  # pytest-benchmark's
-HOOKS_PLUGIN_NAME = "hwbench_benchmark"
-DEFAULT_WARMUP_ROUNDS = 1
 #: Which per-call time the throughput figures divide by.
 THROUGHPUT_TIME = "median"
 
@@ -382,48 +381,17 @@ class BenchmarkSettings:
     benchmark_plugin: bool
 
 
-def add_benchmark_options(parser: pytest.Parser) -> None:
-    """Register the ini settings of ``hw_benchmark``."""
-    parser.addini(
-        "hw_peak_flops",
-        "theoretical peaks for hw_benchmark's fraction of peak, one device a line: "
-        "'DEVICE NAME:bf16=989e12,bandwidth=3.35e12' (override or add to the built-in table)",
-        type="linelist",
-        default=[],
-    )
-    parser.addini(
-        "hw_benchmark_warmup",
-        "untimed calls hw_benchmark makes before timing (default 1)",
-        type="string",
-        default=str(DEFAULT_WARMUP_ROUNDS),
-    )
-
-
-def configure_benchmarks(config: pytest.Config, session: HwbenchSession) -> None:
-    """Check the ini settings; register the pytest-benchmark hooks when that plugin is loaded."""
-    raw_warmup = str(config.getini("hw_benchmark_warmup") or DEFAULT_WARMUP_ROUNDS).strip()
-    if not raw_warmup.isdigit():
-        raise pytest.UsageError(
-            f"pytest-hwbench: ini hw_benchmark_warmup={raw_warmup!r}: give a number of calls "
-            "(0 or more)"
+def benchmark_settings(config: pytest.Config, options: HwbenchOptions) -> BenchmarkSettings:
+    """The run's ``hw_benchmark`` settings, built on first use (the ini was checked at start)."""
+    settings = config.stash.get(_settings_key, None)
+    if settings is None:
+        settings = BenchmarkSettings(
+            peaks=parse_peak_lines(config.getini("hw_peak_flops")),
+            warmup_rounds=options.benchmark_warmup,
+            benchmark_plugin=benchmark_plugin_loaded(config),
         )
-    settings = BenchmarkSettings(
-        peaks=parse_peak_lines(config.getini("hw_peak_flops")),
-        warmup_rounds=int(raw_warmup),
-        benchmark_plugin=_benchmark_plugin_loaded(config),
-    )
-    config.stash[_settings_key] = settings
-    if settings.benchmark_plugin:
-        # Only here: its hook names are unknown to pytest where pytest-benchmark is absent.
-        config.pluginmanager.register(BenchmarkHooks(session), HOOKS_PLUGIN_NAME)
-
-
-def _benchmark_plugin_loaded(config: pytest.Config) -> bool:
-    """Whether pytest-benchmark's plugin module is registered (whatever name it was loaded as)."""
-    return any(
-        getattr(plugin, "__name__", None) == "pytest_benchmark.plugin"
-        for plugin in config.pluginmanager.get_plugins()
-    )
+        config.stash[_settings_key] = settings
+    return settings
 
 
 # -- the clock -------------------------------------------------------------------------------------
@@ -869,7 +837,7 @@ def hw_benchmark_fixture(
     item = request.node
     assert isinstance(item, pytest.Item)
     config = request.config
-    settings = config.stash[_settings_key]
+    settings = benchmark_settings(config, session.options)
     if item.stash.get(_conflict_key, False):
         pytest.fail(
             f"{item.nodeid}: uses both hw_benchmark and pytest-benchmark's benchmark fixture "
@@ -915,45 +883,42 @@ def hw_benchmark_fixture(
 # -- hooks that exist only with pytest-benchmark ---------------------------------------------------
 
 
-class BenchmarkHooks:
-    """pytest-benchmark integration, registered only where its plugin is loaded."""
+def require_benchmark_fixture(items: list[pytest.Item]) -> None:
+    """Make `items` (they use hw_benchmark) benchmark tests to pytest-benchmark (--benchmark-only).
 
-    def __init__(self, session: HwbenchSession) -> None:
-        self.session = session
+    Called before pytest-benchmark sorts tests, and only where its plugin is loaded.
+    """
+    for item in items:
+        fixturenames = getattr(item, "fixturenames", ())
+        if BENCHMARK_FIXTURE in fixturenames:
+            item.stash[_conflict_key] = True
+            continue
+        # A new list: parametrized items share the one pytest made.
+        item.fixturenames = [*fixturenames, BENCHMARK_FIXTURE]  # type: ignore[attr-defined]
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        """Make hw_benchmark tests benchmark tests to pytest-benchmark (--benchmark-only/-skip)."""
-        for item in items:
-            if not isinstance(item, pytest.Function) or FIXTURE not in item.fixturenames:
-                continue
-            if BENCHMARK_FIXTURE in item.fixturenames:
-                item.stash[_conflict_key] = True
-                continue
-            # A new list: parametrized items share the one pytest made.
-            item.fixturenames = [*item.fixturenames, BENCHMARK_FIXTURE]
 
-    def pytest_benchmark_update_machine_info(
-        self, config: pytest.Config, machine_info: dict[str, Any]
-    ) -> None:
-        """Add the accelerators and torch build, so --benchmark-compare flags another GPU."""
-        session = getattr(config, "_benchmarksession", None)
-        if getattr(session, "disabled", False) or config.pluginmanager.has_plugin("dsession"):
-            return  # nothing is timed here (an xdist controller must never import torch)
-        machine_info["hwbench"] = accelerator_inventory(self.session.registry)
+def write_untimed_summary(terminalreporter: Any, entries: list[dict[str, Any]]) -> None:
+    """Say which hw_benchmark tests ran without timings, and why."""
+    untimed: dict[str, list[str]] = {}
+    for entry in entries:  # workers' tests too, under xdist
+        for warning in (entry.get("benchmark") or {}).get("warnings") or ():
+            untimed.setdefault(str(warning), []).append(entry["nodeid"])
+    if not untimed:
+        return
+    terminalreporter.write_sep("-", "hwbench: benchmarks without timings")
+    for warning, nodeids in untimed.items():
+        count = len(nodeids)
+        terminalreporter.write_line(f"{count} test{'s' if count != 1 else ''}: {warning}")
 
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """Say which hw_benchmark tests ran without timings, and why."""
-        untimed: dict[str, list[str]] = {}
-        for entry in self.session.entries:  # workers' tests too, under xdist
-            for warning in (entry.get("benchmark") or {}).get("warnings") or ():
-                untimed.setdefault(str(warning), []).append(entry["nodeid"])
-        if not untimed:
-            return
-        terminalreporter.write_sep("-", "hwbench: benchmarks without timings")
-        for warning, nodeids in untimed.items():
-            count = len(nodeids)
-            terminalreporter.write_line(f"{count} test{'s' if count != 1 else ''}: {warning}")
+
+def update_machine_info(
+    config: pytest.Config, machine_info: dict[str, Any], registry: HardwareRegistry
+) -> None:
+    """Add the accelerators and torch build, so --benchmark-compare flags another GPU."""
+    session = getattr(config, "_benchmarksession", None)
+    if getattr(session, "disabled", False) or config.pluginmanager.has_plugin("dsession"):
+        return  # nothing is timed here (an xdist controller must never import torch)
+    machine_info["hwbench"] = accelerator_inventory(registry)
 
 
 def accelerator_inventory(registry: HardwareRegistry) -> dict[str, Any]:

@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import pytest
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
 
-from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
-from pytest_hwbench.units import SizeError, parse_duration, parse_size
+# Nothing of ours is imported at module level: pytest imports this with the plugin in every run,
+# and the metrics, units and hardware modules load only when an option needs them.
 
-__all__ = ["UNAVAILABLE_POLICIES", "HwbenchOptions", "add_options", "resolve_options"]
+__all__ = [
+    "BENCHMARK_WARMUP_DEFAULT",
+    "UNAVAILABLE_POLICIES",
+    "HwbenchOptions",
+    "add_options",
+    "is_xdist_controller",
+    "resolve_options",
+]
 
 UNAVAILABLE_POLICIES = ("skip", "deselect", "fail")
 SAMPLERS = ("thread", "process")
+#: Untimed calls ``hw_benchmark`` makes before timing, unless ini ``hw_benchmark_warmup`` says.
+BENCHMARK_WARMUP_DEFAULT = 1
+#: Carries the controller's GPU plan to xdist workers (they inherit the environment).
+GPU_PLAN_ENV = "PYTEST_HWBENCH_GPU_PLAN"
+#: The help text's defaults, checked against the sampler's constants by a unit test.
+INTERVAL_HELP = "memory sampling interval (default 10ms; minimum 1ms)"
 
 
-@dataclass(frozen=True)
-class _Option:
+class _Option(NamedTuple):
     flags: tuple[str, ...]
     dest: str
     help: str
@@ -55,7 +65,7 @@ _OPTIONS = (
     _Option(
         ("--hw-interval",),
         "hw_interval",
-        f"memory sampling interval (default {DEFAULT_INTERVAL_S * 1e3:g}ms; minimum 1ms)",
+        INTERVAL_HELP,
         "string",
         None,
         metavar="DURATION",
@@ -163,6 +173,20 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(option.dest, option.help, type=option.ini_type, default=option.default)
     for name, help_text in _INI_ONLY:
         parser.addini(name, help_text, type="string", default=None)
+    # hw_benchmark's settings (pytest_hwbench/_benchmark.py reads them).
+    parser.addini(
+        "hw_peak_flops",
+        "theoretical peaks for hw_benchmark's fraction of peak, one device a line: "
+        "'DEVICE NAME:bf16=989e12,bandwidth=3.35e12' (override or add to the built-in table)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "hw_benchmark_warmup",
+        f"untimed calls hw_benchmark makes before timing (default {BENCHMARK_WARMUP_DEFAULT})",
+        type="string",
+        default=str(BENCHMARK_WARMUP_DEFAULT),
+    )
 
 
 def value_or_ini(config: pytest.Config, name: str) -> Any:
@@ -174,13 +198,12 @@ def value_or_ini(config: pytest.Config, name: str) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class HwbenchOptions:
-    """Every option, resolved and validated once at start-up."""
+class HwbenchOptions(NamedTuple):
+    """Every option, resolved and validated once at start-up (a named tuple: cheap to define)."""
 
     devices: tuple[str, ...] | None  # None means every available platform
     report_path: Path | None
-    interval_s: float
+    interval_s: float | None  # None: the metrics' default
     sampler: str
     profile_all: bool
     unavailable: str
@@ -193,6 +216,23 @@ class HwbenchOptions:
     compare_base: dict[str, Any] | None
     compare_base_path: Path | None
     compare_thresholds: tuple[Any, ...]
+    benchmark_warmup: int
+
+    @property
+    def measures_every_test(self) -> bool:
+        """Whether every test needs the per-test hooks (a report, profiling, leak or compare)."""
+        return (
+            self.report_path is not None
+            or self.profile_all
+            or self.leak_check
+            or self.compare_base is not None
+        )
+
+
+def is_xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands tests to xdist workers (it gathers their reports)."""
+    workers = getattr(config.option, "numprocesses", None)
+    return not hasattr(config, "workerinput") and bool(workers)
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -206,6 +246,8 @@ def _check_report_path(raw: str, base: Path) -> Path:
     if path.is_dir():
         raise _usage(f"--hw-report={raw}: is a directory; give a file path such as {raw}/hw.json")
     parent = path.parent
+    import tempfile
+
     try:
         parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".hwbench-probe-"):
@@ -216,6 +258,31 @@ def _check_report_path(raw: str, base: Path) -> Path:
             "choose a writable path"
         ) from None
     return path
+
+
+def _parse_interval(raw: str) -> float:
+    from pytest_hwbench.metrics.memory.sampler import MIN_INTERVAL_S
+    from pytest_hwbench.units import SizeError, parse_duration
+
+    try:
+        interval_s = parse_duration(raw)
+    except SizeError as exc:
+        raise _usage(f"--hw-interval: {exc}") from None
+    if interval_s < MIN_INTERVAL_S:
+        raise _usage(
+            f"--hw-interval={raw}: below the 1ms minimum (exact peaks come from "
+            "high-water marks; the sampler only draws the shape)"
+        )
+    return interval_s
+
+
+def _parse_ini_size(name: str, raw: str) -> int:
+    from pytest_hwbench.units import SizeError, parse_size
+
+    try:
+        return parse_size(raw)
+    except SizeError as exc:
+        raise _usage(f"ini {name}: {exc}") from None
 
 
 def resolve_options(
@@ -247,15 +314,7 @@ def resolve_options(
     report_path = _check_report_path(str(raw_report), report_base) if raw_report else None
 
     raw_interval = value_or_ini(config, "hw_interval")
-    try:
-        interval_s = DEFAULT_INTERVAL_S if not raw_interval else parse_duration(raw_interval)
-    except SizeError as exc:
-        raise _usage(f"--hw-interval: {exc}") from None
-    if interval_s < MIN_INTERVAL_S:
-        raise _usage(
-            f"--hw-interval={raw_interval}: below the 1ms minimum (exact peaks come from "
-            "high-water marks; the sampler only draws the shape)"
-        )
+    interval_s = _parse_interval(str(raw_interval)) if raw_interval else None
 
     sampler = str(value_or_ini(config, "hw_sampler") or "thread").strip().lower()
     if sampler not in SAMPLERS:
@@ -271,16 +330,10 @@ def resolve_options(
     if not raw_summary.isdigit():
         raise _usage(f"--hw-summary={raw_summary}: give a number of tests (0 turns it off)")
 
-    try:
-        raw_limit = config.getini("hw_memory_limit")
-        memory_limit = parse_size(raw_limit) if raw_limit else None
-    except SizeError as exc:
-        raise _usage(f"ini hw_memory_limit: {exc}") from None
-    try:
-        raw_tolerance = config.getini("hw_leak_tolerance")
-        leak_tolerance = parse_size(raw_tolerance) if raw_tolerance else 2**20
-    except SizeError as exc:
-        raise _usage(f"ini hw_leak_tolerance: {exc}") from None
+    raw_limit = config.getini("hw_memory_limit")
+    memory_limit = _parse_ini_size("hw_memory_limit", raw_limit) if raw_limit else None
+    raw_tolerance = config.getini("hw_leak_tolerance")
+    leak_tolerance = _parse_ini_size("hw_leak_tolerance", raw_tolerance) if raw_tolerance else 2**20
 
     raw_gpus = value_or_ini(config, "hw_gpus_per_worker")
     gpus_per_worker: int | None = None
@@ -289,6 +342,14 @@ def resolve_options(
         if not text.isdigit() or int(text) < 1:
             raise _usage(f"--hw-gpus-per-worker={text}: give a whole number of GPUs >= 1")
         gpus_per_worker = int(text)
+
+    raw_warmup = str(config.getini("hw_benchmark_warmup") or BENCHMARK_WARMUP_DEFAULT).strip()
+    if not raw_warmup.isdigit():
+        raise _usage(f"ini hw_benchmark_warmup={raw_warmup!r}: give a number of calls (0 or more)")
+    if config.getini("hw_peak_flops"):
+        from pytest_hwbench._benchmark import parse_peak_lines
+
+        parse_peak_lines(config.getini("hw_peak_flops"))  # a typo fails now, not in a test
 
     compare_base, compare_path, thresholds = _resolve_compare(config)
 
@@ -308,6 +369,7 @@ def resolve_options(
         compare_base=compare_base,
         compare_base_path=compare_path,
         compare_thresholds=thresholds,
+        benchmark_warmup=int(raw_warmup),
     )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench._options import HwbenchOptions
+from pytest_hwbench._options import HwbenchOptions, is_xdist_controller
 from pytest_hwbench.marks import (
     HardwareRequirement,
     MarkerError,
@@ -20,28 +20,32 @@ from pytest_hwbench.marks import (
     parse_hardware_marker,
     parse_memory_limit,
 )
+from pytest_hwbench.plugin import DEVICE_FIXTURE, OUR_MARKERS, PROFILE_FIXTURE
 from pytest_hwbench.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
+    from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
     from pytest_hwbench.metrics.memory.base import MemoryMetric
     from pytest_hwbench.report.writer import ReportWriter
 
-__all__ = ["HwbenchSession"]
+__all__ = ["HwbenchSession", "TestPlan"]
 
-DEVICE_FIXTURE = "hw_device"
-PROFILE_FIXTURE = "memory_profile"
-#: Fixtures and markers whose tests need the per-test hooks.
-OUR_FIXTURES = frozenset({DEVICE_FIXTURE, PROFILE_FIXTURE, "hw_backend", "hw_benchmark"})
-OUR_MARKERS = ("hardware", "memory_limit", "memory_leak_limit")
-
-_platform_key = pytest.StashKey[str]()
-_unmet_key = pytest.StashKey[str]()
+_plan_key = pytest.StashKey["TestPlan"]()
 _metric_key = pytest.StashKey["MemoryMetric"]()
 _result_key = pytest.StashKey[dict[str, Any]]()
 _leak_baseline_key = pytest.StashKey[tuple["MemoryMetric", int]]()
 #: Timing statistics of a test's `hw_benchmark` run, for its report entry.
 benchmark_key = pytest.StashKey[dict[str, Any]]()
+
+
+def _our_marks(node: pytest.Item | pytest.Function) -> dict[str, pytest.Mark]:
+    """The closest of each of our markers on `node` (its own, its class's, its module's)."""
+    marks: dict[str, pytest.Mark] = {}
+    for mark in node.iter_markers():
+        if mark.name in OUR_MARKERS:
+            marks.setdefault(mark.name, mark)
+    return marks
 
 
 def _final_outcome(phases: dict[str, pytest.TestReport]) -> tuple[str, str | None]:
@@ -65,8 +69,38 @@ def _final_outcome(phases: dict[str, pytest.TestReport]) -> tuple[str, str | Non
     return "passed", None
 
 
+class TestPlan:
+    """What the session does around one test, decided once (at collection) and kept in its stash."""
+
+    __slots__ = ("leak_tolerance", "limit", "platform", "profile_by_hook", "unmet")
+
+    def __init__(
+        self,
+        platform: str,
+        *,
+        unmet: str | None = None,
+        profile_by_hook: bool = False,
+        limit: MemoryLimit | None = None,
+        leak_tolerance: int | None = None,
+    ) -> None:
+        #: The registry name of the platform the test runs on.
+        self.platform = platform
+        #: Why it cannot run there (None when it can).
+        self.unmet = unmet
+        #: Whether the call wrapper measures it (no memory_profile fixture does).
+        self.profile_by_hook = profile_by_hook
+        #: The limit on its peak growth (marker, else ini hw_memory_limit).
+        self.limit = limit
+        #: The allowed growth over the test when leak-checked, else None.
+        self.leak_tolerance = leak_tolerance
+
+
 class HwbenchSession:
-    """Turns markers and options into parametrization, skips, measurements and a report."""
+    """Turns markers and options into parametrization, skips, measurements and a report.
+
+    Created by the plugin only when a run uses hwbench (an option, or a test using one of our
+    markers or fixtures); it registers the per-test hooks a run needs, and no others.
+    """
 
     def __init__(
         self,
@@ -83,16 +117,27 @@ class HwbenchSession:
         self._phases: dict[str, dict[str, pytest.TestReport]] = {}
         self._distributed = False
         self.comparison: Any = None
-        self._test_hooks: TestHooks | None = None
-        workers = getattr(config.option, "numprocesses", None)
-        if (
-            options.report_path is not None
-            or options.profile_all
-            or options.leak_check
-            or options.compare_base is not None
-            or (self.worker_id is None and bool(workers))  # the xdist controller gathers reports
-        ):
+        self._measure_hooks: MeasureHooks | None = None
+        self._guard_hooks: GuardHooks | None = None
+        # Per run, not per test: the host and this worker's pinned GPUs do not change.
+        self._host = platform_module.node()
+        self._pinned = _pinned_devices()
+        self._metric_classes: dict[str, tuple[type[MemoryMetric], HardwareBackend]] = {}
+        ini_limit = options.memory_limit_bytes
+        default_limit = (
+            None if ini_limit is None else MemoryLimit(ini_limit, source="ini hw_memory_limit")
+        )
+        #: The plan of every test that uses none of our markers or fixtures.
+        self.plain_plan = TestPlan(
+            "cpu",
+            profile_by_hook=options.profile_all,
+            limit=default_limit,
+            leak_tolerance=options.leak_tolerance_bytes if options.leak_check else None,
+        )
+        if options.measures_every_test or is_xdist_controller(config):
             self.enable_test_hooks()
+        if options.leak_check:
+            self.enable_guard_hooks()
 
     @property
     def registry(self) -> HardwareRegistry:
@@ -100,29 +145,30 @@ class HwbenchSession:
         return self._registry()
 
     def enable_test_hooks(self) -> None:
-        """Register the per-test hooks (once); called when the run turns out to need them."""
-        if self._test_hooks is None:
-            self._test_hooks = TestHooks(self)
-            self.config.pluginmanager.register(self._test_hooks, "hwbench_test_hooks")
+        """Register the per-test measuring and reporting hooks (once)."""
+        if self._measure_hooks is None:
+            self._measure_hooks = MeasureHooks(self)
+            self.config.pluginmanager.register(self._measure_hooks, "hwbench_test_hooks")
+
+    def enable_guard_hooks(self) -> None:
+        """Register the setup/teardown hooks: leak checks, --hw-unavailable=fail (once)."""
+        if self._guard_hooks is None:
+            self._guard_hooks = GuardHooks(self)
+            self.config.pluginmanager.register(self._guard_hooks, "hwbench_guard_hooks")
 
     # -- collection ------------------------------------------------------------------------------
 
-    def _requirement(self, node: pytest.Item | pytest.Function) -> HardwareRequirement | None:
-        mark = node.get_closest_marker("hardware")
+    def _requirement(self, mark: pytest.Mark | None) -> HardwareRequirement | None:
         return None if mark is None else parse_hardware_marker(mark, self.registry)
 
-    def memory_limit(self, item: pytest.Item) -> MemoryLimit | None:
-        """The limit on `item`'s peak growth: its marker, else ini ``hw_memory_limit``."""
-        mark = item.get_closest_marker("memory_limit")
+    def _memory_limit(self, mark: pytest.Mark | None) -> MemoryLimit | None:
+        """The limit on peak growth: the marker's, else ini ``hw_memory_limit``."""
         if mark is not None:
             return parse_memory_limit("memory_limit", mark.args, mark.kwargs, self.registry)
-        if self.options.memory_limit_bytes is not None:
-            return MemoryLimit(self.options.memory_limit_bytes, source="ini hw_memory_limit")
-        return None
+        return self.plain_plan.limit
 
-    def leak_tolerance(self, item: pytest.Item) -> int | None:
-        """Allowed growth over `item` (marker or --hw-leak-check), or None when not checked."""
-        mark = item.get_closest_marker("memory_leak_limit")
+    def _leak_tolerance(self, mark: pytest.Mark | None) -> int | None:
+        """Allowed growth over a test (marker or --hw-leak-check), or None when not checked."""
         if mark is not None:
             if len(mark.args) != 1 or mark.kwargs:
                 raise MarkerError(
@@ -132,23 +178,19 @@ class HwbenchSession:
                 return parse_size(mark.args[0])
             except ValueError as exc:
                 raise MarkerError(f"@pytest.mark.memory_leak_limit: {exc}") from None
-        return self.options.leak_tolerance_bytes if self.options.leak_check else None
+        return self.plain_plan.leak_tolerance
 
-    @pytest.hookimpl
-    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+    def generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """Validate our markers (bad ones are collection errors) and parametrize hw_device."""
         definition = metafunc.definition
-        uses_device = DEVICE_FIXTURE in metafunc.fixturenames
-        marker_names = {mark.name for mark in definition.iter_markers()}
-        if not uses_device and marker_names.isdisjoint(OUR_MARKERS):
-            return  # the common case in a suite that does not use us: nothing to check
+        marks = _our_marks(definition)
         try:
-            requirement = self._requirement(definition)
-            self.memory_limit(definition)
-            self.leak_tolerance(definition)
+            requirement = self._requirement(marks.get("hardware"))
+            self._memory_limit(marks.get("memory_limit"))
+            self._leak_tolerance(marks.get("memory_leak_limit"))
         except MarkerError as exc:
             raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
-        if not uses_device:
+        if DEVICE_FIXTURE not in metafunc.fixturenames:
             return
         if requirement is not None:
             names = list(requirement.platforms)
@@ -158,10 +200,11 @@ class HwbenchSession:
             names = self.registry.available()
         metafunc.parametrize(DEVICE_FIXTURE, names, ids=names, indirect=True, scope="function")
 
-    def _unmet_reason(self, item: pytest.Item) -> tuple[str, str | None]:
+    def _unmet_reason(
+        self, item: pytest.Item, requirement: HardwareRequirement | None
+    ) -> tuple[str, str | None]:
         """The platform `item` runs on, and why it cannot (None when it can)."""
         callspec = getattr(item, "callspec", None)
-        requirement = self._requirement(item)
         if callspec is not None and DEVICE_FIXTURE in callspec.params:
             name = str(callspec.params[DEVICE_FIXTURE])
             if self.options.devices is not None and name not in self.options.devices:
@@ -182,62 +225,91 @@ class HwbenchSession:
             reasons.append(reason)
         return requirement.platforms[0], "; ".join(reasons)
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(
-        self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-    ) -> None:
-        """Decide each test's platform; deselect the unrunnable under --hw-unavailable=deselect."""
+    def make_plan(self, item: pytest.Item) -> TestPlan:
+        """Decide `item`'s platform, whether it can run there, and how it is measured."""
+        marks = _our_marks(item)
+        fixtures = getattr(item, "fixturenames", ())
+        if not marks and DEVICE_FIXTURE not in fixtures and PROFILE_FIXTURE not in fixtures:
+            return self.plain_plan
+        platform, unmet = self._unmet_reason(item, self._requirement(marks.get("hardware")))
+        return TestPlan(
+            platform,
+            unmet=unmet,
+            profile_by_hook=PROFILE_FIXTURE not in fixtures
+            and (self.options.profile_all or "memory_limit" in marks),
+            limit=self._memory_limit(marks.get("memory_limit")),
+            leak_tolerance=self._leak_tolerance(marks.get("memory_leak_limit")),
+        )
+
+    def plan(self, item: pytest.Item) -> TestPlan:
+        """`item`'s plan, made now if collection did not (a test that asked for us at run time)."""
+        plan = item.stash.get(_plan_key, None)
+        if plan is None:
+            plan = item.stash[_plan_key] = self.make_plan(item)
+        return plan
+
+    def classify_items(self, items: list[pytest.Item], ours: list[pytest.Item]) -> None:
+        """Plan every test (`ours` use our markers or fixtures); skip or deselect the unrunnable.
+
+        Called after every other plugin's ``pytest_collection_modifyitems``.
+        """
+        config = self.config
         if config.hook.pytest_hwbench_register_backends.get_hookimpls():
             self._registry()  # a conftest collected later adds backends: register them now
-        kept: list[pytest.Item] = []
-        deselected: list[pytest.Item] = []
+        if ours:
+            self.enable_test_hooks()
+        plain = self.plain_plan
         for item in items:
-            fixtures = getattr(item, "fixturenames", ())
-            uses_device = DEVICE_FIXTURE in fixtures
-            marker_names = {mark.name for mark in item.iter_markers()}
-            if self._test_hooks is None and (
-                not OUR_FIXTURES.isdisjoint(fixtures) or not marker_names.isdisjoint(OUR_MARKERS)
-            ):
-                self.enable_test_hooks()
-            if "hardware" not in marker_names and not uses_device:
-                item.stash[_platform_key] = "cpu"
-                kept.append(item)
+            item.stash[_plan_key] = plain
+        unrunnable: set[pytest.Item] = set()
+        for item in ours:
+            try:
+                plan = item.stash[_plan_key] = self.make_plan(item)
+            except MarkerError as exc:
+                raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+            if plan.leak_tolerance is not None:
+                self.enable_guard_hooks()
+            if plan.unmet is None:
                 continue
-            name, reason = self._unmet_reason(item)
-            item.stash[_platform_key] = name
-            if reason is not None:
-                item.stash[_unmet_key] = reason
-                if self.options.unavailable == "deselect":
-                    deselected.append(item)
-                    continue
-                if self.options.unavailable == "skip":
-                    # A skip mark, not pytest.skip() in a hook: -rs then points at the test.
-                    item.add_marker(pytest.mark.skip(reason=reason))
-            kept.append(item)
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            items[:] = kept
+            if self.options.unavailable == "deselect":
+                unrunnable.add(item)
+            elif self.options.unavailable == "skip":
+                # A skip mark, not pytest.skip() in a hook: -rs then points at the test.
+                item.add_marker(pytest.mark.skip(reason=plan.unmet))
+            else:
+                self.enable_guard_hooks()  # fails the test at setup
+        if unrunnable:
+            config.hook.pytest_deselected(items=[i for i in items if i in unrunnable])
+            items[:] = [i for i in items if i not in unrunnable]
 
     # -- running ---------------------------------------------------------------------------------
 
     def platform_of(self, item: pytest.Item) -> str:
         """The registry name of the platform `item` runs on."""
-        return item.stash.get(_platform_key, "cpu")
-
-    def _profiled_by_hook(self, item: pytest.Item) -> bool:
-        if PROFILE_FIXTURE in getattr(item, "fixturenames", ()):
-            return False  # the fixture measures it
-        return self.options.profile_all or item.get_closest_marker("memory_limit") is not None
+        return self.plan(item).platform
 
     def create_metric(self, item: pytest.Item) -> MemoryMetric:
         """A new, unstarted metric for `item`'s device, with the session's sampling options."""
+        platform = self.platform_of(item)
+        known = self._metric_classes.get(platform)
+        if known is not None:
+            metric_class, backend = known
+            # What the factory built the first time, without its checks again: same device.
+            return metric_class(
+                backend.name,
+                backend=backend,
+                index=0,
+                interval=self.options.interval_s,
+                sampler=self.options.sampler,
+            )
         from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
 
-        return MemoryMetricFactory.create(
-            self.registry.get(self.platform_of(item)),
-            interval=self.options.interval_s,
-            sampler=self.options.sampler,
+        backend = self.registry.get(platform)
+        metric = MemoryMetricFactory.create(
+            backend, interval=self.options.interval_s, sampler=self.options.sampler
         )
+        self._metric_classes[platform] = (type(metric), backend)
+        return metric
 
     def running_metric(self, item: pytest.Item) -> MemoryMetric | None:
         """The metric measuring `item` right now (memory_profile or the call wrapper's), if any."""
@@ -245,6 +317,7 @@ class HwbenchSession:
 
     def start_metric(self, item: pytest.Item) -> MemoryMetric:
         """Start measuring `item` (used by the memory_profile fixture and the call wrapper)."""
+        self.enable_test_hooks()  # a test that asked for the fixture at run time reports too
         metric = self.create_metric(item)
         metric.start()
         item.stash[_metric_key] = metric
@@ -257,28 +330,24 @@ class HwbenchSession:
             return
         del item.stash[_metric_key]
         metrics = metric.stop() if metric.state.value == "running" else metric.get_metrics()
-        primary = metric.primary_series
-        result = {
-            **metrics,
-            "platform": self.platform_of(item),
-            "primary_series": primary,
-            "timeline": metric.get_memory_timeline().to_dict(),
-        }
-        item.stash[_result_key] = result
+        metrics["platform"] = self.platform_of(item)
+        metrics["primary_series"] = metric.primary_series
+        metrics["timeline"] = metric.get_memory_timeline().to_dict()
+        item.stash[_result_key] = metrics
+        properties = item.user_properties
         for name, stats in metrics["series"].items():
-            item.user_properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
-            item.user_properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
+            properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
+            properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
 
     def runtest_setup(self, item: pytest.Item) -> None:
         """Fail tests whose hardware is absent under --hw-unavailable=fail; leak baseline."""
-        reason = item.stash.get(_unmet_key, None)
-        if reason is not None and self.options.unavailable == "fail":
+        plan = self.plan(item)
+        if plan.unmet is not None and self.options.unavailable == "fail":
             pytest.fail(
-                f"required hardware unavailable (--hw-unavailable=fail): {reason}",
+                f"required hardware unavailable (--hw-unavailable=fail): {plan.unmet}",
                 pytrace=False,
             )
-        tolerance = self.leak_tolerance(item)
-        if tolerance is not None and reason is None:
+        if plan.leak_tolerance is not None and plan.unmet is None:
             metric = self.create_metric(item)
             gc.collect()
             baseline = metric.read_current()[metric.primary_series]
@@ -286,22 +355,20 @@ class HwbenchSession:
 
     def runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         """Measure tests that need it but lack the fixture; enforce memory limits after the body."""
-        own_metric = self._profiled_by_hook(item)
-        if own_metric:
+        plan = self.plan(item)
+        if plan.profile_by_hook:
             self.start_metric(item)
-        try:
-            result = yield
-        finally:
-            if own_metric:
+            try:
+                result = yield
+            finally:
                 self.finish_metric(item)
-        self._check_limit(item)
+        else:
+            result = yield
+        if plan.limit is not None:
+            self._check_limit(item, plan.limit, plan.platform)
         return result
 
-    def _check_limit(self, item: pytest.Item) -> None:
-        limit = self.memory_limit(item)
-        if limit is None:
-            return
-        platform = self.platform_of(item)
+    def _check_limit(self, item: pytest.Item, limit: MemoryLimit, platform: str) -> None:
         limit_bytes = limit.for_platform(platform)
         if limit_bytes is None:
             return
@@ -344,7 +411,7 @@ class HwbenchSession:
             metric, before = baseline
             gc.collect()
             after = metric.read_current()[metric.primary_series]
-            tolerance = self.leak_tolerance(item) or 0
+            tolerance = self.plan(item).leak_tolerance or 0
             if after - before > tolerance:
                 pytest.fail(
                     f"memory leak on {self.platform_of(item)}: {metric.primary_series!r} grew by "
@@ -355,22 +422,17 @@ class HwbenchSession:
                 )
         return result
 
-    def runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """Put the test's measurements on its teardown report, so they travel with it (xdist)."""
-        report = yield
-        if call.when == "teardown":
-            data: dict[str, Any] = {
-                "platform": self.platform_of(item),
-                "memory": item.stash.get(_result_key, None),
-                "benchmark": item.stash.get(benchmark_key, None),
-                "worker": self.worker_id,
-                "pinned_devices": _pinned_devices(),
-                "host": platform_module.node(),
-            }
-            report.hwbench = data  # type: ignore[attr-defined]
-        return report
+    def report_data(self, item: pytest.Item) -> dict[str, Any]:
+        """What `item`'s teardown report carries for the report (it travels with it, xdist)."""
+        stash = item.stash
+        return {
+            "platform": self.platform_of(item),
+            "memory": stash.get(_result_key, None),
+            "benchmark": stash.get(benchmark_key, None),
+            "worker": self.worker_id,
+            "pinned_devices": self._pinned,
+            "host": self._host,
+        }
 
     # -- reporting -------------------------------------------------------------------------------
 
@@ -454,8 +516,20 @@ class HwbenchSession:
         ) and not (session.shouldstop or session.shouldfail)
         self.writer.finish(complete=complete)
 
+    def take_worker_inventory(self, node: Any) -> None:
+        """Take the inventory a finished xdist worker sent (a crashed worker sends none)."""
+        output = getattr(node, "workeroutput", None) or {}
+        machine = output.get("hwbench_machine")
+        if self.writer is not None and machine:
+            worker = output.get("hwbench_worker") or "?"
+            self.writer.add_machine(f"{machine.get('host')}/{worker}", machine)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """The N tests with the highest peak growth per platform, and where the report went."""
+        if any(entry.get("benchmark") for entry in self.entries):
+            from pytest_hwbench._benchmark import write_untimed_summary
+
+            write_untimed_summary(terminalreporter, self.entries)
         top_n = self.options.summary
         measured = [e for e in self.entries if e.get("memory")]
         if top_n > 0 and measured:
@@ -483,12 +557,38 @@ class HwbenchSession:
                 terminalreporter.write_line(line)
 
 
-class TestHooks:
-    """The per-test hooks, registered only when a run uses the plugin (see `HwbenchSession`).
+class MeasureHooks:
+    """The per-test hooks that measure and report, registered only when a run uses hwbench.
 
     pytest calls every registered hook for every test; a run that uses none of our markers,
     fixtures or options must not pay for them.
     """
+
+    def __init__(self, session: HwbenchSession) -> None:
+        self.session = session
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        """See `HwbenchSession.runtest_call`."""
+        return (yield from self.session.runtest_call(item))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Put the test's measurements on its teardown report, so they travel with it (xdist)."""
+        report = yield
+        if call.when == "teardown":
+            report.hwbench = self.session.report_data(item)  # type: ignore[attr-defined]
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """See `HwbenchSession.runtest_logreport`."""
+        self.session.runtest_logreport(report)
+
+
+class GuardHooks:
+    """Setup and teardown hooks, registered only when a run checks leaks or fails absent GPUs."""
 
     def __init__(self, session: HwbenchSession) -> None:
         self.session = session
@@ -498,44 +598,12 @@ class TestHooks:
         """See `HwbenchSession.runtest_setup`."""
         self.session.runtest_setup(item)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        """See `HwbenchSession.runtest_call`."""
-        return (yield from self.session.runtest_call(item))
-
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, object, object]:
         """See `HwbenchSession.runtest_teardown`."""
         return (yield from self.session.runtest_teardown(item, nextitem))
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """See `HwbenchSession.runtest_makereport`."""
-        return (yield from self.session.runtest_makereport(item, call))
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """See `HwbenchSession.runtest_logreport`."""
-        self.session.runtest_logreport(report)
-
-
-class XdistHooks:
-    """Hooks that only exist where pytest-xdist is installed, registered only there."""
-
-    def __init__(self, session: HwbenchSession) -> None:
-        self.session = session
-
-    def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """Take the inventory a finished worker sent (a crashed worker sends none)."""
-        writer = self.session.writer
-        output = getattr(node, "workeroutput", None) or {}
-        machine = output.get("hwbench_machine")
-        if writer is not None and machine:
-            worker = output.get("hwbench_worker") or "?"
-            writer.add_machine(f"{machine.get('host')}/{worker}", machine)
 
 
 def _pinned_devices() -> str | None:

@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from pytest_hwbench._options import GPU_PLAN_ENV as ASSIGNMENT_ENV
+
 __all__ = [
     "ASSIGNMENT_ENV",
     "GpuPlan",
@@ -21,9 +23,6 @@ __all__ = [
     "discover_devices",
     "plan",
 ]
-
-#: Carries the controller's plan to the workers (JSON).
-ASSIGNMENT_ENV = "PYTEST_HWBENCH_GPU_PLAN"
 
 #: Visibility variables, checked in this order: whichever the user already set names the platform.
 VISIBILITY_VARIABLES = (

@@ -1,17 +1,28 @@
-"""The pytest entry point of pytest-hwbench: options, markers and fixtures.
+"""The pytest entry point of pytest-hwbench: options, markers, fixtures and the hooks' front door.
 
-Kept thin and cheap to import (pytest loads it in every run): the state and the hook logic live
-in `HwbenchSession`, and torch, pynvml and psutil load only when a test needs them.
+pytest loads this module in every run of every user who has the plugin installed, so it stays
+cheap: it imports only `_options`, and a run that uses none of our options, markers or fixtures
+never builds `HwbenchSession` (nor imports torch, pynvml, psutil or the metrics). The hooks here
+check, per test definition and per collected item, whether the test is ours, and only then wake
+the session, which registers the per-test hooks it needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import os
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench._options import add_options, resolve_options
+from pytest_hwbench._options import (
+    GPU_PLAN_ENV,
+    HwbenchOptions,
+    add_options,
+    is_xdist_controller,
+    resolve_options,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +34,12 @@ if TYPE_CHECKING:
     from pytest_hwbench.metrics.memory.base import MemoryMetric
 
 SESSION_PLUGIN_NAME = "hwbench_session"
+DEVICE_FIXTURE = "hw_device"
+PROFILE_FIXTURE = "memory_profile"
+BENCHMARK_FIXTURE = "hw_benchmark"
+#: Fixtures and markers that make a test ours: only tests using one wake the session.
+OUR_FIXTURES = frozenset({DEVICE_FIXTURE, PROFILE_FIXTURE, "hw_backend", BENCHMARK_FIXTURE})
+OUR_MARKERS = frozenset({"hardware", "memory_limit", "memory_leak_limit"})
 
 MARKERS = (
     "hardware(*names, requires=(), min_memory=None, min_count=1): run only where one of the named "
@@ -33,6 +50,26 @@ MARKERS = (
     "memory_leak_limit(size): fail the test when its device memory after teardown exceeds what "
     "it held before by more than size",
 )
+
+
+class _PluginState:
+    """What start-up resolved, and the session once something needs it."""
+
+    __slots__ = ("benchmark_plugin", "options", "registry", "session")
+
+    def __init__(
+        self,
+        options: HwbenchOptions,
+        registry: Callable[[], HardwareRegistry],
+        benchmark_plugin: bool,
+    ) -> None:
+        self.options = options
+        self.registry = registry
+        self.benchmark_plugin = benchmark_plugin
+        self.session: HwbenchSession | None = None
+
+
+_state_key = pytest.StashKey[_PluginState]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -47,27 +84,21 @@ def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> None:
     """In an xdist worker, pin its GPUs before any conftest can initialize a device."""
-    from pytest_hwbench._xdist import apply_worker_assignment
+    if os.environ.get(GPU_PLAN_ENV):
+        from pytest_hwbench._xdist import apply_worker_assignment
 
-    apply_worker_assignment()
+        apply_worker_assignment()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add the ``hwbench`` option group (each option with an ini twin)."""
     add_options(parser)
-    # hw_benchmark (pytest_hwbench/_benchmark.py): its ini settings.
-    from pytest_hwbench._benchmark import add_benchmark_options
-
-    add_benchmark_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register markers, let plugins add backends, check options, start the session object."""
+    """Register markers, check options; start the session now if every test needs it."""
     for line in MARKERS:
         config.addinivalue_line("markers", line)
-    import functools
-
-    from pytest_hwbench._session import HwbenchSession
 
     @functools.cache
     def registry() -> HardwareRegistry:
@@ -84,50 +115,124 @@ def pytest_configure(config: pytest.Config) -> None:
         registry()  # conftests add backends: tests that ask hardware directly must see them
     options = resolve_options(config, registry)
     _plan_gpu_pinning(config, options.gpus_per_worker, options.gpus_share)
-    session = HwbenchSession(config, options, registry)
-    config.pluginmanager.register(session, SESSION_PLUGIN_NAME)
-    # hw_benchmark (pytest_hwbench/_benchmark.py): check its ini; pytest-benchmark hooks if loaded.
-    from pytest_hwbench._benchmark import configure_benchmarks
+    state = _PluginState(options, registry, benchmark_plugin_loaded(config))
+    config.stash[_state_key] = state
+    if options.measures_every_test or is_xdist_controller(config):
+        get_session(config)
 
-    configure_benchmarks(config, session)
-    if config.pluginmanager.has_plugin("xdist"):
-        from pytest_hwbench._session import XdistHooks
 
-        config.pluginmanager.register(XdistHooks(session), "hwbench_xdist")
+def benchmark_plugin_loaded(config: pytest.Config) -> bool:
+    """Whether pytest-benchmark's plugin module is registered (whatever name it was loaded as)."""
+    return any(
+        getattr(plugin, "__name__", None) == "pytest_benchmark.plugin"
+        for plugin in config.pluginmanager.get_plugins()
+    )
+
+
+def get_session(config: pytest.Config) -> HwbenchSession:
+    """The run's `HwbenchSession`, created (and registered for its hooks) on first use."""
+    state = config.stash.get(_state_key, None)
+    if state is None:
+        raise RuntimeError("pytest-hwbench is not configured in this session")
+    if state.session is None:
+        from pytest_hwbench._session import HwbenchSession
+
+        state.session = HwbenchSession(config, state.options, state.registry)
+        config.pluginmanager.register(state.session, SESSION_PLUGIN_NAME)
+    return state.session
 
 
 def _plan_gpu_pinning(config: pytest.Config, per_worker: int | None, share: bool) -> None:
     """In the xdist controller, split the GPUs among workers (they inherit the plan)."""
-    import os
-
-    from pytest_hwbench._xdist import ASSIGNMENT_ENV, GpuPlanError, plan
-
     workers = getattr(config.option, "numprocesses", None)
     if per_worker is None or hasattr(config, "workerinput") or not isinstance(workers, int):
         return
+    from pytest_hwbench._xdist import GpuPlanError, plan
+
     try:
         gpu_plan = plan(per_worker, workers, share=share)
     except GpuPlanError as exc:
         raise pytest.UsageError(f"pytest-hwbench: {exc}") from None
-    os.environ[ASSIGNMENT_ENV] = gpu_plan.to_json()
+    os.environ[GPU_PLAN_ENV] = gpu_plan.to_json()
 
     def forget_plan() -> None:
-        os.environ.pop(ASSIGNMENT_ENV, None)
+        os.environ.pop(GPU_PLAN_ENV, None)
 
     config.add_cleanup(forget_plan)
 
 
-def _session(config: pytest.Config) -> HwbenchSession:
-    session: HwbenchSession | None = config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
-    if session is None:
-        raise RuntimeError("pytest-hwbench is not configured in this session")
-    return session
+def uses_our_markers(node: pytest.Item | pytest.Function) -> bool:
+    """Whether `node` or a parent carries one of our markers."""
+    return any(mark.name in OUR_MARKERS for mark in node.iter_markers())
+
+
+def is_ours(item: pytest.Item) -> bool:
+    """Whether `item` uses one of our fixtures or markers (its run needs the session)."""
+    return not OUR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) or uses_our_markers(item)
+
+
+# -- collection ------------------------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Validate our markers and parametrize ``hw_device`` (see `HwbenchSession.generate_tests`)."""
+    if DEVICE_FIXTURE in metafunc.fixturenames or uses_our_markers(metafunc.definition):
+        get_session(metafunc.config).generate_tests(metafunc)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    """Around the other plugins' hooks: our tests get their platform and skips or deselection.
+
+    Before the others, hw_benchmark tests become pytest-benchmark tests (--benchmark-only sees
+    them); after them all (deselection by -k, markers added by conftests), each of our tests is
+    planned, and those that cannot run are skipped or deselected.
+    """
+    state = config.stash[_state_key]
+    if state.benchmark_plugin:
+        benchmarked = [i for i in items if BENCHMARK_FIXTURE in getattr(i, "fixturenames", ())]
+        if benchmarked:
+            from pytest_hwbench._benchmark import require_benchmark_fixture
+
+            require_benchmark_fixture(benchmarked)
+    yield
+    ours = [item for item in items if is_ours(item)]
+    if ours or state.session is not None:
+        get_session(config).classify_items(items, ours)
+
+
+# -- hooks of other plugins, declared optional: they exist only where that plugin is installed ----
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(
+    config: pytest.Config, machine_info: dict[str, Any]
+) -> None:
+    """pytest-benchmark's machine info gets the accelerators, in runs that use hwbench."""
+    state = config.stash.get(_state_key, None)
+    if state is not None and state.session is not None:
+        from pytest_hwbench._benchmark import update_machine_info
+
+        update_machine_info(config, machine_info, state.session.registry)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist: take the inventory a finished worker sent (a crashed worker sends none)."""
+    state = node.config.stash.get(_state_key, None)
+    if state is not None and state.session is not None:
+        state.session.take_worker_inventory(node)
+
+
+# -- fixtures --------------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def hw_device(request: pytest.FixtureRequest) -> torch.device:
     """The `torch.device` this test runs on; tests using it run once per selected platform."""
-    session = _session(request.config)
+    session = get_session(request.config)
     name = getattr(request, "param", None) or session.platform_of(request.node)
     return session.registry.get(str(name)).initialize(0, strict=True)
 
@@ -135,7 +240,7 @@ def hw_device(request: pytest.FixtureRequest) -> torch.device:
 @pytest.fixture
 def hw_backend(request: pytest.FixtureRequest, hw_device: torch.device) -> HardwareBackend:
     """The `HardwareBackend` behind `hw_device` (properties, capabilities, synchronize)."""
-    session = _session(request.config)
+    session = get_session(request.config)
     return session.registry.get(session.platform_of(request.node))
 
 
@@ -145,7 +250,7 @@ def memory_profile(request: pytest.FixtureRequest) -> Iterator[MemoryMetric]:
 
     Call ``memory_profile.record_memory("label")`` to mark points of interest.
     """
-    session = _session(request.config)
+    session = get_session(request.config)
     metric = session.start_metric(request.node)
     try:
         yield metric
@@ -161,10 +266,10 @@ def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
     """
     from pytest_hwbench._benchmark import hw_benchmark_fixture
 
-    yield from hw_benchmark_fixture(request, _session(request.config))
+    yield from hw_benchmark_fixture(request, get_session(request.config))
 
 
 @pytest.fixture(scope="session")
 def hw_info(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The machine's hardware inventory (the same data as ``hwbench info --json``)."""
-    return _session(request.config).machine_inventory()
+    return get_session(request.config).machine_inventory()

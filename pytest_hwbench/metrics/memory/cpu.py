@@ -18,11 +18,19 @@ if TYPE_CHECKING:
 __all__ = [
     "CPUMemoryMetric",
     "HostRSSReader",
+    "read_rss_high_water_bytes",
     "read_vmhwm_bytes",
     "reset_rss_high_water",
     "reset_vmhwm",
     "rss_high_water",
 ]
+
+
+_IS_LINUX = sys.platform.startswith("linux")
+if sys.platform.startswith("linux"):  # the form type checkers understand
+    import resource
+#: This process's pid, renewed in a forked child (os.getpid() on every read costs more).
+_pid = os.getpid()
 
 
 class _ProcFile:
@@ -39,16 +47,15 @@ class _ProcFile:
 
     def fd(self) -> int:
         """The open file descriptor of this process's file."""
-        pid = os.getpid()
         fd = self._fd
-        if fd is not None and self._pid == pid:
+        if fd is not None and self._pid == _pid:
             return fd
         with self._lock:
-            if self._fd is None or self._pid != pid:
+            if self._fd is None or self._pid != _pid:
                 # /proc/self is resolved at open time: a forked child opens its own file, and
                 # the parent's descriptor it inherited is left alone (the parent still uses it).
-                self._fd = os.open(f"/proc/{pid}/{self._name}", self._flags)
-                self._pid = pid
+                self._fd = os.open(f"/proc/{_pid}/{self._name}", self._flags)
+                self._pid = _pid
             return self._fd
 
 
@@ -65,14 +72,13 @@ class HostRSSReader:
 
     def read(self) -> int:
         """Current RSS of this process in bytes."""
-        if sys.platform.startswith("linux"):
+        if _IS_LINUX:
             return int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * self._page
-        pid = os.getpid()
-        if self._process is None or self._pid != pid:
+        if self._process is None or self._pid != _pid:
             import psutil
 
-            self._process = psutil.Process(pid)
-            self._pid = pid
+            self._process = psutil.Process(_pid)
+            self._pid = _pid
         return int(self._process.memory_info().rss)
 
 
@@ -90,7 +96,7 @@ _clear_refs_file = _ProcFile("clear_refs", os.O_WRONLY)
 
 def read_vmhwm_bytes() -> int | None:
     """The kernel's RSS high-water mark of this process (Linux ``VmHWM``), or None elsewhere."""
-    if not sys.platform.startswith("linux"):
+    if not _IS_LINUX:
         return None
     try:
         status = os.pread(_status_file.fd(), 8192, 0)
@@ -102,19 +108,67 @@ def read_vmhwm_bytes() -> int | None:
     return int(status[start + 6 : status.index(b"kB", start)]) * 1024  # the kernel prints kB
 
 
+# Reading VmHWM means formatting all of /proc/self/status (~7 µs); getrusage's ru_maxrss is the
+# same kernel counter in one cheap syscall (~1 µs), with a catch: Linux reports
+# max(high-water mark, a floor set at exec from the image that exec'd us). A pytest started by
+# a big parent (vfork+exec from a Python process, an xdist controller) inherits the parent's
+# peak as that floor, which clear_refs never lowers. Every ru_maxrss reading is >= the floor,
+# so the smallest one seen bounds it; a reading above that bound is the high-water mark itself,
+# and one at or below it is ambiguous and falls back to VmHWM.
+_maxrss_floor_bound: int | None = None
+
+
+def _maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+
+
+def _note_maxrss(value: int) -> None:
+    global _maxrss_floor_bound
+    if _maxrss_floor_bound is None or value < _maxrss_floor_bound:
+        _maxrss_floor_bound = value
+
+
+def read_rss_high_water_bytes() -> int | None:
+    """The RSS high-water mark of this process (VmHWM) on Linux, or None elsewhere.
+
+    Reads ``getrusage`` where it provably equals VmHWM, and /proc/self/status where not.
+    """
+    if not _IS_LINUX:
+        return None
+    maxrss = _maxrss_bytes()
+    bound = _maxrss_floor_bound
+    if bound is not None and maxrss > bound:
+        return maxrss
+    _note_maxrss(maxrss)
+    return read_vmhwm_bytes()
+
+
+def _forget_process_state() -> None:
+    """In a forked child: a new pid, and no exec floor known for it yet."""
+    global _pid, _maxrss_floor_bound
+    _pid = os.getpid()
+    _maxrss_floor_bound = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_process_state)
+
+
 def vmhwm_counter() -> Hashable:
     """The key of this process's VmHWM among the high-water counters metrics share."""
-    return ("vmhwm", os.getpid())
+    return ("vmhwm", _pid)
 
 
 def reset_vmhwm() -> str | None:
     """Reset VmHWM to the current RSS (write "5" to clear_refs); returns why not, or None."""
-    if not sys.platform.startswith("linux"):
+    if not _IS_LINUX:
         return f"no clear_refs on {sys.platform}"
     try:
         os.write(_clear_refs_file.fd(), b"5")
     except OSError as exc:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
+    # Right after a reset ru_maxrss is the floor or the current RSS: the tightest bound we get.
+    _note_maxrss(_maxrss_bytes())
     return None
 
 
@@ -124,12 +178,15 @@ def reset_rss_high_water(warnings: list[str], what: str = "host rss peak") -> fr
     if refused is not None:
         warnings.append(f"clear_refs refused ({refused}): {what} is sampled")
         return frozenset()
-    return frozenset({"rss"})
+    return _RSS_EXACT
+
+
+_RSS_EXACT = frozenset({"rss"})
 
 
 def rss_high_water(exact_series: frozenset[str]) -> dict[str, int]:
     """VmHWM as the ``rss`` high-water mark, when `reset_rss_high_water` made it exact."""
-    hwm = read_vmhwm_bytes() if "rss" in exact_series else None
+    hwm = read_rss_high_water_bytes() if "rss" in exact_series else None
     return {} if hwm is None else {"rss": hwm}
 
 
