@@ -8,7 +8,7 @@ import platform as platform_module
 import sys
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
@@ -20,7 +20,7 @@ from pytest_hwbench.marks import (
     parse_hardware_marker,
     parse_memory_limit,
 )
-from pytest_hwbench.plugin import DEVICE_FIXTURE, OUR_MARKERS, PROFILE_FIXTURE
+from pytest_hwbench.plugin import BENCHMARK_FIXTURE, DEVICE_FIXTURE, OUR_MARKERS, PROFILE_FIXTURE
 from pytest_hwbench.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
@@ -117,8 +117,10 @@ class HwbenchSession:
         self._phases: dict[str, dict[str, pytest.TestReport]] = {}
         self._distributed = False
         self.comparison: Any = None
-        self._measure_hooks: MeasureHooks | None = None
+        self._call_hooks: CallHooks | None = None
+        self._report_hooks: ReportHooks | None = None
         self._guard_hooks: GuardHooks | None = None
+        self._summary_rows: list[_SummaryRow] = []
         # Per run, not per test: the host and this worker's pinned GPUs do not change.
         self._host = platform_module.node()
         self._pinned = _pinned_devices()
@@ -136,6 +138,13 @@ class HwbenchSession:
         )
         if options.measures_every_test or is_xdist_controller(config):
             self.enable_test_hooks()
+        if (
+            options.report_path is not None
+            or options.compare_base is not None
+            or self.worker_id is not None  # the controller gets results only from reports
+            or is_xdist_controller(config)
+        ):
+            self.enable_report_hooks()
         if options.leak_check:
             self.enable_guard_hooks()
 
@@ -145,10 +154,17 @@ class HwbenchSession:
         return self._registry()
 
     def enable_test_hooks(self) -> None:
-        """Register the per-test measuring and reporting hooks (once)."""
-        if self._measure_hooks is None:
-            self._measure_hooks = MeasureHooks(self)
-            self.config.pluginmanager.register(self._measure_hooks, "hwbench_test_hooks")
+        """Register the per-test measuring hook (once)."""
+        if self._call_hooks is None:
+            self._call_hooks = CallHooks(self)
+            self.config.pluginmanager.register(self._call_hooks, "hwbench_test_hooks")
+
+    def enable_report_hooks(self) -> None:
+        """Register the hooks that gather one entry per test (a report, compare, xdist; once)."""
+        self.enable_test_hooks()
+        if self._report_hooks is None:
+            self._report_hooks = ReportHooks(self)
+            self.config.pluginmanager.register(self._report_hooks, "hwbench_report_hooks")
 
     def enable_guard_hooks(self) -> None:
         """Register the setup/teardown hooks: leak checks, --hw-unavailable=fail (once)."""
@@ -258,6 +274,8 @@ class HwbenchSession:
             self._registry()  # a conftest collected later adds backends: register them now
         if ours:
             self.enable_test_hooks()
+        if any(BENCHMARK_FIXTURE in getattr(item, "fixturenames", ()) for item in ours):
+            self.enable_report_hooks()  # benchmark timings travel in the entries
         plain = self.plain_plan
         for item in items:
             item.stash[_plan_key] = plain
@@ -323,21 +341,43 @@ class HwbenchSession:
         item.stash[_metric_key] = metric
         return metric
 
-    def finish_metric(self, item: pytest.Item) -> None:
-        """Stop `item`'s metric and keep its results for the report and user_properties."""
+    def finish_metric(self, item: pytest.Item) -> tuple[MemoryMetric, dict[str, Any]] | None:
+        """Stop `item`'s metric; keep its results for the report, summary and user_properties.
+
+        Returns the metric and its results (None when nothing measured `item`).
+        """
         metric = item.stash.get(_metric_key, None)
         if metric is None:
-            return
+            return None
         del item.stash[_metric_key]
         metrics = metric.stop() if metric.state.value == "running" else metric.get_metrics()
-        metrics["platform"] = self.platform_of(item)
-        metrics["primary_series"] = metric.primary_series
-        metrics["timeline"] = metric.get_memory_timeline().to_dict()
-        item.stash[_result_key] = metrics
+        primary = metric.primary_series
+        platform = self.platform_of(item)
         properties = item.user_properties
         for name, stats in metrics["series"].items():
             properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
             properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
+        if self._report_hooks is not None:
+            metrics["platform"] = platform
+            metrics["primary_series"] = primary
+            metrics["timeline"] = metric.get_memory_timeline().to_dict()
+            item.stash[_result_key] = metrics
+        else:
+            # No report gathers entries: keep one summary row, not the metrics and timeline.
+            # Thousands of kept dicts and lists would make pytest's own GC passes slower.
+            stats = metrics["series"].get(primary)
+            if stats is not None:
+                self._summary_rows.append(
+                    _SummaryRow(
+                        platform,
+                        stats["peak_delta_bytes"],
+                        stats["peak_bytes"],
+                        primary,
+                        stats["exact_peak"],
+                        item.nodeid,
+                    )
+                )
+        return metric, metrics
 
     def runtest_setup(self, item: pytest.Item) -> None:
         """Fail tests whose hardware is absent under --hw-unavailable=fail; leak baseline."""
@@ -356,33 +396,38 @@ class HwbenchSession:
     def runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         """Measure tests that need it but lack the fixture; enforce memory limits after the body."""
         plan = self.plan(item)
+        finished = None
         if plan.profile_by_hook:
             self.start_metric(item)
             try:
                 result = yield
             finally:
-                self.finish_metric(item)
+                finished = self.finish_metric(item)
         else:
             result = yield
         if plan.limit is not None:
-            self._check_limit(item, plan.limit, plan.platform)
+            self._check_limit(item, plan.limit, plan.platform, finished)
         return result
 
-    def _check_limit(self, item: pytest.Item, limit: MemoryLimit, platform: str) -> None:
+    def _check_limit(
+        self,
+        item: pytest.Item,
+        limit: MemoryLimit,
+        platform: str,
+        finished: tuple[MemoryMetric, dict[str, Any]] | None,
+    ) -> None:
         limit_bytes = limit.for_platform(platform)
         if limit_bytes is None:
             return
-        metric = item.stash.get(_metric_key, None)
-        if metric is not None:
-            metrics = metric.get_metrics()
-            primary = metric.primary_series
-            marks = metric.get_memory_timeline().marks
-        elif _result_key in item.stash:
-            metrics = item.stash[_result_key]
-            primary = metrics["primary_series"]
-            marks = []
+        running = item.stash.get(_metric_key, None)
+        if running is not None:  # memory_profile's metric, stopped at teardown
+            metric, metrics = running, running.get_metrics()
+        elif finished is not None:
+            metric, metrics = finished
         else:
             return
+        primary = metric.primary_series
+        marks = metric.get_memory_timeline().marks
         stats = metrics["series"].get(primary)
         if stats is None or stats["peak_delta_bytes"] <= limit_bytes:
             return
@@ -531,23 +576,22 @@ class HwbenchSession:
 
             write_untimed_summary(terminalreporter, self.entries)
         top_n = self.options.summary
-        measured = [e for e in self.entries if e.get("memory")]
-        if top_n > 0 and measured:
-            by_platform: dict[str, list[dict[str, Any]]] = {}
-            for entry in measured:
-                by_platform.setdefault(entry["platform"] or "?", []).append(entry)
+        rows = self._summary_rows + [
+            _row_of(entry) for entry in self.entries if entry.get("memory")
+        ]
+        if top_n > 0 and rows:
+            by_platform: dict[str, list[_SummaryRow]] = {}
+            for row in rows:
+                by_platform.setdefault(row.platform, []).append(row)
             terminalreporter.write_sep("-", "hwbench: peak memory growth")
-            for name, entries in sorted(by_platform.items()):
-                entries.sort(key=_growth, reverse=True)
-                terminalreporter.write_line(f"{name} (top {min(top_n, len(entries))}):")
-                for entry in entries[:top_n]:
-                    memory = entry["memory"]
-                    stats = memory["series"].get(memory["primary_series"], {})
-                    exact = "exact" if stats.get("exact_peak") else "sampled"
+            for name, platform_rows in sorted(by_platform.items()):
+                platform_rows.sort(key=lambda row: row.growth_bytes, reverse=True)
+                terminalreporter.write_line(f"{name} (top {min(top_n, len(platform_rows))}):")
+                for row in platform_rows[:top_n]:
                     terminalreporter.write_line(
-                        f"  {format_bytes(_growth(entry), signed=True):>12}  "
-                        f"peak {format_bytes(stats.get('peak_bytes', 0)):>10}  "
-                        f"{memory['primary_series']} ({exact})  {entry['nodeid']}"
+                        f"  {format_bytes(row.growth_bytes, signed=True):>12}  "
+                        f"peak {format_bytes(row.peak_bytes):>10}  "
+                        f"{row.series} ({'exact' if row.exact else 'sampled'})  {row.nodeid}"
                     )
         if self.writer is not None:
             terminalreporter.write_line(f"hwbench report: {_display_path(self.writer.path)}")
@@ -557,8 +601,8 @@ class HwbenchSession:
                 terminalreporter.write_line(line)
 
 
-class MeasureHooks:
-    """The per-test hooks that measure and report, registered only when a run uses hwbench.
+class CallHooks:
+    """The per-test measuring hook, registered only when a run uses hwbench.
 
     pytest calls every registered hook for every test; a run that uses none of our markers,
     fixtures or options must not pay for them.
@@ -571,6 +615,13 @@ class MeasureHooks:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         """See `HwbenchSession.runtest_call`."""
         return (yield from self.session.runtest_call(item))
+
+
+class ReportHooks:
+    """Hooks that turn each test's phase reports into one entry: for a report, compare, xdist."""
+
+    def __init__(self, session: HwbenchSession) -> None:
+        self.session = session
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -613,10 +664,28 @@ def _pinned_devices() -> str | None:
     return None if applied is None else f"{applied[0]}={applied[1]}"
 
 
-def _growth(entry: dict[str, Any]) -> int:
+class _SummaryRow(NamedTuple):
+    """One measured test in the terminal summary (a tuple: the GC stops tracking it)."""
+
+    platform: str
+    growth_bytes: int
+    peak_bytes: int
+    series: str
+    exact: bool
+    nodeid: str
+
+
+def _row_of(entry: dict[str, Any]) -> _SummaryRow:
     memory = entry["memory"]
     stats = memory["series"].get(memory["primary_series"], {})
-    return int(stats.get("peak_delta_bytes", 0))
+    return _SummaryRow(
+        entry["platform"] or "?",
+        int(stats.get("peak_delta_bytes", 0)),
+        int(stats.get("peak_bytes", 0)),
+        memory["primary_series"],
+        bool(stats.get("exact_peak")),
+        entry["nodeid"],
+    )
 
 
 def _display_path(path: Path) -> str:

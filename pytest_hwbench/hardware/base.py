@@ -139,8 +139,8 @@ class DeviceProperties:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field."""
-        # Not dataclasses.asdict: its recursive deep copy costs ~40 µs, and every profiled
-        # test's metric describes its device. The fields are plain values but `extra`.
+        # Not dataclasses.asdict, whose recursive deep copy is ~20x slower: the fields are plain
+        # values but `extra`.
         data = {name: getattr(self, name) for name in _PROPERTY_FIELDS}
         data["extra"] = dict(self.extra)
         return data
@@ -192,6 +192,7 @@ class HardwareBackend(ABC):
         self._lock = threading.RLock()
         self._detection: Detection | None = None
         self._properties: dict[int, DeviceProperties] = {}
+        self._property_dicts: dict[int, dict[str, Any]] = {}
         self._capabilities: dict[int, frozenset[Capability]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -246,6 +247,7 @@ class HardwareBackend(ABC):
         with self._lock:
             self._detection = None
             self._properties.clear()
+            self._property_dicts.clear()
             self._capabilities.clear()
 
     def require_available(self, index: int = 0) -> None:
@@ -298,6 +300,17 @@ class HardwareBackend(ABC):
             if index not in self._properties:
                 self._properties[index] = self._query_properties(index)
             return self._properties[index]
+
+    def properties_dict(self, index: int = 0) -> dict[str, Any]:
+        """`properties(index).to_dict()`, built once and shared: treat it as read-only.
+
+        Every measured test's report entry describes its device; one shared dict per device
+        keeps thousands of identical dicts out of the process (and out of the GC's walks).
+        """
+        shared = self._property_dicts.get(index)
+        if shared is None:
+            shared = self._property_dicts[index] = self.properties(index).to_dict()
+        return shared
 
     def capabilities(self, index: int = 0) -> frozenset[Capability]:
         """What device `index` can do, detected from the real device and torch build (cached)."""

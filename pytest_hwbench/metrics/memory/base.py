@@ -166,7 +166,7 @@ class MemoryMetric(ABC):
                 info["device"] = str(self.device)
             if self.backend is not None:
                 try:
-                    info["properties"] = self.backend.properties(self.device_index).to_dict()
+                    info["properties"] = self.backend.properties_dict(self.device_index)
                 except Exception as exc:
                     info["properties_error"] = f"{type(exc).__name__}: {exc}"
             self._device_info = info
