@@ -6,7 +6,7 @@ import gc
 import os
 import platform as platform_module
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
     from pytest_hwbench.metrics.memory.base import MemoryMetric
+    from pytest_hwbench.metrics.memory.cpu import RSSPeakProbe
+    from pytest_hwbench.metrics.memory.timeline import MemoryMark
     from pytest_hwbench.report.writer import ReportWriter
 
 __all__ = ["HwbenchSession", "TestPlan"]
@@ -121,6 +123,7 @@ class HwbenchSession:
         self._report_hooks: ReportHooks | None = None
         self._guard_hooks: GuardHooks | None = None
         self._summary_rows: list[_SummaryRow] = []
+        self._probe_refused = False
         # Per run, not per test: the host and this worker's pinned GPUs do not change.
         self._host = platform_module.node()
         self._pinned = _pinned_devices()
@@ -396,6 +399,16 @@ class HwbenchSession:
     def runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
         """Measure tests that need it but lack the fixture; enforce memory limits after the body."""
         plan = self.plan(item)
+        if plan.profile_by_hook and self._report_hooks is None and plan.platform == "cpu":
+            probe = self._start_probe()
+            if probe is not None:
+                try:
+                    result = yield
+                finally:
+                    stats = self._record_probe(item, probe.stop())
+                if plan.limit is not None:
+                    self._enforce_limit(plan.limit, "cpu", "rss", stats, ())
+                return result
         finished = None
         if plan.profile_by_hook:
             self.start_metric(item)
@@ -409,6 +422,32 @@ class HwbenchSession:
             self._check_limit(item, plan.limit, plan.platform, finished)
         return result
 
+    def _start_probe(self) -> RSSPeakProbe | None:
+        """A started RSS peak probe, or None where peaks cannot be exact (then a metric samples)."""
+        if self._probe_refused:
+            return None
+        from pytest_hwbench.metrics.memory.cpu import RSSPeakProbe
+
+        probe = RSSPeakProbe.start()
+        self._probe_refused = probe is None
+        return probe
+
+    def _record_probe(self, item: pytest.Item, probe: RSSPeakProbe) -> dict[str, Any]:
+        """Record a probed test as a metric's would be: user_properties, a summary row."""
+        growth = probe.peak_bytes - probe.start_bytes
+        item.user_properties.append(("hw_peak_bytes:rss", probe.peak_bytes))
+        item.user_properties.append(("hw_peak_delta_bytes:rss", growth))
+        self._summary_rows.append(
+            _SummaryRow("cpu", growth, probe.peak_bytes, "rss", True, item.nodeid)
+        )
+        return {
+            "start_bytes": probe.start_bytes,
+            "end_bytes": probe.end_bytes,
+            "peak_bytes": probe.peak_bytes,
+            "peak_delta_bytes": growth,
+            "exact_peak": True,
+        }
+
     def _check_limit(
         self,
         item: pytest.Item,
@@ -416,9 +455,6 @@ class HwbenchSession:
         platform: str,
         finished: tuple[MemoryMetric, dict[str, Any]] | None,
     ) -> None:
-        limit_bytes = limit.for_platform(platform)
-        if limit_bytes is None:
-            return
         running = item.stash.get(_metric_key, None)
         if running is not None:  # memory_profile's metric, stopped at teardown
             metric, metrics = running, running.get_metrics()
@@ -427,9 +463,21 @@ class HwbenchSession:
         else:
             return
         primary = metric.primary_series
-        marks = metric.get_memory_timeline().marks
         stats = metrics["series"].get(primary)
-        if stats is None or stats["peak_delta_bytes"] <= limit_bytes:
+        if stats is not None:
+            self._enforce_limit(limit, platform, primary, stats, metric.get_memory_timeline().marks)
+
+    def _enforce_limit(
+        self,
+        limit: MemoryLimit,
+        platform: str,
+        primary: str,
+        stats: dict[str, Any],
+        marks: Sequence[MemoryMark],
+    ) -> None:
+        """Fail the test when its peak growth on `platform` exceeds `limit`, showing the marks."""
+        limit_bytes = limit.for_platform(platform)
+        if limit_bytes is None or stats["peak_delta_bytes"] <= limit_bytes:
             return
         lines = [
             f"memory limit exceeded on {platform}: peak growth "

@@ -6,9 +6,9 @@ import enum
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
 from pytest_hwbench.metrics.memory.timeline import (
@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
 
-__all__ = ["MemoryMetric", "MemoryMetricError", "MetricState", "fold_running_high_water"]
+__all__ = [
+    "HighWaterHolder",
+    "MemoryMetric",
+    "MemoryMetricError",
+    "MetricState",
+    "fold_running_high_water",
+    "release_shared_counter",
+    "reset_shared_counter",
+]
 
 SAMPLERS = ("thread", "process")
 
@@ -40,9 +48,16 @@ class MetricState(enum.Enum):
     STOPPED = "stopped"
 
 
+class HighWaterHolder(Protocol):
+    """Anything measuring through a resettable high-water counter (a metric, a peak probe)."""
+
+    def _fold_high_water(self) -> None:
+        """Keep the high-water marks seen so far: the counter is about to be reset."""
+
+
 # High-water marks are process-wide (VmHWM) or per device (CUDA allocator): when one metric resets
 # a counter, every other running metric on the same counter first folds in what it has seen.
-_running_by_counter: dict[Hashable, set[MemoryMetric]] = {}
+_running_by_counter: dict[Hashable, set[HighWaterHolder]] = {}
 _counters_lock = threading.RLock()
 
 
@@ -51,6 +66,27 @@ def fold_running_high_water(counter: Hashable) -> None:
     with _counters_lock:
         for metric in list(_running_by_counter.get(counter, ())):
             metric._fold_high_water()
+
+
+def reset_shared_counter(
+    holder: HighWaterHolder, counter: Hashable, reset: Callable[[], str | None]
+) -> str | None:
+    """Fold the others running on `counter`, `reset()` it, and register `holder` on it.
+
+    Returns `reset`'s refusal (then `holder` is not registered), or None.
+    """
+    with _counters_lock:
+        fold_running_high_water(counter)
+        refused = reset()
+        if refused is None:
+            _running_by_counter.setdefault(counter, set()).add(holder)
+        return refused
+
+
+def release_shared_counter(holder: HighWaterHolder, counter: Hashable) -> None:
+    """Stop telling `holder` about resets of `counter`."""
+    with _counters_lock:
+        _running_by_counter.get(counter, set()).discard(holder)
 
 
 def _device_index(device: object) -> int:

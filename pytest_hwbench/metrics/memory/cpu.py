@@ -8,7 +8,11 @@ import threading
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from pytest_hwbench.metrics.memory.base import MemoryMetric
+from pytest_hwbench.metrics.memory.base import (
+    MemoryMetric,
+    release_shared_counter,
+    reset_shared_counter,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CPUMemoryMetric",
     "HostRSSReader",
+    "RSSPeakProbe",
     "read_rss_high_water_bytes",
     "read_vmhwm_bytes",
     "reset_rss_high_water",
@@ -188,6 +193,41 @@ def rss_high_water(exact_series: frozenset[str]) -> dict[str, int]:
     """VmHWM as the ``rss`` high-water mark, when `reset_rss_high_water` made it exact."""
     hwm = read_rss_high_water_bytes() if "rss" in exact_series else None
     return {} if hwm is None else {"rss": hwm}
+
+
+class RSSPeakProbe:
+    """The start, end and exact peak of this process's RSS over a stretch of code; nothing more.
+
+    `CPUMemoryMetric`'s ``rss`` numbers without its timeline, sampler or device description:
+    what profiling every test costs when no report shows a timeline. Linux only (clear_refs).
+    """
+
+    __slots__ = ("_counter", "_folded_peak", "end_bytes", "peak_bytes", "start_bytes")
+
+    def __init__(self) -> None:
+        self._counter = vmhwm_counter()
+        self._folded_peak = 0
+        self.start_bytes = self.end_bytes = self.peak_bytes = 0
+
+    @classmethod
+    def start(cls) -> RSSPeakProbe | None:
+        """Reset VmHWM and read the RSS; None where clear_refs is refused (peaks not exact)."""
+        probe = cls()
+        if reset_shared_counter(probe, probe._counter, reset_vmhwm) is not None:
+            return None
+        probe.start_bytes = read_rss_bytes()
+        return probe
+
+    def stop(self) -> RSSPeakProbe:
+        """Read the end RSS and the exact peak since `start`; returns self."""
+        self.end_bytes = read_rss_bytes()
+        release_shared_counter(self, self._counter)
+        high_water = read_rss_high_water_bytes() or 0
+        self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes, self.end_bytes)
+        return self
+
+    def _fold_high_water(self) -> None:
+        self._folded_peak = max(self._folded_peak, read_rss_high_water_bytes() or 0)
 
 
 class CPUMemoryMetric(MemoryMetric):
