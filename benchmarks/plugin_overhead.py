@@ -2,11 +2,14 @@
 
 Generates a suite of N trivial tests (default 2,000) in a temporary directory and runs pytest on
 it in subprocesses, the variants side by side, interleaved with the order rotated, repeated
-(default 5 times), timing each subprocess's wall clock (nothing subtracted):
+(default 15 times), timing each subprocess's wall clock (nothing subtracted):
 
 1. ``plain``: pytest with our plugin disabled (``-p no:hwbench``);
 2. ``unused``: our plugin installed, no hwbench option given;
-3. ``profile-all``: ``--hw-profile-all`` (a CPU memory metric around every test);
+3. ``profile-all``: ``--hw-profile-all`` (the exact CPU peak of every test; with no report to
+   show timelines, an RSS peak probe rather than a sampled metric);
+   ``+report``: the same with ``--hw-report`` (a metric, its timeline and a report entry per
+   test, and the report written);
 4. ``memray``: ``--memray`` with our plugin disabled, when pytest-memray is importable;
 5. ``monitor``: pytest-monitor (on by default once installed) with our plugin disabled, when it
    is importable. Being on by default, it is blocked (``-p no:monitor``) in every other variant.
@@ -22,7 +25,7 @@ process; it doubles as warm-up.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/plugin_overhead.py                     # 2,000 tests, 5 repetitions
+    .venv/bin/python benchmarks/plugin_overhead.py                     # 2,000 tests, 15 repetitions
     .venv/bin/python benchmarks/plugin_overhead.py --tests 5000 --repeats 9
     .venv/bin/python benchmarks/plugin_overhead.py --quick             # smoke test
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import platform
 import re
@@ -113,6 +117,11 @@ def build_variants() -> tuple[list[Variant], list[str]]:
         Variant("plain", ("-p", "no:hwbench", *no_monitor), "pytest, hwbench disabled"),
         Variant("unused", no_monitor, "hwbench installed, no option"),
         Variant("profile-all", ("--hw-profile-all", *no_monitor), "--hw-profile-all (CPU)"),
+        Variant(
+            "+report",
+            ("--hw-profile-all", "--hw-report=.hw-report.json", *no_monitor),
+            "--hw-profile-all with --hw-report (a timeline per test, a report written)",
+        ),
     ]
     notes = []
     if has_memray:
@@ -256,6 +265,27 @@ def spread(ratios: list[float]) -> str:
     return f"{q3 - q1:.4f}"
 
 
+def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
+    """A distribution-free confidence interval of the median (order statistics, binomial).
+
+    None when there are too few values for the asked confidence.
+    """
+    n = len(values)
+    ordered = sorted(values)
+    # The largest k with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2: then the k-th
+    # smallest and k-th largest values bracket the median with at least `confidence`.
+    tail = (1 - confidence) / 2
+    cumulative, k = 0.0, 0
+    while k < n:
+        next_cumulative = cumulative + math.comb(n, k) / 2**n
+        if next_cumulative > tail:
+            break
+        cumulative, k = next_cumulative, k + 1
+    if k == 0:
+        return None
+    return ordered[k - 1], ordered[n - k]
+
+
 def verdict(ok: bool, quick: bool) -> str:
     """ "ok" or "MISSED"; no verdict from a --quick run."""
     if quick:
@@ -271,9 +301,8 @@ def print_table(
     quick: bool,
 ) -> None:
     header = (
-        f"{'variant':<12} {'median s':>9} {'cpu s':>7} {'µs/test added':>14} {'vs plain':>9} "
-        f"{'IQR':>7}  "
-        f"{'heavy imports':<20} target"
+        f"{'variant':<12} {'median s':>9} {'cpu s':>7} {'µs/test added':>14} "
+        f"{'95% CI':>17} {'vs plain':>9} {'IQR':>7}  {'heavy imports':<20} target"
     )
     print(header)
     print("-" * len(header))
@@ -290,11 +319,16 @@ def print_table(
             ok = added_us <= PROFILE_ALL_MAX_US
             target = f"<= {PROFILE_ALL_MAX_US:g} µs/test: {verdict(ok, quick)}"
         added = "-" if variant.name == "plain" else f"{added_us:+.1f}"
+        interval = median_ci(runs.added_s)
+        shown_ci = (
+            "-"
+            if variant.name == "plain" or interval is None
+            else f"[{interval[0] / n_tests * 1e6:+.1f}, {interval[1] / n_tests * 1e6:+.1f}]"
+        )
         print(
             f"{variant.name:<12} {statistics.median(runs.seconds):>9.3f} "
-            f"{statistics.median(runs.cpu_seconds):>7.3f} {added:>14} {ratio:>8.4f}x "
-            f"{spread(runs.ratios):>7}  "
-            f"{heavy:<20} {target}"
+            f"{statistics.median(runs.cpu_seconds):>7.3f} {added:>14} {shown_ci:>17} "
+            f"{ratio:>8.4f}x {spread(runs.ratios):>7}  {heavy:<20} {target}"
         )
     unused = imports.get("unused")
     if unused is not None:
@@ -305,7 +339,7 @@ def print_table(
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=None, help="tests in the suite (2000)")
-    parser.add_argument("--repeats", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument("--repeats", type=int, default=None, help="repetitions (default 15)")
     parser.add_argument(
         "--quick", action="store_true", help="200 tests, 1 repetition: a smoke test"
     )
@@ -318,7 +352,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.tests is None:
         args.tests = 200 if args.quick else 2000
     if args.repeats is None:
-        args.repeats = 1 if args.quick else 5
+        args.repeats = 1 if args.quick else 15
     if args.tests < 1 or args.repeats < 1:
         parser.error("--tests and --repeats must be positive")
     return args
@@ -355,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(variants, results, imports, args.tests, args.quick)
     print(
         "\nµs/test added and vs plain: medians over repetitions of the difference from, and "
-        "ratio to, plain in the same repetition (IQR: the ratio's interquartile range); "
-        "wall time of the whole pytest process, cpu s: its user+system time"
+        "ratio to, plain in the same repetition (95% CI: a distribution-free confidence "
+        "interval of that median; IQR: the ratio's interquartile range); wall time of the "
+        "whole pytest process, cpu s: its user+system time; targets are judged on the medians"
     )
     print(f"1-minute load average: {load_before} before, {load_average()} after")
     if args.quick:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench.hardware.base import Capability, HardwareBackend, UnknownCapabilityError
-from pytest_hwbench.hardware.registry import HardwareRegistry
 from pytest_hwbench.units import SizeError, format_bytes, parse_size
+
+if TYPE_CHECKING:
+    # Imported where a hardware marker is parsed: the session loads this module in runs that
+    # only profile memory and never ask about hardware.
+    from pytest_hwbench.hardware.base import Capability, HardwareBackend
+    from pytest_hwbench.hardware.registry import HardwareRegistry
 
 __all__ = [
     "HardwareRequirement",
@@ -87,6 +91,8 @@ def parse_hardware_marker(mark: pytest.Mark, registry: HardwareRegistry) -> Hard
             "hardware", f"name at least one platform ({', '.join(registry.names())})"
         )
     requires_arg = mark.kwargs.get("requires", ())
+    from pytest_hwbench.hardware.base import Capability, UnknownCapabilityError
+
     if isinstance(requires_arg, (str, Capability)):
         requires_arg = (requires_arg,)
     try:

@@ -25,3 +25,45 @@ def test_import_pulls_in_no_heavy_dependency(statement: str) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == ""
+
+
+def test_a_run_that_does_not_use_the_plugin_loads_only_its_front_door(
+    pytester: pytest.Pytester,
+) -> None:
+    """Installed but unused: the plugin module and its options, not the session or metrics."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            ours = sorted(m for m in sys.modules if m.startswith("pytest_hwbench"))
+            heavy = sorted(m for m in ("torch", "psutil", "pynvml") if m in sys.modules)
+            print("\\nloaded: " + ",".join(ours) + " | heavy: " + ",".join(heavy))
+        """
+    )
+    pytester.makepyfile(
+        "import pytest\n\n"
+        "@pytest.mark.parametrize('n', range(3))\n"
+        "def test_plain(n):\n    assert n >= 0\n"
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    line = next(x for x in result.outlines if x.startswith("loaded: "))
+    loaded, heavy = line.removeprefix("loaded: ").split(" | heavy: ")
+    assert set(loaded.split(",")) == {
+        "pytest_hwbench",
+        "pytest_hwbench._version",
+        "pytest_hwbench._options",
+        "pytest_hwbench.hookspecs",
+        "pytest_hwbench.plugin",
+    }
+    assert heavy == ""
+
+
+def test_interval_help_states_the_samplers_constants() -> None:
+    """The option's help is written out (importing the sampler at start-up would cost every run)."""
+    from pytest_hwbench._options import INTERVAL_HELP
+    from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
+
+    assert f"default {DEFAULT_INTERVAL_S * 1e3:g}ms" in INTERVAL_HELP
+    assert f"minimum {MIN_INTERVAL_S * 1e3:g}ms" in INTERVAL_HELP

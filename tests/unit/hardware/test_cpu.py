@@ -27,6 +27,7 @@ def test_real_properties_come_from_the_os() -> None:
     assert props.name
     assert props.total_memory_bytes == psutil.virtual_memory().total
     assert int(props.extra["logical_cores"]) == psutil.cpu_count(logical=True)
+    assert props.multiprocessor_count == psutil.cpu_count(logical=False)
 
 
 def test_properties_use_the_query_function(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,3 +75,29 @@ def test_shutdown_leaves_no_thread() -> None:
     assert thread is not None
     assert not thread.is_alive()
     assert sampler.thread is None
+
+
+def test_next_client_after_an_idle_gap_is_served_without_waking_the_thread() -> None:
+    """Each test's metric is a new client: waking the thread for each would cost every test."""
+    sampler = SamplerThread()
+    notified = []
+    real_notify = sampler._cond.notify
+
+    def counting_notify(n: int = 1) -> None:
+        notified.append(n)
+        real_notify(n)
+
+    sampler._cond.notify = counting_notify  # type: ignore[method-assign]
+    try:
+        ticks: list[int] = []
+        token = sampler.add(ticks.append, 0.01, lambda exc: None)  # starts the thread
+        assert _wait_for(lambda: len(ticks) >= 2)
+        for _ in range(5):  # tests come and go; the thread idles between them
+            sampler.remove(token)
+            time.sleep(0.03)
+            ticks.clear()
+            token = sampler.add(ticks.append, 0.01, lambda exc: None)
+            assert _wait_for(lambda: len(ticks) >= 2, timeout_s=1.0)
+        assert notified == []
+    finally:
+        sampler.shutdown()

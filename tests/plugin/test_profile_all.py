@@ -1,0 +1,67 @@
+"""--hw-profile-all: every test measured, with or without a report to hold the timelines."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pytest_hwbench.hardware.cpu import clear_refs_writable
+
+MiB = 2**20
+
+SUITE = """
+def allocate(mib):
+    buffer = bytearray(mib * 2**20)
+    for i in range(0, len(buffer), 4096):
+        buffer[i] = 1
+    return len(buffer)
+
+def test_big():
+    allocate(48)
+
+def test_small():
+    pass
+"""
+
+
+def _summary_growth(lines: list[str], test: str) -> float:
+    """The growth the terminal summary shows for `test`, in MiB."""
+    line = next(x for x in lines if x.rstrip().endswith(f"::{test}"))
+    match = re.search(r"([+-][\d.]+) (KiB|MiB|B)\s+peak", line)
+    assert match is not None, line
+    scale = {"B": 1 / MiB, "KiB": 1 / 1024, "MiB": 1.0}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+@pytest.mark.skipif(not clear_refs_writable(), reason="exact CPU peaks need clear_refs (Linux)")
+def test_profile_all_without_a_report_still_gives_exact_peaks_everywhere(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    junit = pytester.path / "junit.xml"
+    lean = pytester.runpytest("--hw-profile-all", f"--junitxml={junit}")
+    lean.assert_outcomes(passed=2)
+    lean.stdout.fnmatch_lines(["*hwbench: peak memory growth*", "cpu (top 2):"])
+    assert _summary_growth(lean.outlines, "test_big") >= 46
+    assert "rss (exact)" in next(x for x in lean.outlines if x.endswith("::test_big"))
+    properties = {
+        (case.get("name"), prop.get("name")): int(prop.get("value") or 0)
+        for case in ET.parse(junit).getroot().iter("testcase")
+        for prop in case.iter("property")
+    }
+    assert properties[("test_big", "hw_peak_delta_bytes:rss")] >= 46 * MiB
+    assert properties[("test_small", "hw_peak_bytes:rss")] > 0
+
+    # With a report every test gets a metric and a timeline: the same exact numbers.
+    report_path = pytester.path / "hw.json"
+    full = pytester.runpytest("--hw-profile-all", f"--hw-report={report_path}")
+    full.assert_outcomes(passed=2)
+    assert _summary_growth(full.outlines, "test_big") >= 46
+    entries = {e["nodeid"].split("::")[-1]: e for e in json.loads(report_path.read_text())["tests"]}
+    rss = entries["test_big"]["memory"]["series"]["rss"]
+    assert rss["exact_peak"] is True
+    assert rss["peak_delta_bytes"] >= 46 * MiB
+    assert entries["test_big"]["memory"]["timeline"]["t"]

@@ -1,0 +1,151 @@
+"""The RSS high-water mark: getrusage where it provably equals VmHWM, /proc/self/status where not,
+and the peak probe that profile-all uses when no report shows a timeline."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from pytest_hwbench.hardware.cpu import clear_refs_writable
+from pytest_hwbench.metrics.memory import MemoryMetricFactory
+from pytest_hwbench.metrics.memory import cpu as cpu_metric_module
+from pytest_hwbench.metrics.memory.cpu import (
+    RSSPeakProbe,
+    read_rss_high_water_bytes,
+    read_vmhwm_bytes,
+    reset_vmhwm,
+)
+
+MiB = 2**20
+#: The kernel keeps RSS in per-CPU counters and reads them unsummed: two readings of the same
+#: mark may differ by a few batches of pages, either way.
+COUNTER_SLACK = 1 * MiB
+linux_with_clear_refs = pytest.mark.skipif(
+    not clear_refs_writable(),
+    reason="exact CPU peaks need Linux with a writable /proc/self/clear_refs",
+)
+
+
+@pytest.fixture
+def unknown_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start each test as a fresh process would: no bound on the exec floor known yet."""
+    monkeypatch.setattr(cpu_metric_module, "_maxrss_floor_bound", None)
+
+
+@linux_with_clear_refs
+@pytest.mark.usefixtures("unknown_floor")
+def test_high_water_equals_vmhwm_after_reset_and_growth() -> None:
+    def bracketed() -> int:
+        # VmHWM grows between reads: ours lies between a read before and one after (give or
+        # take the per-CPU counter slack).
+        before, ours, after = read_vmhwm_bytes(), read_rss_high_water_bytes(), read_vmhwm_bytes()
+        assert before is not None
+        assert ours is not None
+        assert after is not None
+        assert before - COUNTER_SLACK <= ours <= after + COUNTER_SLACK
+        return ours
+
+    assert reset_vmhwm() is None
+    start = bracketed()
+    keep = torch.ones(40 * MiB // 4)
+    grown = bracketed()
+    del keep
+    assert grown - start >= 38 * MiB
+    assert bracketed() >= grown  # the mark stays after the memory is freed
+
+
+@pytest.mark.usefixtures("unknown_floor")
+def test_getrusage_is_trusted_only_above_the_floor_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ru_maxrss is max(exec floor, VmHWM): above the smallest reading it is VmHWM itself."""
+    monkeypatch.setattr(cpu_metric_module, "_IS_LINUX", True)
+    floor = 400 * MiB
+    vmhwm = {"value": 50 * MiB}
+    status_reads = []
+
+    def fake_vmhwm() -> int:
+        status_reads.append(vmhwm["value"])
+        return vmhwm["value"]
+
+    monkeypatch.setattr(cpu_metric_module, "read_vmhwm_bytes", fake_vmhwm)
+    monkeypatch.setattr(cpu_metric_module, "_maxrss_bytes", lambda: max(floor, vmhwm["value"]))
+    # Below the floor every answer comes from /proc/self/status, and is VmHWM, not the floor.
+    assert read_rss_high_water_bytes() == 50 * MiB
+    vmhwm["value"] = 300 * MiB
+    assert read_rss_high_water_bytes() == 300 * MiB
+    assert len(status_reads) == 2
+    # Past the bound (the smallest ru_maxrss seen: 400 MiB) getrusage alone answers.
+    vmhwm["value"] = 500 * MiB
+    assert read_rss_high_water_bytes() == 500 * MiB
+    assert len(status_reads) == 2
+
+
+@linux_with_clear_refs
+def test_child_of_a_big_parent_reads_vmhwm_not_the_inherited_floor() -> None:
+    """A process exec'd by a big one inherits its peak in ru_maxrss; we must not report it."""
+    child = textwrap.dedent(
+        """
+        import json, resource
+        from pytest_hwbench.metrics.memory.cpu import (
+            read_rss_high_water_bytes, read_vmhwm_bytes, reset_vmhwm,
+        )
+        assert reset_vmhwm() is None
+        before = read_vmhwm_bytes()
+        ours = read_rss_high_water_bytes()
+        after = read_vmhwm_bytes()
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        print(json.dumps({"maxrss": maxrss, "before": before, "ours": ours, "after": after}))
+        """
+    )
+    ballast = bytearray(300 * MiB)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    del ballast
+    seen = json.loads(proc.stdout)
+    assert seen["maxrss"] >= 300 * MiB  # the floor this test exists for is really there
+    assert seen["after"] < 200 * MiB
+    assert seen["before"] - COUNTER_SLACK <= seen["ours"] <= seen["after"] + COUNTER_SLACK
+
+
+@linux_with_clear_refs
+def test_probe_sees_a_short_transient_every_time() -> None:
+    hits = 0
+    for _ in range(20):
+        probe = RSSPeakProbe.start()
+        assert probe is not None
+        tensor = torch.ones(64 * MiB // 4, dtype=torch.float32)
+        del tensor
+        probe.stop()
+        assert probe.peak_bytes >= max(probe.start_bytes, probe.end_bytes)
+        if probe.peak_bytes - probe.start_bytes >= 60 * MiB:
+            hits += 1
+    assert hits == 20
+
+
+@linux_with_clear_refs
+def test_probe_and_metric_keep_each_others_peaks_across_resets() -> None:
+    probe = RSSPeakProbe.start()
+    assert probe is not None
+    spike = torch.ones(48 * MiB // 4)
+    del spike
+    inner = MemoryMetricFactory.create("cpu", interval="1s").start()  # resets VmHWM
+    inner.stop()
+    assert probe.stop().peak_bytes - probe.start_bytes >= 44 * MiB
+
+    outer = MemoryMetricFactory.create("cpu", interval="1s").start()
+    spike = torch.ones(48 * MiB // 4)
+    del spike
+    inner_probe = RSSPeakProbe.start()  # resets VmHWM too
+    assert inner_probe is not None
+    inner_probe.stop()
+    assert outer.stop()["series"]["rss"]["peak_delta_bytes"] >= 44 * MiB
+
+
+def test_probe_is_refused_where_clear_refs_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_metric_module, "reset_vmhwm", lambda: "PermissionError: denied")
+    assert RSSPeakProbe.start() is None
