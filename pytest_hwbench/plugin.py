@@ -55,7 +55,7 @@ MARKERS = (
 class _PluginState:
     """What start-up resolved, and the session once something needs it."""
 
-    __slots__ = ("benchmark_plugin", "options", "registry", "session")
+    __slots__ = ("benchmark_plugin", "marked_parents", "options", "registry", "session")
 
     def __init__(
         self,
@@ -67,6 +67,8 @@ class _PluginState:
         self.registry = registry
         self.benchmark_plugin = benchmark_plugin
         self.session: HwbenchSession | None = None
+        #: Per collector (module, class): whether it or a parent carries one of our markers.
+        self.marked_parents: dict[Any, bool] = {}
 
 
 _state_key = pytest.StashKey[_PluginState]()
@@ -161,14 +163,34 @@ def _plan_gpu_pinning(config: pytest.Config, per_worker: int | None, share: bool
     config.add_cleanup(forget_plan)
 
 
-def uses_our_markers(node: pytest.Item | pytest.Function) -> bool:
+def uses_our_markers(node: pytest.Item | pytest.Collector) -> bool:
     """Whether `node` or a parent carries one of our markers."""
     return any(mark.name in OUR_MARKERS for mark in node.iter_markers())
 
 
-def is_ours(item: pytest.Item) -> bool:
+def _carries_our_markers(node: pytest.Item, parents: dict[Any, bool]) -> bool:
+    """`uses_our_markers`, with each parent's answer kept in `parents`.
+
+    pytest asks this of every test in every run: ``iter_markers`` walks the whole node chain
+    per call, while the tests of one module or class share every parent's answer.
+    """
+    for mark in node.own_markers:
+        if mark.name in OUR_MARKERS:
+            return True
+    parent = node.parent
+    if parent is None:
+        return False
+    found = parents.get(parent)
+    if found is None:
+        found = parents[parent] = uses_our_markers(parent)
+    return found
+
+
+def is_ours(item: pytest.Item, parents: dict[Any, bool] | None = None) -> bool:
     """Whether `item` uses one of our fixtures or markers (its run needs the session)."""
-    return not OUR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())) or uses_our_markers(item)
+    if not OUR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+        return True
+    return _carries_our_markers(item, {} if parents is None else parents)
 
 
 # -- collection ------------------------------------------------------------------------------------
@@ -176,7 +198,10 @@ def is_ours(item: pytest.Item) -> bool:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Validate our markers and parametrize ``hw_device`` (see `HwbenchSession.generate_tests`)."""
-    if DEVICE_FIXTURE in metafunc.fixturenames or uses_our_markers(metafunc.definition):
+    state = metafunc.config.stash[_state_key]
+    if DEVICE_FIXTURE in metafunc.fixturenames or _carries_our_markers(
+        metafunc.definition, state.marked_parents
+    ):
         get_session(metafunc.config).generate_tests(metafunc)
 
 
@@ -198,7 +223,8 @@ def pytest_collection_modifyitems(
 
             require_benchmark_fixture(benchmarked)
     yield
-    ours = [item for item in items if is_ours(item)]
+    state.marked_parents.clear()  # a conftest may have marked a module or class since
+    ours = [item for item in items if is_ours(item, state.marked_parents)]
     if ours or state.session is not None:
         get_session(config).classify_items(items, ours)
 

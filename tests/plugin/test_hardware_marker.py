@@ -188,3 +188,52 @@ def test_hw_info_fixture_is_the_inventory(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_markers_on_modules_classes_and_added_by_conftests_are_seen(
+    pytester: pytest.Pytester,
+) -> None:
+    """Runs that use no marker skip the session; a marker from anywhere must still count."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                if item.name == "test_marked_by_conftest":
+                    item.add_marker(pytest.mark.hardware("cuda"))
+        """
+    )
+    pytester.makepyfile(
+        test_module_mark="""
+        import pytest
+
+        pytestmark = pytest.mark.hardware("cuda")
+
+        def test_module_marked():
+            raise AssertionError("must not run without cuda")
+        """,
+        test_class_mark="""
+        import pytest
+
+        @pytest.mark.hardware("mps")
+        class TestOnMac:
+            def test_class_marked(self):
+                raise AssertionError("must not run without mps")
+
+        def test_marked_by_conftest():
+            raise AssertionError("must not run without cuda")
+
+        def test_plain():
+            pass
+        """,
+    )
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "SKIPPED *test_module_mark.py*: cuda: torch was built without CUDA",
+            "SKIPPED *test_class_mark.py*: mps: no MPS: not macOS*",
+            "SKIPPED *test_class_mark.py*: cuda: torch was built without CUDA",
+        ]
+    )
