@@ -27,6 +27,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/plugin_overhead.py                     # 2,000 tests, 15 repetitions
     .venv/bin/python benchmarks/plugin_overhead.py --tests 5000 --repeats 9
+    .venv/bin/python benchmarks/plugin_overhead.py --instructions      # + valgrind counts
     .venv/bin/python benchmarks/plugin_overhead.py --quick             # smoke test
 """
 
@@ -38,6 +39,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -252,6 +254,85 @@ def measure(
     return results
 
 
+def count_instructions(root: Path, variant: Variant, env: dict[str, str]) -> int:
+    """Instructions the pytest process (and anything it forks) executes, counted by valgrind.
+
+    Deterministic where wall time on a shared machine is not: the same run counts the same
+    within ~0.1% (hash seed fixed), so small overheads show through the noise.
+    """
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "pytest",
+        *COMMON_ARGS,
+        *variant.args,
+    ]
+    proc = subprocess.run(
+        command,
+        cwd=root,
+        env={**env, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    counts = [int(n) for n in re.findall(r"Collected : (\d+)", proc.stderr)]
+    if proc.returncode != 0 or not counts:
+        raise RuntimeError(f"valgrind run of {variant.name} failed:\n{proc.stderr[-2000:]}")
+    return sum(counts)
+
+
+def print_instructions(
+    root: Path,
+    variants: list[Variant],
+    env: dict[str, str],
+    n_tests: int,
+    plain_seconds: float,
+) -> None:
+    """One valgrind run per variant, in parallel: instructions added per test, and ratios."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counted = dict(
+            zip(
+                [v.name for v in variants],
+                pool.map(lambda v: count_instructions(root, v, env), variants),
+                strict=True,
+            )
+        )
+    base = counted["plain"]
+    # Instructions -> time at plain's pace (its median wall time over its instructions): an
+    # estimate, exact only if our code runs at pytest's instructions per second.
+    seconds_per_instruction = plain_seconds / base
+    header = (
+        f"{'variant':<12} {'instructions':>15} {'added/test':>11} {'vs plain':>9} "
+        f"{'≈µs/test':>9}  target"
+    )
+    print(header)
+    print("-" * len(header))
+    for variant in variants:
+        count = counted[variant.name]
+        added = (count - base) / n_tests
+        ratio = count / base
+        approx_us = added * seconds_per_instruction * 1e6
+        target = ""
+        if variant.name == "unused":
+            target = (
+                f"<= {UNUSED_MAX_RATIO:.2f}x: {'ok' if ratio <= UNUSED_MAX_RATIO else 'MISSED'}"
+            )
+        elif variant.name == "profile-all":
+            ok = approx_us <= PROFILE_ALL_MAX_US
+            target = f"<= {PROFILE_ALL_MAX_US:g} µs/test: {'ok' if ok else 'MISSED'}"
+        shown_added = "-" if variant.name == "plain" else f"{added:+,.0f}"
+        shown_us = "-" if variant.name == "plain" else f"{approx_us:+.1f}"
+        print(
+            f"{variant.name:<12} {count:>15,} {shown_added:>11} {ratio:>8.4f}x "
+            f"{shown_us:>9}  {target}"
+        )
+
+
 def load_average() -> str:
     """The 1-minute load average, to tell a quiet machine from a busy one."""
     return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
@@ -344,6 +425,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="200 tests, 1 repetition: a smoke test"
     )
     parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count each variant's instructions under valgrind (deterministic; slow)",
+    )
+    parser.add_argument(
         "--no-pyc-cache",
         action="store_true",
         help="keep the environment's bytecode settings instead of caching bytecode in a temp dir",
@@ -385,14 +471,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: skipped, its run of the suite failed here ({why})")
         variants = [v for v in variants if v.name not in failed]
         results = measure(root, variants, env, args.tests, args.repeats)
-    print()
-    print_table(variants, results, imports, args.tests, args.quick)
-    print(
-        "\nµs/test added and vs plain: medians over repetitions of the difference from, and "
-        "ratio to, plain in the same repetition (95% CI: a distribution-free confidence "
-        "interval of that median; IQR: the ratio's interquartile range); wall time of the "
-        "whole pytest process, cpu s: its user+system time; targets are judged on the medians"
-    )
+        print()
+        print_table(variants, results, imports, args.tests, args.quick)
+        print(
+            "\nµs/test added and vs plain: medians over repetitions of the difference from, and "
+            "ratio to, plain in the same repetition (95% CI: a distribution-free confidence "
+            "interval of that median; IQR: the ratio's interquartile range); wall time of the "
+            "whole pytest process, cpu s: its user+system time; targets are judged on the medians"
+        )
+        if args.instructions:
+            if shutil.which("valgrind") is None:
+                print("\n--instructions: valgrind is not installed; no instruction counts")
+            else:
+                print("\ninstructions (valgrind callgrind, one run per variant):")
+                plain_seconds = statistics.median(results["plain"].seconds)
+                print_instructions(root, variants, env, args.tests, plain_seconds)
     print(f"1-minute load average: {load_before} before, {load_average()} after")
     if args.quick:
         print("--quick: too few tests and repetitions for the numbers to mean anything")
