@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
 import os
 import platform
 import re
@@ -47,6 +46,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from _stats import median_ci
 
 TESTS_PER_FILE = 100
 COMMON_ARGS = ("-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:xdist.looponfail")
@@ -344,27 +345,6 @@ def spread(ratios: list[float]) -> str:
         return "-"
     q1, _, q3 = statistics.quantiles(ratios, n=4)
     return f"{q3 - q1:.4f}"
-
-
-def median_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float] | None:
-    """A distribution-free confidence interval of the median (order statistics, binomial).
-
-    None when there are too few values for the asked confidence.
-    """
-    n = len(values)
-    ordered = sorted(values)
-    # The largest k with P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2: then the k-th
-    # smallest and k-th largest values bracket the median with at least `confidence`.
-    tail = (1 - confidence) / 2
-    cumulative, k = 0.0, 0
-    while k < n:
-        next_cumulative = cumulative + math.comb(n, k) / 2**n
-        if next_cumulative > tail:
-            break
-        cumulative, k = next_cumulative, k + 1
-    if k == 0:
-        return None
-    return ordered[k - 1], ordered[n - k]
 
 
 def verdict(ok: bool, quick: bool) -> str:

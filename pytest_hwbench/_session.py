@@ -13,21 +13,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pytest
 
 from pytest_hwbench._options import HwbenchOptions, is_xdist_controller
-from pytest_hwbench.marks import (
-    HardwareRequirement,
-    MarkerError,
-    MemoryLimit,
-    parse_hardware_marker,
-    parse_memory_limit,
-)
 from pytest_hwbench.plugin import BENCHMARK_FIXTURE, DEVICE_FIXTURE, OUR_MARKERS, PROFILE_FIXTURE
 from pytest_hwbench.units import format_bytes, parse_size
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
+
+    # Loaded where a marker is read: a run that only profiles memory never needs them.
+    from pytest_hwbench.marks import HardwareRequirement, MemoryLimit
+    from pytest_hwbench.metrics.memory._host import RSSPeakProbe
     from pytest_hwbench.metrics.memory.base import MemoryMetric
-    from pytest_hwbench.metrics.memory.cpu import RSSPeakProbe
     from pytest_hwbench.metrics.memory.timeline import MemoryMark
     from pytest_hwbench.report.writer import ReportWriter
 
@@ -124,14 +120,17 @@ class HwbenchSession:
         self._guard_hooks: GuardHooks | None = None
         self._summary_rows: list[_SummaryRow] = []
         self._probe_refused = False
+        self._collected = False  # whether classify_items planned the collected tests
         # Per run, not per test: the host and this worker's pinned GPUs do not change.
         self._host = platform_module.node()
         self._pinned = _pinned_devices()
         self._metric_classes: dict[str, tuple[type[MemoryMetric], HardwareBackend]] = {}
         ini_limit = options.memory_limit_bytes
-        default_limit = (
-            None if ini_limit is None else MemoryLimit(ini_limit, source="ini hw_memory_limit")
-        )
+        default_limit: MemoryLimit | None = None
+        if ini_limit is not None:
+            from pytest_hwbench.marks import MemoryLimit
+
+            default_limit = MemoryLimit(ini_limit, source="ini hw_memory_limit")
         #: The plan of every test that uses none of our markers or fixtures.
         self.plain_plan = TestPlan(
             "cpu",
@@ -178,17 +177,25 @@ class HwbenchSession:
     # -- collection ------------------------------------------------------------------------------
 
     def _requirement(self, mark: pytest.Mark | None) -> HardwareRequirement | None:
-        return None if mark is None else parse_hardware_marker(mark, self.registry)
+        if mark is None:
+            return None
+        from pytest_hwbench.marks import parse_hardware_marker
+
+        return parse_hardware_marker(mark, self.registry)
 
     def _memory_limit(self, mark: pytest.Mark | None) -> MemoryLimit | None:
         """The limit on peak growth: the marker's, else ini ``hw_memory_limit``."""
         if mark is not None:
+            from pytest_hwbench.marks import parse_memory_limit
+
             return parse_memory_limit("memory_limit", mark.args, mark.kwargs, self.registry)
         return self.plain_plan.limit
 
     def _leak_tolerance(self, mark: pytest.Mark | None) -> int | None:
         """Allowed growth over a test (marker or --hw-leak-check), or None when not checked."""
         if mark is not None:
+            from pytest_hwbench.marks import MarkerError
+
             if len(mark.args) != 1 or mark.kwargs:
                 raise MarkerError(
                     "@pytest.mark.memory_leak_limit: give one size, e.g. memory_leak_limit('1MiB')"
@@ -203,6 +210,8 @@ class HwbenchSession:
         """Validate our markers (bad ones are collection errors) and parametrize hw_device."""
         definition = metafunc.definition
         marks = _our_marks(definition)
+        from pytest_hwbench.marks import MarkerError
+
         try:
             requirement = self._requirement(marks.get("hardware"))
             self._memory_limit(marks.get("memory_limit"))
@@ -264,8 +273,19 @@ class HwbenchSession:
         """`item`'s plan, made now if collection did not (a test that asked for us at run time)."""
         plan = item.stash.get(_plan_key, None)
         if plan is None:
+            if self._collected:  # collection planned every test of ours: this one is plain
+                return self.plain_plan
             plan = item.stash[_plan_key] = self.make_plan(item)
         return plan
+
+    def _collected_plan(self, item: pytest.Item) -> TestPlan:
+        """`make_plan`, with a marker made bad after collection (by a hook) a usage error."""
+        from pytest_hwbench.marks import MarkerError
+
+        try:
+            return self.make_plan(item)
+        except MarkerError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
 
     def classify_items(self, items: list[pytest.Item], ours: list[pytest.Item]) -> None:
         """Plan every test (`ours` use our markers or fixtures); skip or deselect the unrunnable.
@@ -279,15 +299,10 @@ class HwbenchSession:
             self.enable_test_hooks()
         if any(BENCHMARK_FIXTURE in getattr(item, "fixturenames", ()) for item in ours):
             self.enable_report_hooks()  # benchmark timings travel in the entries
-        plain = self.plain_plan
-        for item in items:
-            item.stash[_plan_key] = plain
+        self._collected = True
         unrunnable: set[pytest.Item] = set()
         for item in ours:
-            try:
-                plan = item.stash[_plan_key] = self.make_plan(item)
-            except MarkerError as exc:
-                raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+            plan = item.stash[_plan_key] = self._collected_plan(item)
             if plan.leak_tolerance is not None:
                 self.enable_guard_hooks()
             if plan.unmet is None:
@@ -426,7 +441,7 @@ class HwbenchSession:
         """A started RSS peak probe, or None where peaks cannot be exact (then a metric samples)."""
         if self._probe_refused:
             return None
-        from pytest_hwbench.metrics.memory.cpu import RSSPeakProbe
+        from pytest_hwbench.metrics.memory._host import RSSPeakProbe
 
         probe = RSSPeakProbe.start()
         self._probe_refused = probe is None

@@ -45,9 +45,9 @@ def before_peak_reset(torch_module: str, index: int) -> None:
     Running memory metrics on that device first keep what their high-water marks have seen, so
     the reset cannot erase a peak they will report as exact.
     """
-    memory_base = sys.modules.get("pytest_hwbench.metrics.memory.base")
-    if memory_base is not None:  # no metric can be running if the module was never imported
-        memory_base.fold_running_high_water(peak_counter_key(torch_module, index))
+    counters = sys.modules.get("pytest_hwbench.metrics.memory._counters")
+    if counters is not None:  # no metric can be running if the module was never imported
+        counters.fold_running_high_water(peak_counter_key(torch_module, index))
 
 
 def warn_broken_backend(message: str, stacklevel: int = 2) -> None:

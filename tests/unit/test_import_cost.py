@@ -67,3 +67,31 @@ def test_interval_help_states_the_samplers_constants() -> None:
 
     assert f"default {DEFAULT_INTERVAL_S * 1e3:g}ms" in INTERVAL_HELP
     assert f"minimum {MIN_INTERVAL_S * 1e3:g}ms" in INTERVAL_HELP
+
+
+def test_profile_all_without_a_report_loads_no_metric_machinery(
+    pytester: pytest.Pytester,
+) -> None:
+    """Every test is measured by the RSS peak probe: no metrics, hardware layer or torch."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            ours = sorted(m for m in sys.modules if m.startswith("pytest_hwbench"))
+            heavy = sorted(m for m in ("torch", "psutil", "pynvml") if m in sys.modules)
+            print("\\nloaded: " + ",".join(ours) + " | heavy: " + ",".join(heavy))
+        """
+    )
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "--hw-profile-all")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*hwbench: peak memory growth*"])
+    line = next(x for x in result.outlines if x.startswith("loaded: "))
+    loaded, heavy = line.removeprefix("loaded: ").split(" | heavy: ")
+    modules = set(loaded.split(","))
+    assert "pytest_hwbench.metrics.memory._host" in modules
+    assert not {m for m in modules if m.startswith("pytest_hwbench.hardware")}
+    assert "pytest_hwbench.metrics.memory.base" not in modules
+    assert "pytest_hwbench.marks" not in modules
+    assert heavy == ""

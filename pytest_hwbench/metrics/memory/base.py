@@ -6,10 +6,18 @@ import enum
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from pytest_hwbench.metrics.memory._counters import (
+    HighWaterHolder,
+    _counters_lock,
+    _running_by_counter,
+    fold_running_high_water,
+    release_shared_counter,
+    reset_shared_counter,
+)
 from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
 from pytest_hwbench.metrics.memory.timeline import (
     DEFAULT_MAX_SAMPLES,
@@ -46,47 +54,6 @@ class MetricState(enum.Enum):
     CREATED = "created"
     RUNNING = "running"
     STOPPED = "stopped"
-
-
-class HighWaterHolder(Protocol):
-    """Anything measuring through a resettable high-water counter (a metric, a peak probe)."""
-
-    def _fold_high_water(self) -> None:
-        """Keep the high-water marks seen so far: the counter is about to be reset."""
-
-
-# High-water marks are process-wide (VmHWM) or per device (CUDA allocator): when one metric resets
-# a counter, every other running metric on the same counter first folds in what it has seen.
-_running_by_counter: dict[Hashable, set[HighWaterHolder]] = {}
-_counters_lock = threading.RLock()
-
-
-def fold_running_high_water(counter: Hashable) -> None:
-    """Make every running metric on `counter` keep its high-water marks before a reset."""
-    with _counters_lock:
-        for metric in list(_running_by_counter.get(counter, ())):
-            metric._fold_high_water()
-
-
-def reset_shared_counter(
-    holder: HighWaterHolder, counter: Hashable, reset: Callable[[], str | None]
-) -> str | None:
-    """Fold the others running on `counter`, `reset()` it, and register `holder` on it.
-
-    Returns `reset`'s refusal (then `holder` is not registered), or None.
-    """
-    with _counters_lock:
-        fold_running_high_water(counter)
-        refused = reset()
-        if refused is None:
-            _running_by_counter.setdefault(counter, set()).add(holder)
-        return refused
-
-
-def release_shared_counter(holder: HighWaterHolder, counter: Hashable) -> None:
-    """Stop telling `holder` about resets of `counter`."""
-    with _counters_lock:
-        _running_by_counter.get(counter, set()).discard(holder)
 
 
 def _device_index(device: object) -> int:

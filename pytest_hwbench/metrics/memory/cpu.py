@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from pytest_hwbench.metrics.memory.base import (
-    MemoryMetric,
-    release_shared_counter,
-    reset_shared_counter,
+from pytest_hwbench.metrics.memory._host import (
+    HostRSSReader,
+    RSSPeakProbe,
+    read_rss_bytes,
+    read_rss_high_water_bytes,
+    read_vmhwm_bytes,
+    reset_rss_high_water,
+    reset_vmhwm,
+    rss_high_water,
+    vmhwm_counter,
 )
+from pytest_hwbench.metrics.memory.base import MemoryMetric
 
 if TYPE_CHECKING:
     import torch
@@ -29,205 +34,6 @@ __all__ = [
     "reset_vmhwm",
     "rss_high_water",
 ]
-
-
-_IS_LINUX = sys.platform.startswith("linux")
-if sys.platform.startswith("linux"):  # the form type checkers understand
-    import resource
-#: This process's pid, renewed in a forked child (os.getpid() on every read costs more).
-_pid = os.getpid()
-
-
-class _ProcFile:
-    """A /proc/<pid> file kept open per process (reopened after fork): one syscall a use.
-
-    One ``os.pread`` of a held statm fd costs ~1.5 µs against ~11 µs for psutil.
-    """
-
-    def __init__(self, name: str, flags: int) -> None:
-        self._name, self._flags = name, flags
-        self._fd: int | None = None
-        self._pid = -1
-        self._lock = threading.Lock()
-
-    def fd(self) -> int:
-        """The open file descriptor of this process's file."""
-        fd = self._fd
-        if fd is not None and self._pid == _pid:
-            return fd
-        with self._lock:
-            if self._fd is None or self._pid != _pid:
-                # /proc/self is resolved at open time: a forked child opens its own file, and
-                # the parent's descriptor it inherited is left alone (the parent still uses it).
-                self._fd = os.open(f"/proc/{_pid}/{self._name}", self._flags)
-                self._pid = _pid
-            return self._fd
-
-
-_statm_file = _ProcFile("statm", os.O_RDONLY)
-
-
-class HostRSSReader:
-    """Reads this process's resident set size: a held /proc/self/statm fd on Linux, else psutil."""
-
-    def __init__(self) -> None:
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self._process: Any = None
-        self._pid = -1
-
-    def read(self) -> int:
-        """Current RSS of this process in bytes."""
-        if _IS_LINUX:
-            return int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * self._page
-        if self._process is None or self._pid != _pid:
-            import psutil
-
-            self._process = psutil.Process(_pid)
-            self._pid = _pid
-        return int(self._process.memory_info().rss)
-
-
-_rss_reader = HostRSSReader()
-
-
-def read_rss_bytes() -> int:
-    """Current RSS of this process in bytes."""
-    return _rss_reader.read()
-
-
-_status_file = _ProcFile("status", os.O_RDONLY)
-_clear_refs_file = _ProcFile("clear_refs", os.O_WRONLY)
-
-
-def read_vmhwm_bytes() -> int | None:
-    """The kernel's RSS high-water mark of this process (Linux ``VmHWM``), or None elsewhere."""
-    if not _IS_LINUX:
-        return None
-    try:
-        status = os.pread(_status_file.fd(), 8192, 0)
-    except OSError:
-        return None
-    start = status.find(b"VmHWM:")
-    if start < 0:
-        return None
-    return int(status[start + 6 : status.index(b"kB", start)]) * 1024  # the kernel prints kB
-
-
-# Reading VmHWM means formatting all of /proc/self/status (~7 µs); getrusage's ru_maxrss is the
-# same kernel counter in one cheap syscall (~1 µs), with a catch: Linux reports
-# max(high-water mark, a floor set at exec from the image that exec'd us). A pytest started by
-# a big parent (vfork+exec from a Python process, an xdist controller) inherits the parent's
-# peak as that floor, which clear_refs never lowers. Every ru_maxrss reading is >= the floor,
-# so the smallest one seen bounds it; a reading above that bound is the high-water mark itself,
-# and one at or below it is ambiguous and falls back to VmHWM.
-_maxrss_floor_bound: int | None = None
-
-
-def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
-
-
-def _note_maxrss(value: int) -> None:
-    global _maxrss_floor_bound
-    if _maxrss_floor_bound is None or value < _maxrss_floor_bound:
-        _maxrss_floor_bound = value
-
-
-def read_rss_high_water_bytes() -> int | None:
-    """The RSS high-water mark of this process (VmHWM) on Linux, or None elsewhere.
-
-    Reads ``getrusage`` where it provably equals VmHWM, and /proc/self/status where not.
-    """
-    if not _IS_LINUX:
-        return None
-    maxrss = _maxrss_bytes()
-    bound = _maxrss_floor_bound
-    if bound is not None and maxrss > bound:
-        return maxrss
-    _note_maxrss(maxrss)
-    return read_vmhwm_bytes()
-
-
-def _forget_process_state() -> None:
-    """In a forked child: a new pid, and no exec floor known for it yet."""
-    global _pid, _maxrss_floor_bound
-    _pid = os.getpid()
-    _maxrss_floor_bound = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_process_state)
-
-
-def vmhwm_counter() -> Hashable:
-    """The key of this process's VmHWM among the high-water counters metrics share."""
-    return ("vmhwm", _pid)
-
-
-def reset_vmhwm() -> str | None:
-    """Reset VmHWM to the current RSS (write "5" to clear_refs); returns why not, or None."""
-    if not _IS_LINUX:
-        return f"no clear_refs on {sys.platform}"
-    try:
-        os.write(_clear_refs_file.fd(), b"5")
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
-    # Right after a reset ru_maxrss is the floor or the current RSS: the tightest bound we get.
-    _note_maxrss(_maxrss_bytes())
-    return None
-
-
-def reset_rss_high_water(warnings: list[str], what: str = "host rss peak") -> frozenset[str]:
-    """Reset VmHWM for a metric's ``rss`` series; returns {"rss"} or records why it is sampled."""
-    refused = reset_vmhwm()
-    if refused is not None:
-        warnings.append(f"clear_refs refused ({refused}): {what} is sampled")
-        return frozenset()
-    return _RSS_EXACT
-
-
-_RSS_EXACT = frozenset({"rss"})
-
-
-def rss_high_water(exact_series: frozenset[str]) -> dict[str, int]:
-    """VmHWM as the ``rss`` high-water mark, when `reset_rss_high_water` made it exact."""
-    hwm = read_rss_high_water_bytes() if "rss" in exact_series else None
-    return {} if hwm is None else {"rss": hwm}
-
-
-class RSSPeakProbe:
-    """The start, end and exact peak of this process's RSS over a stretch of code; nothing more.
-
-    `CPUMemoryMetric`'s ``rss`` numbers without its timeline, sampler or device description:
-    what profiling every test costs when no report shows a timeline. Linux only (clear_refs).
-    """
-
-    __slots__ = ("_counter", "_folded_peak", "end_bytes", "peak_bytes", "start_bytes")
-
-    def __init__(self) -> None:
-        self._counter = vmhwm_counter()
-        self._folded_peak = 0
-        self.start_bytes = self.end_bytes = self.peak_bytes = 0
-
-    @classmethod
-    def start(cls) -> RSSPeakProbe | None:
-        """Reset VmHWM and read the RSS; None where clear_refs is refused (peaks not exact)."""
-        probe = cls()
-        if reset_shared_counter(probe, probe._counter, reset_vmhwm) is not None:
-            return None
-        probe.start_bytes = read_rss_bytes()
-        return probe
-
-    def stop(self) -> RSSPeakProbe:
-        """Read the end RSS and the exact peak since `start`; returns self."""
-        self.end_bytes = read_rss_bytes()
-        release_shared_counter(self, self._counter)
-        high_water = read_rss_high_water_bytes() or 0
-        self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes, self.end_bytes)
-        return self
-
-    def _fold_high_water(self) -> None:
-        self._folded_peak = max(self._folded_peak, read_rss_high_water_bytes() or 0)
 
 
 class CPUMemoryMetric(MemoryMetric):

@@ -6,13 +6,13 @@ from collections.abc import Hashable
 from typing import Any
 
 from pytest_hwbench.hardware.base import Capability, peak_counter_key
-from pytest_hwbench.metrics.memory.base import MemoryMetric
-from pytest_hwbench.metrics.memory.cpu import (
+from pytest_hwbench.metrics.memory._host import (
     read_rss_bytes,
     reset_rss_high_water,
     rss_high_water,
     vmhwm_counter,
 )
+from pytest_hwbench.metrics.memory.base import MemoryMetric
 
 __all__ = ["MPSMemoryMetric"]
 

@@ -17,6 +17,7 @@ from pytest_hwbench.metrics.memory import (
     MemoryMetricFactory,
     MetricState,
 )
+from pytest_hwbench.metrics.memory import _host as host_module
 from pytest_hwbench.metrics.memory import cpu as cpu_metric_module
 from pytest_hwbench.metrics.memory.process_sampler import shutdown_process_samplers
 
@@ -85,7 +86,7 @@ def test_exact_peak_is_at_least_every_sample_and_start() -> None:
 
 def test_refused_clear_refs_falls_back_to_sampled_peak(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        cpu_metric_module, "reset_vmhwm", lambda: "PermissionError: Operation not permitted"
+        host_module, "reset_vmhwm", lambda: "PermissionError: Operation not permitted"
     )
     with MemoryMetricFactory.create("cpu") as metric:
         metric.record_memory("x")

@@ -13,7 +13,7 @@ import torch
 
 from pytest_hwbench.hardware.cpu import clear_refs_writable
 from pytest_hwbench.metrics.memory import MemoryMetricFactory
-from pytest_hwbench.metrics.memory import cpu as cpu_metric_module
+from pytest_hwbench.metrics.memory import _host as host_module
 from pytest_hwbench.metrics.memory.cpu import (
     RSSPeakProbe,
     read_rss_high_water_bytes,
@@ -34,7 +34,7 @@ linux_with_clear_refs = pytest.mark.skipif(
 @pytest.fixture
 def unknown_floor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start each test as a fresh process would: no bound on the exec floor known yet."""
-    monkeypatch.setattr(cpu_metric_module, "_maxrss_floor_bound", None)
+    monkeypatch.setattr(host_module, "_maxrss_floor_bound", None)
 
 
 @linux_with_clear_refs
@@ -62,7 +62,7 @@ def test_high_water_equals_vmhwm_after_reset_and_growth() -> None:
 @pytest.mark.usefixtures("unknown_floor")
 def test_getrusage_is_trusted_only_above_the_floor_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     """ru_maxrss is max(exec floor, VmHWM): above the smallest reading it is VmHWM itself."""
-    monkeypatch.setattr(cpu_metric_module, "_IS_LINUX", True)
+    monkeypatch.setattr(host_module, "_IS_LINUX", True)
     floor = 400 * MiB
     vmhwm = {"value": 50 * MiB}
     status_reads = []
@@ -71,8 +71,8 @@ def test_getrusage_is_trusted_only_above_the_floor_bound(monkeypatch: pytest.Mon
         status_reads.append(vmhwm["value"])
         return vmhwm["value"]
 
-    monkeypatch.setattr(cpu_metric_module, "read_vmhwm_bytes", fake_vmhwm)
-    monkeypatch.setattr(cpu_metric_module, "_maxrss_bytes", lambda: max(floor, vmhwm["value"]))
+    monkeypatch.setattr(host_module, "read_vmhwm_bytes", fake_vmhwm)
+    monkeypatch.setattr(host_module, "_maxrss_bytes", lambda: max(floor, vmhwm["value"]))
     # Below the floor every answer comes from /proc/self/status, and is VmHWM, not the floor.
     assert read_rss_high_water_bytes() == 50 * MiB
     vmhwm["value"] = 300 * MiB
@@ -147,5 +147,5 @@ def test_probe_and_metric_keep_each_others_peaks_across_resets() -> None:
 
 
 def test_probe_is_refused_where_clear_refs_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu_metric_module, "reset_vmhwm", lambda: "PermissionError: denied")
+    monkeypatch.setattr(host_module, "reset_vmhwm", lambda: "PermissionError: denied")
     assert RSSPeakProbe.start() is None
