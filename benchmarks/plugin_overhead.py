@@ -256,7 +256,7 @@ def measure(
 
 
 def count_instructions(root: Path, variant: Variant, env: dict[str, str]) -> int:
-    """Instructions the pytest process (and anything it forks) executes, counted by valgrind.
+    """Instructions the pytest process executes, counted by valgrind (callgrind).
 
     Deterministic where wall time on a shared machine is not: the same run counts the same
     within ~0.1% (hash seed fixed), so small overheads show through the noise.
@@ -271,18 +271,21 @@ def count_instructions(root: Path, variant: Variant, env: dict[str, str]) -> int
         *COMMON_ARGS,
         *variant.args,
     ]
-    proc = subprocess.run(
+    with subprocess.Popen(
         command,
         cwd=root,
         env={**env, "PYTHONHASHSEED": "0"},
-        capture_output=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
-    )
-    counts = [int(n) for n in re.findall(r"Collected : (\d+)", proc.stderr)]
-    if proc.returncode != 0 or not counts:
-        raise RuntimeError(f"valgrind run of {variant.name} failed:\n{proc.stderr[-2000:]}")
-    return sum(counts)
+    ) as proc:
+        _, stderr = proc.communicate()
+    # Only pytest's own count: a child forked from it (a subprocess call) starts with a copy of
+    # the parent's counters and would count the parent's instructions before the fork twice.
+    counts = {int(pid): int(n) for pid, n in re.findall(r"==(\d+)== Collected : (\d+)", stderr)}
+    if proc.returncode != 0 or proc.pid not in counts:
+        raise RuntimeError(f"valgrind run of {variant.name} failed:\n{stderr[-2000:]}")
+    return counts[proc.pid]
 
 
 def print_instructions(

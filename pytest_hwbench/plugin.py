@@ -55,7 +55,14 @@ MARKERS = (
 class _PluginState:
     """What start-up resolved, and the session once something needs it."""
 
-    __slots__ = ("benchmark_plugin", "marked_parents", "options", "registry", "session")
+    __slots__ = (
+        "benchmark_plugin",
+        "benchmarked",
+        "marked_parents",
+        "options",
+        "registry",
+        "session",
+    )
 
     def __init__(
         self,
@@ -67,8 +74,10 @@ class _PluginState:
         self.registry = registry
         self.benchmark_plugin = benchmark_plugin
         self.session: HwbenchSession | None = None
-        #: Per collector (module, class): whether it or a parent carries one of our markers.
-        self.marked_parents: dict[Any, bool] = {}
+        #: Per collector (module, class) id: whether it or a parent carries one of our markers.
+        self.marked_parents: dict[int, bool] = {}
+        #: Whether a collected test function uses hw_benchmark.
+        self.benchmarked = False
 
 
 _state_key = pytest.StashKey[_PluginState]()
@@ -168,7 +177,7 @@ def uses_our_markers(node: pytest.Item | pytest.Collector) -> bool:
     return any(mark.name in OUR_MARKERS for mark in node.iter_markers())
 
 
-def _carries_our_markers(node: pytest.Item, parents: dict[Any, bool]) -> bool:
+def _carries_our_markers(node: pytest.Item, parents: dict[int, bool]) -> bool:
     """`uses_our_markers`, with each parent's answer kept in `parents`.
 
     pytest asks this of every test in every run: ``iter_markers`` walks the whole node chain
@@ -180,13 +189,14 @@ def _carries_our_markers(node: pytest.Item, parents: dict[Any, bool]) -> bool:
     parent = node.parent
     if parent is None:
         return False
-    found = parents.get(parent)
+    key = id(parent)  # collectors live for the session; hashing a node calls Python code
+    found = parents.get(key)
     if found is None:
-        found = parents[parent] = uses_our_markers(parent)
+        found = parents[key] = uses_our_markers(parent)
     return found
 
 
-def is_ours(item: pytest.Item, parents: dict[Any, bool] | None = None) -> bool:
+def is_ours(item: pytest.Item, parents: dict[int, bool] | None = None) -> bool:
     """Whether `item` uses one of our fixtures or markers (its run needs the session)."""
     if not OUR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
         return True
@@ -199,6 +209,8 @@ def is_ours(item: pytest.Item, parents: dict[Any, bool] | None = None) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Validate our markers and parametrize ``hw_device`` (see `HwbenchSession.generate_tests`)."""
     state = metafunc.config.stash[_state_key]
+    if BENCHMARK_FIXTURE in metafunc.fixturenames:
+        state.benchmarked = True
     if DEVICE_FIXTURE in metafunc.fixturenames or _carries_our_markers(
         metafunc.definition, state.marked_parents
     ):
@@ -216,7 +228,7 @@ def pytest_collection_modifyitems(
     planned, and those that cannot run are skipped or deselected.
     """
     state = config.stash[_state_key]
-    if state.benchmark_plugin:
+    if state.benchmark_plugin and state.benchmarked:
         benchmarked = [i for i in items if BENCHMARK_FIXTURE in getattr(i, "fixturenames", ())]
         if benchmarked:
             from pytest_hwbench._benchmark import require_benchmark_fixture
