@@ -75,7 +75,7 @@ class _PluginState:
         self.benchmark_plugin = benchmark_plugin
         self.session: HwbenchSession | None = None
         #: Per collector (module, class) id: whether it or a parent carries one of our markers.
-        self.marked_parents: dict[int, bool] = {}
+        self.marked_parents: dict[int, tuple[object, bool]] = {}
         #: Whether a collected test function uses hw_benchmark.
         self.benchmarked = False
 
@@ -177,7 +177,7 @@ def uses_our_markers(node: pytest.Item | pytest.Collector) -> bool:
     return any(mark.name in OUR_MARKERS for mark in node.iter_markers())
 
 
-def _carries_our_markers(node: pytest.Item, parents: dict[int, bool]) -> bool:
+def _carries_our_markers(node: pytest.Item, parents: dict[int, tuple[object, bool]]) -> bool:
     """`uses_our_markers`, with each parent's answer kept in `parents`.
 
     pytest asks this of every test in every run: ``iter_markers`` walks the whole node chain
@@ -189,14 +189,14 @@ def _carries_our_markers(node: pytest.Item, parents: dict[int, bool]) -> bool:
     parent = node.parent
     if parent is None:
         return False
-    key = id(parent)  # collectors live for the session; hashing a node calls Python code
-    found = parents.get(key)
-    if found is None:
-        found = parents[key] = uses_our_markers(parent)
-    return found
+    # By id (hashing a node runs Python code), holding the node so that its id is not reused.
+    known = parents.get(id(parent))
+    if known is None:
+        known = parents[id(parent)] = (parent, uses_our_markers(parent))
+    return known[1]
 
 
-def is_ours(item: pytest.Item, parents: dict[int, bool] | None = None) -> bool:
+def is_ours(item: pytest.Item, parents: dict[int, tuple[object, bool]] | None = None) -> bool:
     """Whether `item` uses one of our fixtures or markers (its run needs the session)."""
     if not OUR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
         return True
