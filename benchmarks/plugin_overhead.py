@@ -408,6 +408,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="200 tests, 1 repetition: a smoke test"
     )
     parser.add_argument(
+        "--only",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated variants to run (plain always runs), e.g. unused,profile-all",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="also count each variant's instructions under valgrind (deterministic; slow)",
@@ -430,6 +436,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     variants, notes = build_variants()
+    if args.only is not None:
+        wanted = {"plain", *(name.strip() for name in args.only.split(",") if name.strip())}
+        unknown = wanted - {v.name for v in variants}
+        if unknown:
+            raise SystemExit(
+                f"--only: unknown variant(s) {', '.join(sorted(unknown))}; "
+                f"valid: {', '.join(v.name for v in variants)}"
+            )
+        variants = [v for v in variants if v.name in wanted]
     print(
         f"plugin overhead: python {platform.python_version()}, {os.cpu_count()} cores, "
         f"{sys.platform}; {args.tests} trivial tests, {args.repeats} repetition(s), "
