@@ -420,8 +420,14 @@ class HwbenchSession:
                 try:
                     result = yield
                 finally:
-                    stats = self._record_probe(item, probe.stop())
+                    growth = self._record_probe(item, probe.stop())
                 if plan.limit is not None:
+                    stats = {
+                        "start_bytes": probe.start_bytes,
+                        "peak_bytes": probe.peak_bytes,
+                        "peak_delta_bytes": growth,
+                        "exact_peak": True,
+                    }
                     self._enforce_limit(plan.limit, "cpu", "rss", stats, ())
                 return result
         finished = None
@@ -447,21 +453,18 @@ class HwbenchSession:
         self._probe_refused = probe is None
         return probe
 
-    def _record_probe(self, item: pytest.Item, probe: RSSPeakProbe) -> dict[str, Any]:
-        """Record a probed test as a metric's would be: user_properties, a summary row."""
+    def _record_probe(self, item: pytest.Item, probe: RSSPeakProbe) -> int:
+        """Record a probed test as a metric's would be: user_properties, a summary row.
+
+        Returns its peak growth.
+        """
         growth = probe.peak_bytes - probe.start_bytes
         item.user_properties.append(("hw_peak_bytes:rss", probe.peak_bytes))
         item.user_properties.append(("hw_peak_delta_bytes:rss", growth))
         self._summary_rows.append(
             _SummaryRow("cpu", growth, probe.peak_bytes, "rss", True, item.nodeid)
         )
-        return {
-            "start_bytes": probe.start_bytes,
-            "end_bytes": probe.end_bytes,
-            "peak_bytes": probe.peak_bytes,
-            "peak_delta_bytes": growth,
-            "exact_peak": True,
-        }
+        return growth
 
     def _check_limit(
         self,

@@ -169,8 +169,10 @@ def reset_vmhwm() -> str | None:
         os.write(_clear_refs_file.fd(), b"5")
     except OSError as exc:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
-    # Right after a reset ru_maxrss is the floor or the current RSS: the tightest bound we get.
-    _note_maxrss(_maxrss_bytes())
+    if _maxrss_floor_bound is None:
+        # Right after a reset ru_maxrss is the floor or the current RSS: a first bound. Later
+        # ambiguous reads tighten it (a syscall each time here would cost every test).
+        _note_maxrss(_maxrss_bytes())
     return None
 
 
@@ -193,18 +195,20 @@ def rss_high_water(exact_series: frozenset[str]) -> dict[str, int]:
 
 
 class RSSPeakProbe:
-    """The start, end and exact peak of this process's RSS over a stretch of code; nothing more.
+    """The start and exact peak of this process's RSS over a stretch of code; nothing more.
 
-    `CPUMemoryMetric`'s ``rss`` numbers without its timeline, sampler or device description:
-    what profiling every test costs when no report shows a timeline. Linux only (clear_refs).
+    `CPUMemoryMetric`'s ``rss`` start and peak without its timeline, sampler or device
+    description: what profiling every test costs when no report shows a timeline. Three
+    syscalls in all (each one also costs the code around it: the kernel entry flushes caches).
+    Linux only (clear_refs).
     """
 
-    __slots__ = ("_counter", "_folded_peak", "end_bytes", "peak_bytes", "start_bytes")
+    __slots__ = ("_counter", "_folded_peak", "peak_bytes", "start_bytes")
 
     def __init__(self) -> None:
         self._counter = vmhwm_counter()
         self._folded_peak = 0
-        self.start_bytes = self.end_bytes = self.peak_bytes = 0
+        self.start_bytes = self.peak_bytes = 0
 
     @classmethod
     def start(cls) -> RSSPeakProbe | None:
@@ -216,11 +220,10 @@ class RSSPeakProbe:
         return probe
 
     def stop(self) -> RSSPeakProbe:
-        """Read the end RSS and the exact peak since `start`; returns self."""
-        self.end_bytes = read_rss_bytes()
+        """Read the exact peak since `start` (VmHWM includes the RSS of now); returns self."""
         release_shared_counter(self, self._counter)
         high_water = read_rss_high_water_bytes() or 0
-        self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes, self.end_bytes)
+        self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes)
         return self
 
     def _fold_high_water(self) -> None:

@@ -121,7 +121,7 @@ def test_probe_sees_a_short_transient_every_time() -> None:
         tensor = torch.ones(64 * MiB // 4, dtype=torch.float32)
         del tensor
         probe.stop()
-        assert probe.peak_bytes >= max(probe.start_bytes, probe.end_bytes)
+        assert probe.peak_bytes >= probe.start_bytes
         if probe.peak_bytes - probe.start_bytes >= 60 * MiB:
             hits += 1
     assert hits == 20
