@@ -14,6 +14,7 @@ from typing import Protocol
 __all__ = [
     "HighWaterHolder",
     "fold_running_high_water",
+    "join_shared_counter",
     "release_shared_counter",
     "reset_shared_counter",
 ]
@@ -52,6 +53,12 @@ def reset_shared_counter(
         if refused is None:
             _running_by_counter.setdefault(counter, set()).add(holder)
         return refused
+
+
+def join_shared_counter(holder: HighWaterHolder, counter: Hashable) -> None:
+    """Register `holder` on `counter` without resetting it (its mark is already right)."""
+    with _counters_lock:
+        _running_by_counter.setdefault(counter, set()).add(holder)
 
 
 def release_shared_counter(holder: HighWaterHolder, counter: Hashable) -> None:

@@ -13,9 +13,14 @@ import threading
 from collections.abc import Hashable
 from typing import Any
 
-from pytest_hwbench.metrics.memory._counters import release_shared_counter, reset_shared_counter
+from pytest_hwbench.metrics.memory._counters import (
+    join_shared_counter,
+    release_shared_counter,
+    reset_shared_counter,
+)
 
 __all__ = [
+    "RESET_SLACK_BYTES",
     "HostRSSReader",
     "RSSPeakProbe",
     "read_rss_bytes",
@@ -194,28 +199,46 @@ def rss_high_water(exact_series: frozenset[str]) -> dict[str, int]:
     return {} if hwm is None else {"rss": hwm}
 
 
+#: A probe leaves VmHWM alone when it is within this of the RSS already: then any peak the code
+#: reaches above it shows in the mark, and a lower one is overstated by at most this much (the
+#: kernel's per-CPU RSS counters are themselves this approximate on 2 cores, more on more).
+RESET_SLACK_BYTES = 256 * 1024
+
+
 class RSSPeakProbe:
     """The start and exact peak of this process's RSS over a stretch of code; nothing more.
 
     `CPUMemoryMetric`'s ``rss`` start and peak without its timeline, sampler or device
-    description: what profiling every test costs when no report shows a timeline. Three
-    syscalls in all (each one also costs the code around it: the kernel entry flushes caches).
-    Linux only (clear_refs).
+    description: what profiling every test costs when no report shows a timeline. Resetting
+    VmHWM (a clear_refs write takes the process's mmap write lock) costs the code around it far
+    more than its own microseconds, so the probe resets only when the mark is above the RSS by
+    more than `RESET_SLACK_BYTES`. Linux only.
     """
 
-    __slots__ = ("_counter", "_folded_peak", "peak_bytes", "start_bytes")
+    __slots__ = ("_counter", "_folded_peak", "peak_bytes", "reset", "start_bytes")
 
     def __init__(self) -> None:
         self._counter = vmhwm_counter()
         self._folded_peak = 0
         self.start_bytes = self.peak_bytes = 0
+        #: Whether `start` reset VmHWM (False: the mark was already at the RSS).
+        self.reset = False
 
     @classmethod
     def start(cls) -> RSSPeakProbe | None:
-        """Reset VmHWM and read the RSS; None where clear_refs is refused (peaks not exact)."""
+        """Read the RSS, resetting VmHWM if needed; None where a reset was needed but refused."""
+        if not _IS_LINUX:
+            return None
         probe = cls()
+        high_water = read_rss_high_water_bytes()
+        rss = read_rss_bytes()
+        if high_water is not None and high_water - rss <= RESET_SLACK_BYTES:
+            join_shared_counter(probe, probe._counter)
+            probe.start_bytes = rss
+            return probe
         if reset_shared_counter(probe, probe._counter, reset_vmhwm) is not None:
             return None
+        probe.reset = True
         probe.start_bytes = read_rss_bytes()
         return probe
 

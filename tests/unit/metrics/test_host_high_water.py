@@ -146,6 +146,49 @@ def test_probe_and_metric_keep_each_others_peaks_across_resets() -> None:
     assert outer.stop()["series"]["rss"]["peak_delta_bytes"] >= 44 * MiB
 
 
-def test_probe_is_refused_where_clear_refs_is(monkeypatch: pytest.MonkeyPatch) -> None:
+def _raise_the_mark_above_the_rss() -> None:
+    """Leave VmHWM ~64 MiB above the RSS: a probe started now must reset it."""
+    spike = torch.ones(64 * MiB // 4)
+    del spike  # torch frees a buffer this big with munmap: the RSS drops, the mark stays
+
+
+@linux_with_clear_refs
+def test_probe_skips_the_reset_when_the_mark_is_at_the_rss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Resetting VmHWM is what profiling costs most; at the mark already, none is needed."""
+    resets = []
+    real_reset = host_module.reset_vmhwm
+
+    def counting_reset() -> str | None:
+        resets.append(1)
+        return real_reset()
+
+    assert real_reset() is None  # the mark is at the RSS now
+    monkeypatch.setattr(host_module, "reset_vmhwm", counting_reset)
+    probe = RSSPeakProbe.start()
+    assert probe is not None
+    assert probe.reset is False
+    keep = torch.ones(40 * MiB // 4)
+    del keep
+    probe.stop()
+    assert resets == []
+    assert probe.peak_bytes - probe.start_bytes >= 38 * MiB
+
+
+@linux_with_clear_refs
+def test_probe_resets_a_mark_left_above_the_rss_and_stays_exact() -> None:
+    _raise_the_mark_above_the_rss()
+    probe = RSSPeakProbe.start()
+    assert probe is not None
+    assert probe.reset is True
+    probe.stop()
+    # A probe that had not reset would report the 64 MiB spike from before it started.
+    assert probe.peak_bytes - probe.start_bytes < 16 * MiB
+
+
+@linux_with_clear_refs
+def test_probe_is_refused_where_a_needed_reset_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    _raise_the_mark_above_the_rss()
     monkeypatch.setattr(host_module, "reset_vmhwm", lambda: "PermissionError: denied")
     assert RSSPeakProbe.start() is None
