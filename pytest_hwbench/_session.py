@@ -385,16 +385,7 @@ class HwbenchSession:
             # Thousands of kept dicts and lists would make pytest's own GC passes slower.
             stats = metrics["series"].get(primary)
             if stats is not None:
-                self._summary_rows.append(
-                    _SummaryRow(
-                        platform,
-                        stats["peak_delta_bytes"],
-                        stats["peak_bytes"],
-                        primary,
-                        stats["exact_peak"],
-                        item.nodeid,
-                    )
-                )
+                self._summary_rows.append(_SummaryRow.of(platform, primary, stats, item.nodeid))
         return metric, metrics
 
     def runtest_setup(self, item: pytest.Item) -> None:
@@ -740,17 +731,24 @@ class _SummaryRow(NamedTuple):
     exact: bool
     nodeid: str
 
+    @classmethod
+    def of(cls, platform: str, series: str, stats: dict[str, Any], nodeid: str) -> _SummaryRow:
+        """The row of a test whose `series` has these `get_metrics()` statistics."""
+        return cls(
+            platform,
+            int(stats.get("peak_delta_bytes", 0)),
+            int(stats.get("peak_bytes", 0)),
+            series,
+            bool(stats.get("exact_peak")),
+            nodeid,
+        )
+
 
 def _row_of(entry: dict[str, Any]) -> _SummaryRow:
     memory = entry["memory"]
     stats = memory["series"].get(memory["primary_series"], {})
-    return _SummaryRow(
-        entry["platform"] or "?",
-        int(stats.get("peak_delta_bytes", 0)),
-        int(stats.get("peak_bytes", 0)),
-        memory["primary_series"],
-        bool(stats.get("exact_peak")),
-        entry["nodeid"],
+    return _SummaryRow.of(
+        entry["platform"] or "?", memory["primary_series"], stats, entry["nodeid"]
     )
 
 

@@ -11,12 +11,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pytest_hwbench.metrics.memory._counters import (
-    HighWaterHolder,
     _counters_lock,
     _running_by_counter,
     fold_running_high_water,
+    join_shared_counter,
     release_shared_counter,
-    reset_shared_counter,
 )
 from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
 from pytest_hwbench.metrics.memory.timeline import (
@@ -31,15 +30,7 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
 
-__all__ = [
-    "HighWaterHolder",
-    "MemoryMetric",
-    "MemoryMetricError",
-    "MetricState",
-    "fold_running_high_water",
-    "release_shared_counter",
-    "reset_shared_counter",
-]
+__all__ = ["MemoryMetric", "MemoryMetricError", "MetricState", "fold_running_high_water"]
 
 SAMPLERS = ("thread", "process")
 
@@ -196,7 +187,7 @@ class MemoryMetric(ABC):
                 other._fold_high_water()
             self._exact_series = self._reset_high_water()
             for counter in counters:
-                _running_by_counter.setdefault(counter, set()).add(self)
+                join_shared_counter(self, counter)
             self._t0_ns = time.perf_counter_ns()
             self.state = MetricState.RUNNING
             first = self._take_sample(self._t0_ns, label=None)
@@ -234,7 +225,7 @@ class MemoryMetric(ABC):
                 self._end_ns = time.perf_counter_ns()
                 self.state = MetricState.STOPPED
                 for counter in self._high_water_counters():
-                    _running_by_counter.get(counter, set()).discard(self)
+                    release_shared_counter(self, counter)
                 self._on_stop()
             return self.get_metrics()
 
