@@ -10,9 +10,11 @@ so drift and warm-up hit every condition alike; the slowdown is the median, over
 every repetition, of the ratio to ``none`` in the same half, with a 95% confidence interval.
 Runs are short and many (0.05 s, 100 repetitions: 200 ratios a condition) because the speed of
 a shared VM wanders by ±5% from run to run: only many paired ratios resolve a 1% slowdown.
-The helper process is started (and the sampler thread run) before timing begins, and both are
-shut down at the end. ``idle thread`` is a thread that wakes every 10 ms and does nothing: the
-floor of any sampler that runs Python in a thread.
+The helper process is started before timing begins and shut down at the end. The sampler thread
+is stopped before each run without a metric (it idles on for seconds after a metric stops, and
+would tax the baseline), and a run with a metric starts the clock 2 ms after the metric, once
+its thread runs. ``idle thread`` is a thread that wakes every 10 ms and does nothing: the floor
+of any sampler that runs Python in a thread.
 
 Run from the repository root::
 
@@ -54,6 +56,8 @@ Workload = Callable[[int], object]
 MetricMaker = Callable[[], "MemoryMetric | IdleWaker | None"]
 
 PROCESS_INTERVAL = "1ms"
+#: Untimed pause between starting a metric and starting the clock.
+SETTLE_S = 0.002
 #: (workload, condition) -> the slowdown ratio we promise to stay under.
 TARGETS: dict[tuple[str, str], float] = {
     ("python loop", "thread 10ms"): 1.01,
@@ -176,6 +180,10 @@ def calibrate(work: Workload, target_s: float, start_n: int) -> int:
 def time_once(work: Workload, n: int, condition: Condition) -> Timed:
     """Run `work(n)` once under `condition`; only the workload itself is on the clock."""
     metric = condition.make()
+    if not isinstance(metric, MemoryMetric):
+        # The sampler thread idles on for seconds after a metric stops, waking every interval:
+        # left running, it would tax the baseline and the idle waker like a running metric.
+        shutdown_sampler()
     gc.collect()
     if metric is None:
         t0 = time.perf_counter()
@@ -183,14 +191,16 @@ def time_once(work: Workload, n: int, condition: Condition) -> Timed:
         return Timed(time.perf_counter() - t0, None, None)
     s0 = time.perf_counter()
     metric.start()
+    s1 = time.perf_counter()
+    time.sleep(SETTLE_S)  # a sampler thread started just now gets going before the clock does
     t0 = time.perf_counter()
     work(n)
     t1 = time.perf_counter()
     metrics = metric.stop()
-    s1 = time.perf_counter()
+    s2 = time.perf_counter()
     duration = metrics["duration_s"]
     rate = metrics["samples"] / duration if duration > 0 else 0.0
-    return Timed(t1 - t0, rate, (t0 - s0) + (s1 - t1))
+    return Timed(t1 - t0, rate, (s1 - s0) + (s2 - t1))
 
 
 def warm_up(workloads: dict[str, tuple[Workload, int]]) -> None:

@@ -25,9 +25,11 @@ __all__ = [
     "RSSPeakProbe",
     "read_rss_bytes",
     "read_rss_high_water_bytes",
+    "read_rss_raw",
     "read_vmhwm_bytes",
     "reset_rss_high_water",
     "reset_vmhwm",
+    "rss_from_raw",
     "rss_high_water",
     "vmhwm_counter",
 ]
@@ -79,14 +81,24 @@ class HostRSSReader:
 
     def read(self) -> int:
         """Current RSS of this process in bytes."""
+        return self.from_raw(self.read_raw())
+
+    def read_raw(self) -> bytes | int:
+        """The RSS as read, undecoded: statm's text on Linux (one syscall), else bytes."""
         if _IS_LINUX:
-            return int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * self._page
+            return os.pread(_statm_file.fd(), 128, 0)
         if self._process is None or self._pid != _pid:
             import psutil
 
             self._process = psutil.Process(_pid)
             self._pid = _pid
         return int(self._process.memory_info().rss)
+
+    def from_raw(self, raw: bytes | int) -> int:
+        """The RSS in bytes from what `read_raw` returned."""
+        if isinstance(raw, int):
+            return raw
+        return int(raw.split()[1]) * self._page  # statm counts pages: size resident shared ...
 
 
 _rss_reader = HostRSSReader()
@@ -95,6 +107,11 @@ _rss_reader = HostRSSReader()
 def read_rss_bytes() -> int:
     """Current RSS of this process in bytes."""
     return _rss_reader.read()
+
+
+#: The undecoded reading and its decoder, for sampler ticks that decode later.
+read_rss_raw = _rss_reader.read_raw
+rss_from_raw = _rss_reader.from_raw
 
 
 _status_file = _ProcFile("status", os.O_RDONLY)

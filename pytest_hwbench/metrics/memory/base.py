@@ -6,6 +6,7 @@ import enum
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Hashable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["MemoryMetric", "MemoryMetricError", "MetricState", "fold_running_high_water"]
 
 SAMPLERS = ("thread", "process")
+#: Sampler ticks parked before the sampler thread files them itself (a ~2.5 s backlog at 10 ms).
+PENDING_TICKS_MAX = 256
 
 
 class MemoryMetricError(RuntimeError):
@@ -120,6 +123,10 @@ class MemoryMetric(ABC):
         self._folded_high_water: dict[str, int] = {}
         self._exact_series: frozenset[str] = frozenset()
         self._device_info: dict[str, Any] | None = None
+        # Sampler ticks not yet in the timeline: (time, raw reading). A tick only parks its
+        # reading here, so the sampler holds the GIL, which the measured code hands over on
+        # every tick, for as little as possible; readers of the results file them first.
+        self._pending: deque[tuple[int, object]] = deque()
 
     # -- what subclasses provide -----------------------------------------------------------------
 
@@ -129,7 +136,19 @@ class MemoryMetric(ABC):
 
     @abstractmethod
     def _read(self) -> dict[str, int]:
-        """Read every series now, in bytes. Called from the sampler thread too: keep it cheap."""
+        """Read every series now, in bytes."""
+
+    def _read_raw(self) -> object:
+        """What a sampler tick reads: `_decode_raw` turns it into `_read`'s values later.
+
+        Runs on the sampler thread while the measured code waits for the GIL: a subclass may
+        return something cheaper than `_read`'s dict (bytes as read) and decode it later.
+        """
+        return self._read()
+
+    def _decode_raw(self, raw: Any) -> Mapping[str, int]:
+        """`_read`'s values from what `_read_raw` returned."""
+        return raw  # type: ignore[no-any-return]
 
     def _synchronize(self) -> None:
         """Wait for the device's queued work, so counters include it (no-op on the host)."""
@@ -204,6 +223,7 @@ class MemoryMetric(ABC):
                     "call start() first"
                 )
             self._synchronize()
+            self._file_pending()
             return self._take_sample(time.perf_counter_ns(), label=label)
 
     def stop(self) -> dict[str, Any]:
@@ -218,6 +238,7 @@ class MemoryMetric(ABC):
         with _counters_lock, self._lock:
             try:
                 self._synchronize()
+                self._file_pending()
                 last = self._take_sample(time.perf_counter_ns(), label=None)
                 self._end_values = dict(last.values)
                 self._fold_high_water()
@@ -246,6 +267,7 @@ class MemoryMetric(ABC):
     def get_memory_timeline(self) -> MemoryTimeline:
         """The timeline so far (a running metric keeps adding to it)."""
         with self._lock:
+            self._file_pending()
             return self._timeline
 
     def get_metrics(self) -> dict[str, Any]:
@@ -257,6 +279,8 @@ class MemoryMetric(ABC):
             if self.state is MetricState.CREATED:
                 raise MemoryMetricError("get_metrics() before start(): nothing was measured yet")
             running = self.state is MetricState.RUNNING
+            if running:
+                self._file_pending()
             high_water = dict(self._folded_high_water)
             if running:
                 for name, value in self._safe_read_high_water().items():
@@ -306,6 +330,7 @@ class MemoryMetric(ABC):
         self._folded_high_water = {}
         self._exact_series = frozenset()
         self._end_ns = None
+        self._pending.clear()
 
     def _take_sample(self, now_ns: int, label: str | None) -> MemorySample:
         values = self._read()
@@ -338,10 +363,34 @@ class MemoryMetric(ABC):
         return self.state is MetricState.RUNNING
 
     def _sample_tick(self, now_ns: int) -> None:
-        values = self._read()
-        with self._lock:
-            if self.state is MetricState.RUNNING:
-                self._add_sample(now_ns, values, None)
+        pending = self._pending
+        pending.append((now_ns, self._read_raw()))
+        if len(pending) >= PENDING_TICKS_MAX:
+            with self._lock:
+                if self.state is MetricState.RUNNING:
+                    self._file_pending()
+
+    def _file_pending(self) -> None:
+        """Decode the parked sampler ticks into the timeline (caller holds the lock)."""
+        pending = self._pending
+        t0_ns = self._t0_ns
+        while pending:
+            try:
+                now_ns, raw = pending.popleft()
+            except IndexError:  # the sampler thread filed them meanwhile
+                return
+            if now_ns < t0_ns:
+                continue  # a tick of an earlier run that landed after it stopped
+            try:
+                values = self._decode_raw(raw)
+            except Exception as exc:
+                pending.clear()
+                self.warnings.append(
+                    f"decoding a background sample failed ({type(exc).__name__}: {exc}); "
+                    "samples were dropped, exact peaks are unaffected"
+                )
+                return
+            self._add_sample(now_ns, values, None)
 
     def _on_sampler_error(self, exc: BaseException) -> None:
         with self._lock:

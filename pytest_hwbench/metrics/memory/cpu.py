@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.metrics.memory._host import (
@@ -11,9 +11,11 @@ from pytest_hwbench.metrics.memory._host import (
     RSSPeakProbe,
     read_rss_bytes,
     read_rss_high_water_bytes,
+    read_rss_raw,
     read_vmhwm_bytes,
     reset_rss_high_water,
     reset_vmhwm,
+    rss_from_raw,
     rss_high_water,
     vmhwm_counter,
 )
@@ -73,6 +75,13 @@ class CPUMemoryMetric(MemoryMetric):
         if self.include_children:
             values["children_rss"] = self._read_children()
         return values
+
+    def _read_raw(self) -> object:
+        # A tick parks statm's bytes; parsing waits until someone reads the results.
+        return self._read() if self.include_children else read_rss_raw()
+
+    def _decode_raw(self, raw: Any) -> Mapping[str, int]:
+        return raw if isinstance(raw, dict) else {"rss": rss_from_raw(raw)}
 
     def _read_children(self) -> int:
         import psutil

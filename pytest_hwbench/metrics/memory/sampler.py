@@ -30,11 +30,17 @@ ErrorCallback = Callable[[BaseException], None]
 
 
 class _Client:
-    __slots__ = ("callback", "interval_ns", "next_due_ns", "on_error")
+    __slots__ = ("callback", "interval_ns", "next_due_ns", "on_error", "token")
 
     def __init__(
-        self, callback: SampleCallback, on_error: ErrorCallback, interval_ns: int, due_ns: int
+        self,
+        token: int,
+        callback: SampleCallback,
+        on_error: ErrorCallback,
+        interval_ns: int,
+        due_ns: int,
     ) -> None:
+        self.token = token
         self.callback = callback
         self.on_error = on_error
         self.interval_ns = interval_ns
@@ -49,13 +55,21 @@ class SamplerThread:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        # Guards the clients, the thread and the stop flag; the thread itself never takes it on
+        # a tick: it reads `_snapshot`, a tuple replaced whole on every change.
+        self._lock = threading.Lock()
         self._clients: dict[int, _Client] = {}
+        self._snapshot: tuple[_Client, ...] = ()
+        # A binary semaphore the thread sleeps on (acquire with a timeout) and `_notify` releases.
+        # Every tick holds the GIL, which the measured code must hand over; waiting on a bare
+        # lock instead of a Condition keeps the Python run on each wake-up short.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._stopping = False
-        # When the thread will next wake by itself (None: only when notified), so that adding a
-        # client wakes it only if it must run sooner, and removing one never does.
+        # When the thread will next wake by itself (None: running now, or only when notified),
+        # so that adding a client wakes it only if it must run sooner, and removing one never does.
         self._wake_at_ns: int | None = None
         # While idle (until IDLE_EXIT_S) the thread keeps waking at the last client's interval,
         # so the next client (the next test's metric) is served without a notify: waking a
@@ -70,10 +84,13 @@ class SamplerThread:
     def add(self, callback: SampleCallback, interval_s: float, on_error: ErrorCallback) -> int:
         """Start calling `callback(now_ns)` every `interval_s`; returns a token for `remove`."""
         interval_ns = max(int(interval_s * 1e9), 1)
-        with self._cond:
+        with self._lock:
             token = next(self._ids)
             due_ns = time.perf_counter_ns() + interval_ns
-            self._clients[token] = _Client(callback, on_error, interval_ns, due_ns)
+            self._clients[token] = _Client(token, callback, on_error, interval_ns, due_ns)
+            # Published before `_wake_at_ns` is read: the thread re-reads the snapshot after
+            # setting `_wake_at_ns`, so one of the two always sees the new client in time.
+            self._snapshot = tuple(self._clients.values())
             self._idle_poll_ns = interval_ns
             if self._thread is None or not self._thread.is_alive():
                 self._stopping = False
@@ -82,71 +99,93 @@ class SamplerThread:
                     target=self._run, name="pytest-hwbench-sampler", daemon=True
                 )
                 self._thread.start()
-            elif self._wake_at_ns is None or due_ns < self._wake_at_ns:
-                self._cond.notify()
+            else:
+                wake_at = self._wake_at_ns
+                if wake_at is not None and due_ns < wake_at:
+                    self._notify()
         return token
 
     def remove(self, token: int) -> None:
         """Stop calling the callback registered under `token` (unknown tokens are ignored)."""
-        with self._cond:
+        with self._lock:
             # No notify: a thread waking for a removed client just finds nothing due.
-            self._clients.pop(token, None)
+            if self._clients.pop(token, None) is not None:
+                self._snapshot = tuple(self._clients.values())
 
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Stop the thread and wait for it (at interpreter exit, or in tests)."""
-        with self._cond:
+        with self._lock:
             self._stopping = True
             self._clients.clear()
-            self._cond.notify()
+            self._snapshot = ()
+            self._notify()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-        with self._cond:
+        with self._lock:
             if self._thread is thread:
                 self._thread = None
 
+    def _notify(self) -> None:
+        """Wake the thread now (or at its next wait, if it is running)."""
+        with contextlib.suppress(RuntimeError):  # already released: a wake-up is pending
+            self._wake.release()
+
     def _run(self) -> None:
-        idle_since: float | None = None
+        wake = self._wake
+        clock = time.perf_counter_ns
+        idle_since_ns: int | None = None
         while True:
-            with self._cond:
+            clients = self._snapshot
+            now_ns = clock()
+            if not clients:
                 if self._stopping:
                     return
-                if not self._clients:
-                    now = time.monotonic()
-                    idle_since = idle_since or now
-                    idle_left_s = IDLE_EXIT_S - (now - idle_since)
-                    if idle_left_s <= 0:
-                        self._thread = None
-                        self._idle_poll_ns = None
-                        return
-                    poll_ns = self._idle_poll_ns
-                    if poll_ns is None or poll_ns / 1e9 >= idle_left_s:
-                        self._wake_at_ns = None
-                        self._cond.wait(idle_left_s)
-                    else:
-                        self._wake_at_ns = time.perf_counter_ns() + poll_ns
-                        self._cond.wait(poll_ns / 1e9)
-                    continue
-                idle_since = None
-                now_ns = time.perf_counter_ns()
-                next_due = min(c.next_due_ns for c in self._clients.values())
-                if next_due > now_ns:
-                    self._wake_at_ns = next_due
-                    self._cond.wait((next_due - now_ns) / 1e9)
-                    continue
-                due = [(t, c) for t, c in self._clients.items() if c.next_due_ns <= now_ns]
-                for _, client in due:
-                    # Skip missed ticks rather than bursting to catch up after a GIL stall.
-                    missed = (now_ns - client.next_due_ns) // client.interval_ns
-                    client.next_due_ns += (missed + 1) * client.interval_ns
-            for token, client in due:
-                try:
-                    client.callback(now_ns)
-                except BaseException as exc:
-                    self.remove(token)
-                    # An error reporter that fails must not kill the shared thread.
-                    with contextlib.suppress(Exception):
-                        client.on_error(exc)
+                idle_since_ns = idle_since_ns or now_ns
+                wait_ns = self._idle_wait_ns(now_ns - idle_since_ns)
+                if wait_ns is None:
+                    return
+            else:
+                idle_since_ns = None
+                wait_ns = clients[0].interval_ns
+                for client in clients:
+                    due_ns = client.next_due_ns
+                    if due_ns <= now_ns:
+                        # Skip missed ticks rather than bursting to catch up after a GIL stall.
+                        missed = (now_ns - due_ns) // client.interval_ns
+                        due_ns += (missed + 1) * client.interval_ns
+                        client.next_due_ns = due_ns
+                        try:
+                            client.callback(now_ns)
+                        except BaseException as exc:
+                            self._drop(client, exc)
+                    if due_ns - now_ns < wait_ns:
+                        wait_ns = due_ns - now_ns
+                if self._stopping:
+                    return
+            self._wake_at_ns = now_ns + wait_ns
+            if self._snapshot is clients:  # else a client came or went meanwhile: look again
+                wake.acquire(True, wait_ns / 1e9)
+            self._wake_at_ns = None
+
+    def _idle_wait_ns(self, idle_ns: int) -> int | None:
+        """How long an idle thread sleeps before looking again; None: it has exited."""
+        idle_left_ns = int(IDLE_EXIT_S * 1e9) - idle_ns
+        with self._lock:
+            if self._snapshot:
+                return 0  # a client arrived: serve it
+            if idle_left_ns <= 0 or self._stopping:
+                self._thread = None
+                self._idle_poll_ns = None
+                return None
+            poll_ns = self._idle_poll_ns
+            return idle_left_ns if poll_ns is None else min(poll_ns, idle_left_ns)
+
+    def _drop(self, client: _Client, exc: BaseException) -> None:
+        self.remove(client.token)
+        # An error reporter that fails must not kill the shared thread.
+        with contextlib.suppress(Exception):
+            client.on_error(exc)
 
 
 _sampler: SamplerThread | None = None

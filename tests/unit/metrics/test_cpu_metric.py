@@ -19,6 +19,7 @@ from pytest_hwbench.metrics.memory import (
 )
 from pytest_hwbench.metrics.memory import _host as host_module
 from pytest_hwbench.metrics.memory import cpu as cpu_metric_module
+from pytest_hwbench.metrics.memory.base import PENDING_TICKS_MAX
 from pytest_hwbench.metrics.memory.process_sampler import shutdown_process_samplers
 
 MiB = 2**20
@@ -153,15 +154,15 @@ def test_sampler_error_never_fails_the_measured_code(monkeypatch: pytest.MonkeyP
     metric = MemoryMetricFactory.create("cpu", interval="1ms")
     metric.start()
     calls = {"n": 0}
-    real_read = metric._read
+    real_read = metric._read_raw
 
-    def flaky() -> dict[str, int]:
+    def flaky() -> object:
         if threading.current_thread().name == "pytest-hwbench-sampler":
             calls["n"] += 1
             raise OSError("statm went away")
         return real_read()
 
-    monkeypatch.setattr(metric, "_read", flaky)
+    monkeypatch.setattr(metric, "_read_raw", flaky)
     deadline = time.monotonic() + 5
     while not metric.warnings and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -259,3 +260,37 @@ def test_process_sampler_off_linux_is_refused_at_creation(monkeypatch: pytest.Mo
     monkeypatch.setattr(cpu_metric_module.sys, "platform", "darwin")
     with pytest.raises(ValueError, match='sampler="process" reads /proc.*not darwin'):
         MemoryMetricFactory.create("cpu", sampler="process")
+
+
+def test_sampler_ticks_reach_the_timeline_and_their_backlog_stays_bounded() -> None:
+    """Ticks park raw readings; readers file them, and the thread does when nobody reads."""
+    metric = MemoryMetricFactory.create("cpu", interval="1ms")
+    metric.start()
+    try:
+        deadline = time.monotonic() + 10
+        while metric._timeline.samples_seen < PENDING_TICKS_MAX and time.monotonic() < deadline:
+            time.sleep(0.01)  # nobody reads the results meanwhile
+        assert metric._timeline.samples_seen >= PENDING_TICKS_MAX  # filed by the thread itself
+        assert len(metric._pending) < PENDING_TICKS_MAX
+        seen = metric.get_memory_timeline().samples_seen
+        assert not metric._pending or metric._pending[0][0] > metric._t0_ns
+        assert seen > PENDING_TICKS_MAX
+    finally:
+        metrics = metric.stop()
+    timeline = metric.get_memory_timeline()
+    assert timeline.t == sorted(timeline.t)
+    rss = [v for v in timeline.column("rss") if v is not None]
+    assert len(rss) == metrics["samples"]
+    assert all(v > 1 << 20 for v in rss)  # decoded from statm pages into bytes
+    assert metrics["series"]["rss"]["peak_bytes"] >= max(rss)
+
+
+def test_undecodable_sample_is_a_warning_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    metric = MemoryMetricFactory.create("cpu", interval="1ms")
+    monkeypatch.setattr(metric, "_read_raw", lambda: b"garbage")
+    metric.start()
+    time.sleep(0.02)
+    metrics = metric.stop()
+    assert any("decoding a background sample failed (IndexError" in w for w in metrics["warnings"])
+    assert metrics["series"]["rss"]["end_bytes"] > 0
+    assert metrics["series"]["rss"]["exact_peak"] is clear_refs_writable()

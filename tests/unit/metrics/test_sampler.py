@@ -81,13 +81,13 @@ def test_next_client_after_an_idle_gap_is_served_without_waking_the_thread() -> 
     """Each test's metric is a new client: waking the thread for each would cost every test."""
     sampler = SamplerThread()
     notified = []
-    real_notify = sampler._cond.notify
+    real_notify = sampler._notify
 
-    def counting_notify(n: int = 1) -> None:
-        notified.append(n)
-        real_notify(n)
+    def counting_notify() -> None:
+        notified.append(1)
+        real_notify()
 
-    sampler._cond.notify = counting_notify  # type: ignore[method-assign]
+    sampler._notify = counting_notify  # type: ignore[method-assign]
     try:
         ticks: list[int] = []
         token = sampler.add(ticks.append, 0.01, lambda exc: None)  # starts the thread
@@ -99,5 +99,32 @@ def test_next_client_after_an_idle_gap_is_served_without_waking_the_thread() -> 
             token = sampler.add(ticks.append, 0.01, lambda exc: None)
             assert _wait_for(lambda: len(ticks) >= 2, timeout_s=1.0)
         assert notified == []
+    finally:
+        sampler.shutdown()
+
+
+def test_faster_client_wakes_a_thread_sleeping_on_a_slow_one() -> None:
+    sampler = SamplerThread()
+    slow: list[int] = []
+    fast: list[int] = []
+    try:
+        sampler.add(slow.append, 30.0, lambda exc: None)
+        time.sleep(0.05)  # the thread now sleeps until the slow client's first tick, 30 s away
+        sampler.add(fast.append, 0.005, lambda exc: None)
+        assert _wait_for(lambda: len(fast) >= 3, timeout_s=2.0)
+        assert slow == []
+    finally:
+        sampler.shutdown()
+
+
+def test_clients_added_and_removed_concurrently_are_all_served() -> None:
+    """Adds race the thread's own bookkeeping; none may be left waiting for a late wake-up."""
+    sampler = SamplerThread()
+    try:
+        for _ in range(50):
+            ticks: list[int] = []
+            token = sampler.add(ticks.append, 0.002, lambda exc: None)
+            assert _wait_for(ticks.__len__, timeout_s=1.0)
+            sampler.remove(token)
     finally:
         sampler.shutdown()
