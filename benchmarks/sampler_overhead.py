@@ -9,12 +9,16 @@ workload under all three conditions, in a rotated order and then its mirror imag
 so drift and warm-up hit every condition alike; the slowdown is the median, over both halves of
 every repetition, of the ratio to ``none`` in the same half, with a 95% confidence interval.
 Runs are short and many (0.05 s, 100 repetitions: 200 ratios a condition) because the speed of
-a shared VM wanders by ±5% from run to run: only many paired ratios resolve a 1% slowdown.
+a shared VM wanders by ±5% from run to run: only many paired ratios resolve a 1% slowdown. The
+host's stolen time only ever slows a run, and on our VM it slows runs with no second thread
+(``none``) more than others, which biases the paired median in the sampler's favour; so the
+table also gives the ``quiet`` ratio, of the 10th percentiles of the run times, and a target is
+met only when both meet it.
 The helper process is started before timing begins and shut down at the end. The sampler thread
 is stopped before each run without a metric (it idles on for seconds after a metric stops, and
-would tax the baseline), and a run with a metric starts the clock 2 ms after the metric, once
-its thread runs. ``idle thread`` is a thread that wakes every 10 ms and does nothing: the floor
-of any sampler that runs Python in a thread.
+would tax the baseline), and every run starts the clock 2 ms after its metric (or none) started,
+once a new sampler thread runs. ``idle thread`` is a thread that wakes every 10 ms and does
+nothing: the floor of any sampler that runs Python in a thread.
 
 Run from the repository root::
 
@@ -186,6 +190,7 @@ def time_once(work: Workload, n: int, condition: Condition) -> Timed:
         shutdown_sampler()
     gc.collect()
     if metric is None:
+        time.sleep(SETTLE_S)  # as under every other condition
         t0 = time.perf_counter()
         work(n)
         return Timed(time.perf_counter() - t0, None, None)
@@ -250,6 +255,12 @@ def spread(ratios: list[float]) -> str:
     return f"{q3 - q1:.4f}"
 
 
+def quiet_time(seconds: list[float]) -> float:
+    """The 10th percentile of run times: a shared VM's stolen time only ever makes runs slower."""
+    ordered = sorted(seconds)
+    return ordered[(len(ordered) - 1) // 10]
+
+
 def load_average() -> str:
     """The 1-minute load average, to tell a quiet machine from a busy one."""
     return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
@@ -263,7 +274,7 @@ def print_table(
     """Print the table; returns how many targets were missed."""
     header = (
         f"{'workload':<14} {'condition':<12} {'median s':>9} {'slowdown':>9} "
-        f"{'95% CI':>17} {'IQR':>7} {'samples/s':>10} {'start+stop ms':>14}  target"
+        f"{'95% CI':>17} {'IQR':>7} {'quiet':>7} {'samples/s':>10} {'start+stop ms':>14}  target"
     )
     print(header)
     print("-" * len(header))
@@ -278,16 +289,18 @@ def print_table(
             start_stop = (
                 f"{statistics.median(runs.start_stop_s) * 1e3:.2f}" if runs.start_stop_s else "-"
             )
+            quiet = quiet_time(runs.seconds) / quiet_time(results[(workload, "none")].seconds)
             target = TARGETS.get((workload, condition.name))
             verdict = ""
             if target is not None:
-                ok = ratio <= target
+                # Both estimates must meet it: each is biased where the other is not.
+                ok = max(ratio, quiet) <= target
                 missed += not ok
                 said = "(no verdict: --quick)" if quick else ("ok" if ok else "MISSED")
                 verdict = f"<= {target:.2f}x {said}"
             print(
                 f"{workload:<14} {condition.name:<12} {statistics.median(runs.seconds):>9.4f} "
-                f"{ratio:>8.4f}x {shown_ci:>17} {spread(runs.ratios):>7} "
+                f"{ratio:>8.4f}x {shown_ci:>17} {spread(runs.ratios):>7} {quiet:>6.4f}x "
                 f"{rate:>10} {start_stop:>14}  {verdict}"
             )
     return missed
@@ -348,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         "slowdown: median over repetitions, two per repetition (A B C, then C B A), of "
         "(seconds under condition / seconds with none in the same half); 95% CI: a "
         "distribution-free confidence interval of that median; IQR: the ratios' interquartile "
-        "range (noise between runs); targets are judged on the medians"
+        "range (noise between runs); quiet: the ratio of the 10th percentiles of the run times "
+        "(time stolen by the host only ever adds, so fast runs show what a quiet machine "
+        "would); a target is met when both the median and the quiet ratio meet it"
     )
     print(f"1-minute load average: {load_before} before, {load_average()} after")
     if args.quick:

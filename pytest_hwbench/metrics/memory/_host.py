@@ -81,6 +81,8 @@ class HostRSSReader:
 
     def read(self) -> int:
         """Current RSS of this process in bytes."""
+        if _IS_LINUX:  # `from_raw(read_raw())`, inlined: every profiled test reads it
+            return int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * self._page
         return self.from_raw(self.read_raw())
 
     def read_raw(self) -> bytes | int:
