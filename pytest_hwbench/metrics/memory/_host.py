@@ -138,10 +138,16 @@ def read_vmhwm_bytes() -> int | None:
 # same kernel counter in one cheap syscall (~1 µs), with a catch: Linux reports
 # max(high-water mark, a floor set at exec from the image that exec'd us). A pytest started by
 # a big parent (vfork+exec from a Python process, an xdist controller) inherits the parent's
-# peak as that floor, which clear_refs never lowers. Every ru_maxrss reading is >= the floor,
-# so the smallest one seen bounds it; a reading above that bound is the high-water mark itself,
-# and one at or below it is ambiguous and falls back to VmHWM.
+# peak as that floor, which clear_refs never lowers. So ru_maxrss is trusted once the mark is
+# known to be at or above the floor, until the next reset lowers the mark: known when a reading
+# exceeds the smallest one seen (every reading is >= the floor), or when VmHWM, read once, is at
+# least the ru_maxrss read just before it. Between resets the mark only rises, so one check per
+# reset suffices: a test suite whose peak came at collection would otherwise format
+# /proc/self/status for every probe.
 _maxrss_floor_bound: int | None = None
+#: Counts resets; `_maxrss_trusted_in` is the count under which ru_maxrss was seen to be the mark.
+_reset_count = 0
+_maxrss_trusted_in = -1
 
 
 def _maxrss_bytes() -> int:
@@ -159,21 +165,31 @@ def read_rss_high_water_bytes() -> int | None:
 
     Reads ``getrusage`` where it provably equals VmHWM, and /proc/self/status where not.
     """
+    global _maxrss_trusted_in
     if not _IS_LINUX:
         return None
+    # Taken before the readings: a reset racing with them leaves the trust with the old count.
+    resets = _reset_count
     maxrss = _maxrss_bytes()
+    if _maxrss_trusted_in == resets:
+        return maxrss
     bound = _maxrss_floor_bound
     if bound is not None and maxrss > bound:
+        _maxrss_trusted_in = resets
         return maxrss
     _note_maxrss(maxrss)
-    return read_vmhwm_bytes()
+    vmhwm = read_vmhwm_bytes()
+    if vmhwm is not None and vmhwm >= maxrss:
+        _maxrss_trusted_in = resets  # the mark >= ru_maxrss >= the floor, and only rises
+    return vmhwm
 
 
 def _forget_process_state() -> None:
     """In a forked child: a new pid, and no exec floor known for it yet."""
-    global _pid, _maxrss_floor_bound
+    global _pid, _maxrss_floor_bound, _maxrss_trusted_in
     _pid = os.getpid()
     _maxrss_floor_bound = None
+    _maxrss_trusted_in = -1
 
 
 if hasattr(os, "register_at_fork"):
@@ -187,12 +203,15 @@ def vmhwm_counter() -> Hashable:
 
 def reset_vmhwm() -> str | None:
     """Reset VmHWM to the current RSS (write "5" to clear_refs); returns why not, or None."""
+    global _reset_count
     if not _IS_LINUX:
         return f"no clear_refs on {sys.platform}"
     try:
         os.write(_clear_refs_file.fd(), b"5")
     except OSError as exc:
         return f"{type(exc).__name__}: {exc.strerror or exc}"
+    # Counted after the write: a reading that saw the old count may have seen the old mark.
+    _reset_count += 1
     if _maxrss_floor_bound is None:
         # Right after a reset ru_maxrss is the floor or the current RSS: a first bound. Later
         # ambiguous reads tighten it (a syscall each time here would cost every test).

@@ -4,6 +4,7 @@ and the peak probe that profile-all uses when no report shows a timeline."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,7 @@ linux_with_clear_refs = pytest.mark.skipif(
 def unknown_floor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start each test as a fresh process would: no bound on the exec floor known yet."""
     monkeypatch.setattr(host_module, "_maxrss_floor_bound", None)
+    monkeypatch.setattr(host_module, "_maxrss_trusted_in", -1)
 
 
 @linux_with_clear_refs
@@ -82,6 +84,56 @@ def test_getrusage_is_trusted_only_above_the_floor_bound(monkeypatch: pytest.Mon
     vmhwm["value"] = 500 * MiB
     assert read_rss_high_water_bytes() == 500 * MiB
     assert len(status_reads) == 2
+
+
+class _FakeClearRefs:
+    """/proc/self/clear_refs whose write lowers a fake mark to the RSS, as writing "5" does."""
+
+    def __init__(self, kernel: dict[str, int], devnull: int) -> None:
+        self.kernel, self.devnull = kernel, devnull
+
+    def fd(self) -> int:
+        self.kernel["mark"] = self.kernel["rss"]  # the write that follows is the reset
+        return self.devnull
+
+
+@pytest.mark.usefixtures("unknown_floor")
+def test_getrusage_answers_alone_until_a_reset_once_the_mark_is_seen_above_the_floor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A suite whose peak came at collection must not format /proc/self/status for every test."""
+    monkeypatch.setattr(host_module, "_IS_LINUX", True)
+    floor = 100 * MiB
+    kernel = {"mark": 300 * MiB, "rss": 250 * MiB}
+    status_reads = []
+
+    def fake_vmhwm() -> int:
+        status_reads.append(kernel["mark"])
+        return kernel["mark"]
+
+    monkeypatch.setattr(host_module, "read_vmhwm_bytes", fake_vmhwm)
+    monkeypatch.setattr(host_module, "_maxrss_bytes", lambda: max(floor, kernel["mark"]))
+    # The first reading is ambiguous (nothing to compare with): VmHWM settles it.
+    assert read_rss_high_water_bytes() == 300 * MiB
+    assert len(status_reads) == 1
+    for rise in range(5):
+        kernel["mark"] += rise * MiB
+        assert read_rss_high_water_bytes() == kernel["mark"]
+    assert len(status_reads) == 1
+    # A reset may lower the mark below the floor: ru_maxrss says 100 MiB, the mark is 60 MiB.
+    kernel["rss"] = 60 * MiB
+    with open(os.devnull, "wb") as devnull:
+        monkeypatch.setattr(
+            host_module, "_clear_refs_file", _FakeClearRefs(kernel, devnull.fileno())
+        )
+        assert reset_vmhwm() is None
+    assert read_rss_high_water_bytes() == 60 * MiB
+    assert read_rss_high_water_bytes() == 60 * MiB
+    assert len(status_reads) == 3
+    kernel["mark"] = 150 * MiB  # above every ru_maxrss seen: the mark itself
+    assert read_rss_high_water_bytes() == 150 * MiB
+    assert read_rss_high_water_bytes() == 150 * MiB
+    assert len(status_reads) == 3
 
 
 @linux_with_clear_refs
