@@ -6,12 +6,15 @@ it in subprocesses, the variants side by side, interleaved with the order rotate
 
 1. ``plain``: pytest with our plugin disabled (``-p no:hwbench``);
 2. ``unused``: our plugin installed, no hwbench option given;
-3. ``profile-all``: ``--hw-profile-all`` (the exact CPU peak of every test; with no report to
+3. ``floor`` (Linux): our plugin disabled, a minimal plugin that reads /proc/self/statm before
+   and after each test's call in a hook wrapper, and nothing else: what any per-test RSS
+   measurement costs at least, measured beside ours on the same machine in the same run;
+4. ``profile-all``: ``--hw-profile-all`` (the exact CPU peak of every test; with no report to
    show timelines, an RSS peak probe rather than a sampled metric);
    ``+report``: the same with ``--hw-report`` (a metric, its timeline and a report entry per
    test, and the report written);
-4. ``memray``: ``--memray`` with our plugin disabled, when pytest-memray is importable;
-5. ``monitor``: pytest-monitor (on by default once installed) with our plugin disabled, when it
+5. ``memray``: ``--memray`` with our plugin disabled, when pytest-memray is importable;
+6. ``monitor``: pytest-monitor (on by default once installed) with our plugin disabled, when it
    is importable. Being on by default, it is blocked (``-p no:monitor``) in every other variant.
 
 Every variant runs with ``-q -p no:cacheprovider -p no:xdist`` and the environment as it is
@@ -68,6 +71,25 @@ def pytest_unconfigure(config):
         with open(path, "w", encoding="ascii") as fh:
             fh.write(",".join(m for m in HEAVY if m in sys.modules))
 """
+FLOOR_MODULE = "hwbench_overhead_floor"
+#: The floor variant's plugin, importable from the suite's directory (``python -m`` puts the
+#: working directory on sys.path).
+FLOOR_PLUGIN = """\
+import os
+
+import pytest
+
+_STATM = os.open("/proc/self/statm", os.O_RDONLY)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    before = os.pread(_STATM, 128, 0)
+    try:
+        return (yield)
+    finally:
+        after = os.pread(_STATM, 128, 0)
+"""
 #: Ratio ceiling of the unused plugin, and added microseconds per test under --hw-profile-all.
 UNUSED_MAX_RATIO = 1.01
 PROFILE_ALL_MAX_US = 30.0
@@ -104,6 +126,7 @@ def write_suite(root: Path, n_tests: int) -> None:
             for i in range(start, min(start + TESTS_PER_FILE, n_tests))
         )
         (root / f"test_gen_{start // TESTS_PER_FILE:04d}.py").write_text(body, encoding="ascii")
+    (root / f"{FLOOR_MODULE}.py").write_text(FLOOR_PLUGIN, encoding="ascii")
 
 
 def plugin_importable(module: str) -> bool:
@@ -119,6 +142,19 @@ def build_variants() -> tuple[list[Variant], list[str]]:
     variants = [
         Variant("plain", ("-p", "no:hwbench", *no_monitor), "pytest, hwbench disabled"),
         Variant("unused", no_monitor, "hwbench installed, no option"),
+    ]
+    notes = []
+    if sys.platform.startswith("linux"):
+        variants.append(
+            Variant(
+                "floor",
+                ("-p", "no:hwbench", "-p", FLOOR_MODULE, *no_monitor),
+                "hwbench disabled, two statm preads in a hook wrapper per test",
+            )
+        )
+    else:
+        notes.append("floor: skipped, it reads /proc/self/statm (Linux only)")
+    variants += [
         Variant("profile-all", ("--hw-profile-all", *no_monitor), "--hw-profile-all (CPU)"),
         Variant(
             "+report",
@@ -126,7 +162,6 @@ def build_variants() -> tuple[list[Variant], list[str]]:
             "--hw-profile-all with --hw-report (a timeline per test, a report written)",
         ),
     ]
-    notes = []
     if has_memray:
         variants.append(
             Variant(
@@ -393,6 +428,24 @@ def print_table(
             f"{variant.name:<12} {statistics.median(runs.seconds):>9.3f} "
             f"{statistics.median(runs.cpu_seconds):>7.3f} {added:>14} {shown_ci:>17} "
             f"{ratio:>8.4f}x {spread(runs.ratios):>7}  {heavy:<20} {target}"
+        )
+    if "floor" in results and "profile-all" in results:
+        over_floor = [
+            ours - floor
+            for ours, floor in zip(
+                results["profile-all"].seconds, results["floor"].seconds, strict=True
+            )
+        ]
+        interval = median_ci(over_floor)
+        shown_ci = (
+            ""
+            if interval is None
+            else f" [{interval[0] / n_tests * 1e6:+.1f}, {interval[1] / n_tests * 1e6:+.1f}]"
+        )
+        print(
+            f"\nprofile-all over floor: "
+            f"{statistics.median(over_floor) / n_tests * 1e6:+.1f} µs/test{shown_ci} "
+            "(median of the per-repetition difference, 95% CI)"
         )
     unused = imports.get("unused")
     if unused is not None:

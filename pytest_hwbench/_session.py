@@ -120,6 +120,7 @@ class HwbenchSession:
         self._guard_hooks: GuardHooks | None = None
         self._summary_rows: list[_SummaryRow] = []
         self._probe_refused = False
+        self._probe_class: type[RSSPeakProbe] | None = None
         self._collected = False  # whether classify_items planned the collected tests
         # Per run, not per test: the host and this worker's pinned GPUs do not change.
         self._host = platform_module.node()
@@ -271,11 +272,13 @@ class HwbenchSession:
 
     def plan(self, item: pytest.Item) -> TestPlan:
         """`item`'s plan, made now if collection did not (a test that asked for us at run time)."""
-        plan = item.stash.get(_plan_key, None)
-        if plan is None:
-            if self._collected:  # collection planned every test of ours: this one is plain
-                return self.plain_plan
-            plan = item.stash[_plan_key] = self.make_plan(item)
+        stash = item.stash
+        # `in`, not stash.get(): a miss, every plain test's case, raises KeyError inside get().
+        if _plan_key in stash:
+            return stash[_plan_key]
+        if self._collected:  # collection planned every test of ours: this one is plain
+            return self.plain_plan
+        plan = stash[_plan_key] = self.make_plan(item)
         return plan
 
     def _collected_plan(self, item: pytest.Item) -> TestPlan:
@@ -436,12 +439,17 @@ class HwbenchSession:
 
     def _start_probe(self) -> RSSPeakProbe | None:
         """A started RSS peak probe, or None where peaks cannot be exact (then a metric samples)."""
-        if self._probe_refused:
-            return None
-        from pytest_hwbench.metrics.memory._host import RSSPeakProbe
+        probe_class = self._probe_class
+        if probe_class is None:
+            if self._probe_refused:
+                return None
+            from pytest_hwbench.metrics.memory._host import RSSPeakProbe
 
-        probe = RSSPeakProbe.start()
-        self._probe_refused = probe is None
+            # Kept: an import statement per test costs about what the probe's syscalls do.
+            probe_class = self._probe_class = RSSPeakProbe
+        probe = probe_class.start()
+        if probe is None:
+            self._probe_refused, self._probe_class = True, None
         return probe
 
     def _record_probe(self, item: pytest.Item, probe: RSSPeakProbe) -> int:

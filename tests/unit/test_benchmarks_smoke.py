@@ -48,6 +48,9 @@ def test_plugin_overhead_quick() -> None:
     output = run_script("plugin_overhead.py", "--quick", "--tests", "50", "--repeats", "1")
     variants = {line.split()[0] for line in table_rows(output)}
     assert {"plain", "unused", "profile-all"} <= variants, output
+    if sys.platform.startswith("linux"):
+        assert "floor" in variants, output  # the floor plugin loaded and its run passed
+        assert re.search(r"profile-all over floor: [+-]\d+\.\d µs/test", output), output
     # Competitors are measured or said to be skipped (not installed, or failing), never dropped.
     for competitor in ("memray", "monitor"):
         assert competitor in variants or f"{competitor}: skipped, " in output, output
