@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import heapq
 import os
 import platform as platform_module
 import sys
@@ -118,7 +119,8 @@ class HwbenchSession:
         self._call_hooks: CallHooks | None = None
         self._report_hooks: ReportHooks | None = None
         self._guard_hooks: GuardHooks | None = None
-        self._summary_rows: list[_SummaryRow] = []
+        #: The terminal summary's rows of tests measured without a report entry.
+        self.top_rows = _TopRows(options.summary)
         self._probe_refused = False
         self._probe_class: type[RSSPeakProbe] | None = None
         self._collected = False  # whether classify_items planned the collected tests
@@ -388,7 +390,7 @@ class HwbenchSession:
             # Thousands of kept dicts and lists would make pytest's own GC passes slower.
             stats = metrics["series"].get(primary)
             if stats is not None:
-                self._summary_rows.append(_SummaryRow.of(platform, primary, stats, item.nodeid))
+                self.top_rows.add(_SummaryRow.of(platform, primary, stats, item.nodeid))
         return metric, metrics
 
     def runtest_setup(self, item: pytest.Item) -> None:
@@ -404,38 +406,6 @@ class HwbenchSession:
             gc.collect()
             baseline = metric.read_current()[metric.primary_series]
             item.stash[_leak_baseline_key] = (metric, baseline)
-
-    def runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        """Measure tests that need it but lack the fixture; enforce memory limits after the body."""
-        plan = self.plan(item)
-        if plan.profile_by_hook and self._report_hooks is None and plan.platform == "cpu":
-            probe = self._start_probe()
-            if probe is not None:
-                try:
-                    result = yield
-                finally:
-                    growth = self._record_probe(item, probe.stop())
-                if plan.limit is not None:
-                    stats = {
-                        "start_bytes": probe.start_bytes,
-                        "peak_bytes": probe.peak_bytes,
-                        "peak_delta_bytes": growth,
-                        "exact_peak": True,
-                    }
-                    self._enforce_limit(plan.limit, "cpu", "rss", stats, ())
-                return result
-        finished = None
-        if plan.profile_by_hook:
-            self.start_metric(item)
-            try:
-                result = yield
-            finally:
-                finished = self.finish_metric(item)
-        else:
-            result = yield
-        if plan.limit is not None:
-            self._check_limit(item, plan.limit, plan.platform, finished)
-        return result
 
     def _start_probe(self) -> RSSPeakProbe | None:
         """A started RSS peak probe, or None where peaks cannot be exact (then a metric samples)."""
@@ -458,11 +428,13 @@ class HwbenchSession:
         Returns its peak growth.
         """
         growth = probe.peak_bytes - probe.start_bytes
-        item.user_properties.append(("hw_peak_bytes:rss", probe.peak_bytes))
-        item.user_properties.append(("hw_peak_delta_bytes:rss", growth))
-        self._summary_rows.append(
-            _SummaryRow("cpu", growth, probe.peak_bytes, "rss", True, item.nodeid)
-        )
+        properties = item.user_properties
+        properties.append(("hw_peak_bytes:rss", probe.peak_bytes))
+        properties.append(("hw_peak_delta_bytes:rss", growth))
+        if self.top_rows.would_keep("cpu", growth):
+            self.top_rows.add(
+                _SummaryRow("cpu", growth, probe.peak_bytes, "rss", True, item.nodeid)
+            )
         return growth
 
     def _check_limit(
@@ -641,7 +613,7 @@ class HwbenchSession:
 
             write_untimed_summary(terminalreporter, self.entries)
         top_n = self.options.summary
-        rows = self._summary_rows + [
+        rows = self.top_rows.rows() + [
             _row_of(entry) for entry in self.entries if entry.get("memory")
         ]
         if top_n > 0 and rows:
@@ -678,8 +650,40 @@ class CallHooks:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
-        """See `HwbenchSession.runtest_call`."""
-        return (yield from self.session.runtest_call(item))
+        """Measure tests that need it but lack the fixture; enforce memory limits after the body.
+
+        The whole path, not a ``yield from`` into the session: one generator a test, not two.
+        """
+        session = self.session
+        plan = session.plan(item)
+        if plan.profile_by_hook and session._report_hooks is None and plan.platform == "cpu":
+            probe = session._start_probe()
+            if probe is not None:
+                try:
+                    result = yield
+                finally:
+                    growth = session._record_probe(item, probe.stop())
+                if plan.limit is not None:
+                    stats = {
+                        "start_bytes": probe.start_bytes,
+                        "peak_bytes": probe.peak_bytes,
+                        "peak_delta_bytes": growth,
+                        "exact_peak": True,
+                    }
+                    session._enforce_limit(plan.limit, "cpu", "rss", stats, ())
+                return result
+        finished = None
+        if plan.profile_by_hook:
+            session.start_metric(item)
+            try:
+                result = yield
+            finally:
+                finished = session.finish_metric(item)
+        else:
+            result = yield
+        if plan.limit is not None:
+            session._check_limit(item, plan.limit, plan.platform, finished)
+        return result
 
 
 class ReportHooks:
@@ -750,6 +754,44 @@ class _SummaryRow(NamedTuple):
             bool(stats.get("exact_peak")),
             nodeid,
         )
+
+
+class _TopRows:
+    """The `size` tests with the highest peak growth per platform, kept as tests finish.
+
+    Bounded, so a run of any length keeps `size` rows a platform; a test that does not make the
+    cut costs a comparison. Ties keep the earlier test, as a stable sort of every row would.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._added = 0
+        # Min-heaps of (growth, -order, row): the root is the row the next better one evicts.
+        self._heaps: dict[str, list[tuple[int, int, _SummaryRow]]] = {}
+
+    def would_keep(self, platform: str, growth_bytes: int) -> bool:
+        """Whether a test on `platform` with this growth makes the top (build its row then)."""
+        if self.size <= 0:
+            return False
+        heap = self._heaps.get(platform)
+        return heap is None or len(heap) < self.size or growth_bytes > heap[0][0]
+
+    def add(self, row: _SummaryRow) -> None:
+        """Keep `row` if it ranks among the top `size` of its platform."""
+        if not self.would_keep(row.platform, row.growth_bytes):
+            return
+        self._added += 1
+        ranked = (row.growth_bytes, -self._added, row)
+        heap = self._heaps.setdefault(row.platform, [])
+        if len(heap) < self.size:
+            heapq.heappush(heap, ranked)
+        else:
+            heapq.heapreplace(heap, ranked)
+
+    def rows(self) -> list[_SummaryRow]:
+        """The kept rows, in the order their tests finished."""
+        ranked = [entry for heap in self._heaps.values() for entry in heap]
+        return [row for _, _, row in sorted(ranked, key=lambda entry: -entry[1])]
 
 
 def _row_of(entry: dict[str, Any]) -> _SummaryRow:

@@ -65,3 +65,27 @@ def test_profile_all_without_a_report_still_gives_exact_peaks_everywhere(
     assert rss["exact_peak"] is True
     assert rss["peak_delta_bytes"] >= 46 * MiB
     assert entries["test_big"]["memory"]["timeline"]["t"]
+
+
+@pytest.mark.skipif(not clear_refs_writable(), reason="exact CPU peaks need clear_refs (Linux)")
+def test_summary_keeps_only_the_top_n_growths_in_order(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_sizes="""
+        def allocate(mib):
+            buffer = bytearray(mib * 2**20)
+            for i in range(0, len(buffer), 4096):
+                buffer[i] = 1
+
+        def test_8(): allocate(8)
+        def test_40(): allocate(40)
+        def test_none(): pass
+        def test_24(): allocate(24)
+        def test_16(): allocate(16)
+        """
+    )
+    result = pytester.runpytest("--hw-profile-all", "--hw-summary=2")
+    result.assert_outcomes(passed=5)
+    start = result.outlines.index("cpu (top 2):")
+    rows = result.outlines[start + 1 : start + 3]
+    assert [row.rsplit("::", 1)[-1] for row in rows] == ["test_40", "test_24"], result.outlines
+    assert not any(line.endswith(("::test_16", "::test_8")) for line in result.outlines)

@@ -58,10 +58,15 @@ def reset_shared_counter(
 def join_shared_counter(holder: HighWaterHolder, counter: Hashable) -> None:
     """Register `holder` on `counter` without resetting it (its mark is already right)."""
     with _counters_lock:
-        _running_by_counter.setdefault(counter, set()).add(holder)
+        holders = _running_by_counter.get(counter)
+        if holders is None:  # not setdefault(counter, set()): a set per call, for every test
+            holders = _running_by_counter[counter] = set()
+        holders.add(holder)
 
 
 def release_shared_counter(holder: HighWaterHolder, counter: Hashable) -> None:
     """Stop telling `holder` about resets of `counter`."""
     with _counters_lock:
-        _running_by_counter.get(counter, set()).discard(holder)
+        holders = _running_by_counter.get(counter)
+        if holders is not None:
+            holders.discard(holder)

@@ -40,6 +40,8 @@ if sys.platform.startswith("linux"):  # the form type checkers understand
     import resource
 #: This process's pid, renewed in a forked child (os.getpid() on every read costs more).
 _pid = os.getpid()
+#: This process's VmHWM among the shared high-water counters (one tuple, not one per probe).
+_vmhwm_key = ("vmhwm", _pid)
 
 
 class _ProcFile:
@@ -186,8 +188,9 @@ def read_rss_high_water_bytes() -> int | None:
 
 def _forget_process_state() -> None:
     """In a forked child: a new pid, and no exec floor known for it yet."""
-    global _pid, _maxrss_floor_bound, _maxrss_trusted_in
+    global _pid, _vmhwm_key, _maxrss_floor_bound, _maxrss_trusted_in
     _pid = os.getpid()
+    _vmhwm_key = ("vmhwm", _pid)
     _maxrss_floor_bound = None
     _maxrss_trusted_in = -1
 
@@ -198,7 +201,7 @@ if hasattr(os, "register_at_fork"):
 
 def vmhwm_counter() -> Hashable:
     """The key of this process's VmHWM among the high-water counters metrics share."""
-    return ("vmhwm", _pid)
+    return _vmhwm_key
 
 
 def reset_vmhwm() -> str | None:
