@@ -10,8 +10,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 ALLOCATE = """
+import mmap
+
 def allocate(mib):
-    data = bytearray(mib * 2**20)
+    # Fresh pages (an anonymous mapping): malloc may reuse heap memory that is resident already.
+    data = mmap.mmap(-1, mib * 2**20)
     for i in range(0, len(data), 4096):
         data[i] = 1
     return data

@@ -13,8 +13,11 @@ from pytest_hwbench.hardware.cpu import clear_refs_writable
 MiB = 2**20
 
 SUITE = """
+import mmap
+
 def allocate(mib):
-    buffer = bytearray(mib * 2**20)
+    # Fresh pages (an anonymous mapping): malloc may reuse heap memory that is resident already.
+    buffer = mmap.mmap(-1, mib * 2**20)
     for i in range(0, len(buffer), 4096):
         buffer[i] = 1
     return len(buffer)
@@ -71,8 +74,10 @@ def test_profile_all_without_a_report_still_gives_exact_peaks_everywhere(
 def test_summary_keeps_only_the_top_n_growths_in_order(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_sizes="""
+        import mmap
+
         def allocate(mib):
-            buffer = bytearray(mib * 2**20)
+            buffer = mmap.mmap(-1, mib * 2**20)
             for i in range(0, len(buffer), 4096):
                 buffer[i] = 1
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
@@ -29,8 +30,9 @@ linux_with_clear_refs = pytest.mark.skipif(
 )
 
 
-def _touch(nbytes: int) -> bytearray:
-    buffer = bytearray(nbytes)
+def _touch(nbytes: int) -> mmap.mmap:
+    # An anonymous mapping gets fresh pages: malloc may hand back heap memory already resident.
+    buffer = mmap.mmap(-1, nbytes)
     for i in range(0, nbytes, 4096):
         buffer[i] = 1
     return buffer
