@@ -51,7 +51,7 @@ def reset_shared_counter(
         fold_running_high_water(counter)
         refused = reset()
         if refused is None:
-            _running_by_counter.setdefault(counter, set()).add(holder)
+            join_shared_counter(holder, counter)  # the lock is reentrant
         return refused
 
 
