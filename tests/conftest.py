@@ -9,6 +9,7 @@ import pytest
 import torch  # noqa: F401
 
 from pytest_hwbench.hardware.registry import reset_default_registry
+from pytest_hwbench.testing import cpu_only_torch
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +18,11 @@ def _fresh_default_registry() -> Iterator[None]:
     reset_default_registry()
     yield
     reset_default_registry()
+
+
+@pytest.fixture
+def cpu_only_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine as one without GPUs, for tests that expect CUDA absent, so they hold on a GPU
+    machine too: torch here looks like a CPU-only build, and child processes see no CUDA device."""
+    cpu_only_torch(monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

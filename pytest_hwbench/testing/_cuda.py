@@ -22,7 +22,7 @@ import sys
 import threading
 import types
 import uuid as uuid_module
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -1264,6 +1264,71 @@ def fake_cuda(
     else:
         fake_nvml(monkeypatch, cuda, **(nvml if isinstance(nvml, dict) else {}))
     return cuda
+
+
+def cpu_only_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torch look like a CPU-only build (neither CUDA nor ROCm) until undone.
+
+    For tests of what a machine without GPUs sees, so they hold on a CUDA machine too. Each
+    function answers as in a CPU-only build: counters read 0 before (never) initializing, calls
+    that initialize raise "Torch not compiled with CUDA enabled", resets lack their C function.
+    """
+    import torch
+
+    from pytest_hwbench.hardware import registry as registry_module
+
+    def not_compiled(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("Torch not compiled with CUDA enabled")
+
+    def missing(c_function: str) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise AttributeError(f"module 'torch._C' has no attribute '{c_function}'")
+
+        return call
+
+    def no_exchange(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("PyTorch was compiled without CUDA support")
+
+    class Event:  # a CPU-only build exports a placeholder class that refuses to be created
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("Tried to instantiate dummy base class Event")
+
+    answers: dict[str, Callable[..., Any]] = {
+        "is_available": lambda: False,
+        "device_count": lambda: 0,
+        "is_initialized": lambda: False,
+        "is_bf16_supported": lambda including_emulation=True: False,
+        "set_device": missing("_cuda_setDevice"),
+        "memory_stats": lambda device=None: collections.OrderedDict(),
+        "memory_allocated": lambda device=None: 0,
+        "memory_reserved": lambda device=None: 0,
+        "max_memory_allocated": lambda device=None: 0,
+        "max_memory_reserved": lambda device=None: 0,
+        "reset_accumulated_memory_stats": missing("_cuda_resetAccumulatedMemoryStats"),
+        "empty_cache": lambda: None,
+    }
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch.version, "hip", None)
+    for function, also_in_memory in _TORCH_CUDA_FUNCTIONS.items():
+        replacement = answers.get(function, not_compiled)
+        monkeypatch.setattr(torch.cuda, function, replacement)
+        if also_in_memory:
+            monkeypatch.setattr(torch.cuda.memory, function, replacement)
+    reset = missing("_cuda_resetPeakMemoryStats")
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
+    monkeypatch.setattr(torch.cuda.memory, "reset_peak_memory_stats", reset)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    optional = {
+        "is_tf32_supported": lambda: False,
+        "_lazy_init": not_compiled,
+        "_exchange_device": no_exchange,
+        "_maybe_exchange_device": no_exchange,
+    }
+    for function in _OPTIONAL_FUNCTIONS:
+        if hasattr(torch.cuda, function):
+            monkeypatch.setattr(torch.cuda, function, optional[function])
+    monkeypatch.setattr(registry_module, "_default", None)
+    _forget_nvml_state(monkeypatch)
 
 
 def fake_rocm(monkeypatch: pytest.MonkeyPatch, count: int = 1, **options: Any) -> FakeCuda:

@@ -11,7 +11,14 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from pytest_hwbench.testing import FakeBackend, FakeCudaDevice, fake_cuda, fake_registry, fake_rocm
+from pytest_hwbench.testing import (
+    FakeBackend,
+    FakeCudaDevice,
+    cpu_only_torch,
+    fake_cuda,
+    fake_registry,
+    fake_rocm,
+)
 
 Loader = Callable[[Path], dict[str, Any]]
 MiB = 2**20
@@ -269,7 +276,8 @@ def test_cuda_events_time_the_device_when_they_work(
 def test_without_working_events_cuda_falls_back_to_synchronize(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # This CPU build's torch.cuda.Event cannot be created: the fallback a broken setup takes.
+    # A CPU-only build's torch.cuda.Event cannot be created: the fallback a broken setup takes.
+    cpu_only_torch(monkeypatch)
     cuda = fake_cuda(monkeypatch)
     pytester.makepyfile(
         """

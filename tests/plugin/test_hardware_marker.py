@@ -5,6 +5,7 @@ import pytest
 from pytest_hwbench.testing import FakeBackend, fake_registry
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_absent_platform_is_skipped_with_each_reason(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -26,6 +27,7 @@ def test_absent_platform_is_skipped_with_each_reason(pytester: pytest.Pytester) 
     )
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_hw_device_parametrizes_over_marker_platforms_with_stable_ids(
     pytester: pytest.Pytester,
 ) -> None:
@@ -143,6 +145,7 @@ def test_bad_marker_is_a_collection_error_listing_valid_names(
     result.stdout.fnmatch_lines([f"*@pytest.mark.hardware: {message}"])
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_unavailable_policy_deselect(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -161,6 +164,7 @@ def test_unavailable_policy_deselect(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, deselected=2)
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_unavailable_policy_fail_for_runners_that_must_not_skip(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -190,6 +194,7 @@ def test_hw_info_fixture_is_the_inventory(pytester: pytest.Pytester) -> None:
     pytester.runpytest().assert_outcomes(passed=1)
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_markers_on_modules_classes_and_added_by_conftests_are_seen(
     pytester: pytest.Pytester,
 ) -> None:

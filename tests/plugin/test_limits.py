@@ -180,6 +180,7 @@ def test_leaks():
     result.stdout.fnmatch_lines(["*tolerance 8.0 MiB*"])
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_leak_check_leaves_absent_hardware_skipped(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """

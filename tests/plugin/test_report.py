@@ -46,6 +46,7 @@ def test_fails(memory_profile):
 
 
 @linux_exact
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_report_has_one_entry_per_test_with_timelines(
     pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader
 ) -> None:

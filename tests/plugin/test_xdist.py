@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("xdist", reason="pytest-xdist is part of the test extra")
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_controller_writes_one_report_with_every_worker_test(
     pytester: pytest.Pytester,
     report_path: Path,

@@ -18,6 +18,7 @@ from pytest_hwbench.testing._cuda import (
     FakeNVML,
     GiB,
     MiB,
+    cpu_only_torch,
     fake_cuda,
     fake_rocm,
 )
@@ -45,6 +46,67 @@ def test_cpu_only_torch_has_no_cuda() -> None:
     assert backend.device_count() == 0
     with pytest.raises(HardwareUnavailableError, match="torch was built without CUDA"):
         backend.initialize(strict=True)
+
+
+NOT_COMPILED = "AssertionError: Torch not compiled with CUDA enabled"
+#: What a real CPU-only build of torch answers to each torch.cuda call our backends make.
+CPU_ONLY_ANSWERS = {
+    "is_available": "False",
+    "device_count": "0",
+    "is_initialized": "False",
+    "is_bf16_supported": "False",
+    "init": NOT_COMPILED,
+    "current_device": NOT_COMPILED,
+    "set_device": "AttributeError: module 'torch._C' has no attribute '_cuda_setDevice'",
+    "get_device_properties": NOT_COMPILED,
+    "get_device_capability": NOT_COMPILED,
+    "get_device_name": NOT_COMPILED,
+    "synchronize": NOT_COMPILED,
+    "mem_get_info": NOT_COMPILED,
+    "memory_stats": "OrderedDict()",
+    "memory_allocated": "0",
+    "memory_reserved": "0",
+    "max_memory_allocated": "0",
+    "max_memory_reserved": "0",
+    "reset_peak_memory_stats": (
+        "AttributeError: module 'torch._C' has no attribute '_cuda_resetPeakMemoryStats'"
+    ),
+    "reset_accumulated_memory_stats": (
+        "AttributeError: module 'torch._C' has no attribute '_cuda_resetAccumulatedMemoryStats'"
+    ),
+    "empty_cache": "None",
+    "Event": "RuntimeError: Tried to instantiate dummy base class Event",
+}
+
+
+def _torch_cuda_answers() -> dict[str, str]:
+    """Each call of `CPU_ONLY_ANSWERS` made now: its result's repr, or its exception."""
+    no_argument = {"is_available", "device_count", "is_initialized", "is_bf16_supported", "init"}
+    no_argument |= {"current_device", "synchronize", "empty_cache", "Event"}
+    answers = {}
+    for name in CPU_ONLY_ANSWERS:
+        function = getattr(torch.cuda, name)
+        try:
+            answers[name] = repr(function() if name in no_argument else function(0))
+        except Exception as exc:
+            answers[name] = f"{type(exc).__name__}: {exc}"
+    return answers
+
+
+@pytest.mark.skipif(not CPU_ONLY_TORCH, reason="needs a CPU-only build of torch")
+def test_a_real_cpu_only_build_answers_as_recorded() -> None:
+    assert _torch_cuda_answers() == CPU_ONLY_ANSWERS
+
+
+def test_cpu_only_fake_answers_like_the_real_build_even_over_a_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch, count=2)  # a GPU build underneath, as on a CUDA machine
+    assert CUDABackend().is_available()
+    cpu_only_torch(monkeypatch)
+    assert _torch_cuda_answers() == CPU_ONLY_ANSWERS
+    assert CUDABackend().unavailable_reason() == "torch was built without CUDA"
+    assert not peak_reset_works(0)
 
 
 def test_a_rocm_build_points_to_the_rocm_backend(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,10 +12,11 @@ from pytest_hwbench.hardware import (
     UnknownHardwareError,
     parse_device_spec,
 )
-from pytest_hwbench.testing import FakeBackend, fake_registry
+from pytest_hwbench.testing import FakeBackend, cpu_only_torch, fake_registry
 
 
-def test_design_snippet_runs_on_a_cpu_only_machine() -> None:
+def test_design_snippet_runs_on_a_cpu_only_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_only_torch(monkeypatch)
     with pytest.warns(HardwareFallbackWarning) as record:
         from pytest_hwbench import hardware
 
@@ -29,7 +30,10 @@ def test_design_snippet_runs_on_a_cpu_only_machine() -> None:
     assert len(record) == 2
 
 
-def test_fallback_warning_names_request_result_and_reason() -> None:
+def test_fallback_warning_names_request_result_and_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpu_only_torch(monkeypatch)
     with pytest.warns(HardwareFallbackWarning) as record:
         device = hardware.initialize_hardware("cuda")
     assert device == torch.device("cpu")

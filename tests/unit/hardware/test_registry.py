@@ -166,10 +166,12 @@ def test_entry_point_that_is_not_a_backend_is_reported(monkeypatch: pytest.Monke
 
 
 def test_fake_registry_replaces_and_restores_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = hardware.default_registry()
     with monkeypatch.context() as patch:
-        fake_registry(patch, FakeBackend("cuda", device_count=2))
+        fake = fake_registry(patch, FakeBackend("cuda", device_count=2))
+        assert hardware.default_registry() is fake
         assert hardware.get_available_hardware() == ["cpu", "cuda"]
-    assert "cuda" not in hardware.get_available_hardware()
+    assert hardware.default_registry() is real
 
 
 def test_hook_registers_backend_from_conftest(pytester: pytest.Pytester) -> None:

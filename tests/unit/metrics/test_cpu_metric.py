@@ -22,6 +22,7 @@ from pytest_hwbench.metrics.memory import _host as host_module
 from pytest_hwbench.metrics.memory import cpu as cpu_metric_module
 from pytest_hwbench.metrics.memory.base import PENDING_TICKS_MAX
 from pytest_hwbench.metrics.memory.process_sampler import shutdown_process_samplers
+from pytest_hwbench.testing import cpu_only_torch
 
 MiB = 2**20
 linux_with_clear_refs = pytest.mark.skipif(
@@ -248,7 +249,8 @@ def test_factory_accepts_names_devices_and_backends() -> None:
     assert metric.device_index == 0
 
 
-def test_factory_refuses_unknown_and_absent_devices() -> None:
+def test_factory_refuses_unknown_and_absent_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu_only_torch(monkeypatch)
     with pytest.raises(UnknownHardwareError, match="registered backends: cpu, cuda"):
         MemoryMetricFactory.create("tpu")
     with pytest.raises(

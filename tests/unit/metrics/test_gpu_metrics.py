@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from pytest_hwbench.metrics.memory.cuda import CUDAMemoryMetric
 from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
 from pytest_hwbench.metrics.memory.rocm import ROCmMemoryMetric
 from pytest_hwbench.metrics.memory.xpu import XPUMemoryMetric
-from pytest_hwbench.testing import fake_cuda, fake_mps, fake_rocm, fake_xpu
+from pytest_hwbench.testing import cpu_only_torch, fake_cuda, fake_mps, fake_rocm, fake_xpu
 
 MiB = 2**20
 
@@ -23,7 +25,10 @@ def test_factory_picks_the_cuda_metric_for_the_requested_device(
     assert isinstance(metric, CUDAMemoryMetric)
     assert metric.device_index == 1
     assert metric.series() == ("allocated", "reserved", "device_used", "rss")
-    assert isinstance(MemoryMetricFactory.create(torch.device("cuda", 0)), CUDAMemoryMetric)
+    assert metric.describe_device()["device"] == "cuda:1"
+    unindexed = MemoryMetricFactory.create(torch.device("cuda"))
+    assert isinstance(unindexed, CUDAMemoryMetric)
+    assert unindexed.describe_device()["device"] == "cuda:0"  # reports name one device
 
 
 def test_transient_allocation_shows_in_the_exact_peak(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,7 +185,9 @@ def test_cuda_test_runs_on_fake_cuda_and_is_skipped_without(
             memory_profile.record_memory("start")
         """
     )
-    result = pytester.runpytest("-rs")
+    with monkeypatch.context() as patch:
+        cpu_only_torch(patch)
+        result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED * cuda: torch was built without CUDA"])
     fake_cuda(monkeypatch)
@@ -188,6 +195,8 @@ def test_cuda_test_runs_on_fake_cuda_and_is_skipped_without(
     result = pytester.runpytest(f"--hw-report={report}")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["cuda (top 1):", "*allocated (exact)*test_gpu[[]cuda[]]"])
+    (entry,) = json.loads(report.read_text())["tests"]
+    assert entry["memory"]["device"]["device"] == "cuda:0"
 
 
 def test_capability_probe_during_a_measurement_keeps_the_peak(

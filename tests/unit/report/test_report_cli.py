@@ -198,6 +198,7 @@ def test_gpu():
 """
 
 
+@pytest.mark.usefixtures("cpu_only_machine")
 def test_every_command_reads_a_real_report(
     pytester: pytest.Pytester, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

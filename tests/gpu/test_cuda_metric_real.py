@@ -1,0 +1,168 @@
+"""The CUDA memory metric and the plugin on a real NVIDIA GPU: twins of test_gpu_metrics.py.
+
+The unit tests drive `CUDAMemoryMetric` through `FakeCuda`; these check the same behaviour with the
+real caching allocator and NVML, so a fake that drifted from the real API shows up here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from pytest_hwbench.hardware import _nvml
+from pytest_hwbench.metrics.memory import MemoryMetricFactory
+from pytest_hwbench.metrics.memory.cuda import CUDAMemoryMetric
+
+MiB = 2**20
+
+pytestmark = pytest.mark.hardware("cuda")
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    torch.cuda.empty_cache()
+    yield
+    torch.cuda.empty_cache()
+
+
+def test_factory_picks_the_cuda_metric_with_every_series() -> None:
+    metric = MemoryMetricFactory.create("cuda:0")
+    assert isinstance(metric, CUDAMemoryMetric)
+    assert metric.device_index == 0
+    nvml_ok, _ = _nvml.nvml_status()
+    if nvml_ok:
+        assert metric.series() == ("allocated", "reserved", "device_used", "rss")
+    else:
+        assert metric.series() == ("allocated", "reserved", "rss")
+
+
+def test_transient_allocation_shows_in_the_exact_peak() -> None:
+    with MemoryMetricFactory.create("cuda:0", interval="1s") as metric:
+        block = torch.empty(100 * MiB, dtype=torch.uint8, device="cuda:0")
+        del block  # between samples: only the high-water mark can see it
+    metrics = metric.get_metrics()
+    allocated = metrics["series"]["allocated"]
+    assert allocated["exact_peak"] is True
+    assert allocated["peak_delta_bytes"] == 100 * MiB
+    assert allocated["sampled_peak_bytes"] == allocated["start_bytes"]
+    assert allocated["end_bytes"] == allocated["start_bytes"]
+    reserved = metrics["series"]["reserved"]
+    assert reserved["peak_bytes"] - reserved["start_bytes"] >= 100 * MiB
+    assert reserved["end_bytes"] - reserved["start_bytes"] >= 100 * MiB  # cached until empty_cache
+    assert metrics["warnings"] == []
+
+
+def test_a_peak_from_before_start_does_not_count() -> None:
+    del_me = torch.empty(512 * MiB, dtype=torch.uint8, device="cuda:0")
+    del del_me
+    with MemoryMetricFactory.create("cuda:0") as metric:
+        small = torch.empty(8 * MiB, dtype=torch.uint8, device="cuda:0")
+        del small
+    assert metric.get_metrics()["series"]["allocated"]["peak_delta_bytes"] == 8 * MiB
+
+
+def test_nested_metric_on_the_same_device_keeps_the_outer_peak() -> None:
+    outer = MemoryMetricFactory.create("cuda:0").start()
+    big = torch.empty(50 * MiB, dtype=torch.uint8, device="cuda:0")
+    del big
+    inner = MemoryMetricFactory.create("cuda:0").start()  # resets the device's peak
+    small = torch.empty(10 * MiB, dtype=torch.uint8, device="cuda:0")
+    del small
+    assert inner.stop()["series"]["allocated"]["peak_delta_bytes"] == 10 * MiB
+    assert outer.stop()["series"]["allocated"]["peak_delta_bytes"] == 50 * MiB
+
+
+def test_device_used_comes_from_nvml_and_includes_the_cache() -> None:
+    ok, reason = _nvml.nvml_status()
+    if not ok:
+        pytest.skip(f"NVML unusable here: {reason}")
+    with MemoryMetricFactory.create("cuda:0") as metric:
+        block = torch.empty(30 * MiB, dtype=torch.uint8, device="cuda:0")
+        sample = metric.record_memory("holding 30 MiB")
+        del block
+    assert sample.values["allocated"] >= 30 * MiB
+    assert sample.values["device_used"] >= sample.values["reserved"] >= 30 * MiB
+    assert [m.label for m in metric.get_memory_timeline().marks] == ["holding 30 MiB"]
+    assert metric.get_metrics()["series"]["device_used"]["exact_peak"] is False
+
+
+def test_pending_kernels_finish_before_a_read() -> None:
+    a = torch.randn(4096, 4096, device="cuda:0")
+    with MemoryMetricFactory.create("cuda:0", interval="1s") as metric:
+        for _ in range(20):
+            a = a @ a / 4096  # queued work: the read must wait for it, not race it
+        metric.record_memory("after matmuls")
+    assert torch.isfinite(a).all()
+    assert metric.get_metrics()["series"]["allocated"]["exact_peak"] is True
+
+
+def test_plugin_measures_limits_and_reports_a_real_cuda_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import torch
+
+        MiB = 2**20
+
+        @pytest.mark.hardware("cuda")
+        @pytest.mark.memory_limit(cuda="64MiB")
+        def test_fits(hw_device, memory_profile):
+            assert hw_device == torch.device("cuda", 0)
+            block = torch.empty(32 * MiB, dtype=torch.uint8, device=hw_device)
+            memory_profile.record_memory("holding 32 MiB")
+            del block
+
+        @pytest.mark.hardware("cuda")
+        @pytest.mark.memory_limit(cuda="64MiB")
+        def test_too_big(hw_device, memory_profile):
+            block = torch.empty(96 * MiB, dtype=torch.uint8, device=hw_device)
+            memory_profile.record_memory("holding 96 MiB")
+            del block
+        """
+    )
+    report = pytester.path / "hw.json"
+    result = pytester.runpytest(f"--hw-report={report}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*memory limit exceeded on cuda: peak growth 96.0 MiB > limit 64.0 MiB*",
+            "*series 'allocated': start * MiB, peak * MiB (exact)",
+        ]
+    )
+    data = json.loads(report.read_text())
+    assert data["complete"] is True
+    tests = {entry["nodeid"].rsplit("::", 1)[1]: entry for entry in data["tests"]}
+    fits = tests["test_fits[cuda]"]["memory"]
+    assert fits["device"]["device"] == "cuda:0"
+    assert fits["primary_series"] == "allocated"
+    assert fits["series"]["allocated"]["exact_peak"] is True
+    assert fits["series"]["allocated"]["peak_delta_bytes"] == 32 * MiB
+    assert [m["label"] for m in fits["timeline"]["marks"]] == ["holding 32 MiB"]
+
+
+def test_leak_check_catches_a_tensor_kept_on_the_gpu(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import torch
+
+        KEPT = []
+
+        @pytest.mark.hardware("cuda")
+        @pytest.mark.memory_leak_limit("1MiB")
+        def test_leaks(hw_device):
+            KEPT.append(torch.empty(16 * 2**20, dtype=torch.uint8, device=hw_device))
+
+        @pytest.mark.hardware("cuda")
+        @pytest.mark.memory_leak_limit("1MiB")
+        def test_frees(hw_device):
+            block = torch.empty(16 * 2**20, dtype=torch.uint8, device=hw_device)
+            del block
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*memory leak on cuda: 'allocated' grew by 16.0 MiB*"])

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Real-hardware check on a lent GPU machine (torch, pytest, nvidia-ml-py there; no install, no network).
+# From the checkout root: OUT=/some/dir bash tools/device-check.sh. A .devsite folder (test-only
+# packages the machine lacks, e.g. `pip install --target .devsite jsonschema`) joins PYTHONPATH.
+set -u
+OUT=${OUT:-/tmp/hwbench-device}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTEST_PLUGINS=pytest_hwbench.plugin
+[ -d .devsite ] && PYTHONPATH=$PYTHONPATH:$PWD/.devsite
+export PYTHONDONTWRITEBYTECODE=1
+step() { echo "=== $* ($(date +%T))"; }
+step environment
+nvidia-smi --query-gpu=name,memory.total,driver_version,mig.mode.current --format=csv
+python3 -c "import torch, pytest; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'pytest', pytest.__version__, 'cpus', __import__('os').cpu_count())"
+step "peak reset before CUDA initializes (a fresh process)"
+python3 - <<'PY'
+import torch
+for name, call in [
+    ("memory_stats", lambda: torch.cuda.memory_stats(0)),
+    ("max_memory_allocated", lambda: torch.cuda.max_memory_allocated(0)),
+    ("reset_peak_memory_stats", lambda: torch.cuda.reset_peak_memory_stats(0)),
+    ("is_initialized", torch.cuda.is_initialized),
+]:
+    try:
+        print(name, "->", repr(call()))
+    except Exception as exc:
+        print(name, "!!", type(exc).__name__, repr(str(exc)))
+PY
+step real-hardware twins
+timeout 150 python3 -m pytest tests/gpu -v -rs -p no:cacheprovider --junitxml="$OUT/gpu.xml" 2>&1 | tee "$OUT/gpu.txt" | grep -E "PASSED|FAILED|ERROR|SKIPPED|^E |passed|failed" | tail -60
+step example suites with a report
+timeout 100 python3 -m pytest example_suites -p no:cacheprovider --hw-report="$OUT/hw-report.json" -q 2>&1 | tee "$OUT/examples.txt" | tail -22
+step the unit and plugin tests on a machine with a real GPU
+timeout 300 python3 -m pytest tests/unit tests/plugin -q -rs -p no:cacheprovider --maxfail=40 \
+  --deselect tests/unit/test_benchmarks_smoke.py 2>&1 | tee "$OUT/rest.txt" | grep -E "^(FAILED|ERROR)|^E  |passed|failed" | tail -80
