@@ -7,6 +7,7 @@ loads nothing else of the metrics, so profiling every test stays cheap.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -40,6 +41,14 @@ if sys.platform.startswith("linux"):  # the form type checkers understand
     import resource
 #: This process's pid, renewed in a forked child (os.getpid() on every read costs more).
 _pid = os.getpid()
+#: Forks this process has not yet noticed it came from: the fork handler appends, and the next
+#: read that needs per-process state renews it. The handler is a bound `list.append`, not a
+#: function of this module: the interpreter holds fork handlers until its very end, and one that
+#: reached this module's globals would reach pytest's assertion rewriter (the module's loader)
+#: and through it every object of the test session, keeping them all alive through the first
+#: garbage collections of interpreter shutdown (a full extra pass over the session's objects).
+_forks_unseen: list[None] = []
+_AFTER_FORK_IN_CHILD = functools.partial(_forks_unseen.append, None)
 #: This process's VmHWM among the shared high-water counters (one tuple, not one per probe).
 _vmhwm_key = ("vmhwm", _pid)
 
@@ -58,6 +67,8 @@ class _ProcFile:
 
     def fd(self) -> int:
         """The open file descriptor of this process's file."""
+        if _forks_unseen:
+            _forget_process_state()
         fd = self._fd
         if fd is not None and self._pid == _pid:
             return fd
@@ -91,6 +102,8 @@ class HostRSSReader:
         """The RSS as read, undecoded: statm's text on Linux (one syscall), else bytes."""
         if _IS_LINUX:
             return os.pread(_statm_file.fd(), 128, 0)
+        if _forks_unseen:
+            _forget_process_state()
         if self._process is None or self._pid != _pid:
             import psutil
 
@@ -170,6 +183,8 @@ def read_rss_high_water_bytes() -> int | None:
     global _maxrss_trusted_in
     if not _IS_LINUX:
         return None
+    if _forks_unseen:
+        _forget_process_state()
     # Taken before the readings: a reset racing with them leaves the trust with the old count.
     resets = _reset_count
     maxrss = _maxrss_bytes()
@@ -189,6 +204,7 @@ def read_rss_high_water_bytes() -> int | None:
 def _forget_process_state() -> None:
     """In a forked child: a new pid, and no exec floor known for it yet."""
     global _pid, _vmhwm_key, _maxrss_floor_bound, _maxrss_trusted_in
+    _forks_unseen.clear()
     _pid = os.getpid()
     _vmhwm_key = ("vmhwm", _pid)
     _maxrss_floor_bound = None
@@ -196,11 +212,13 @@ def _forget_process_state() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_process_state)
+    os.register_at_fork(after_in_child=_AFTER_FORK_IN_CHILD)
 
 
 def vmhwm_counter() -> Hashable:
     """The key of this process's VmHWM among the high-water counters metrics share."""
+    if _forks_unseen:
+        _forget_process_state()
     return _vmhwm_key
 
 

@@ -3,12 +3,15 @@ and the peak probe that profile-all uses when no report shows a timeline."""
 
 from __future__ import annotations
 
+import gc
 import json
 import mmap
 import os
 import subprocess
 import sys
 import textwrap
+import types
+import warnings
 
 import pytest
 import torch
@@ -254,3 +257,52 @@ def test_probe_is_refused_where_a_needed_reset_is(monkeypatch: pytest.MonkeyPatc
     _raise_the_mark_above_the_rss()
     monkeypatch.setattr(host_module, "reset_vmhwm", lambda: "PermissionError: denied")
     assert RSSPeakProbe.start() is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_reads_its_own_proc_files_and_counter() -> None:
+    parent_key = host_module.vmhwm_counter()
+    assert host_module.read_rss_bytes() > 0  # the parent's statm is open now
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's cleanup
+        try:
+            seen = {
+                "rss": host_module.read_rss_bytes(),
+                "statm_pid": host_module._statm_file._pid,
+                "key": list(host_module.vmhwm_counter()),
+                "forks_unseen": len(host_module._forks_unseen),
+            }
+            os.write(write_end, json.dumps(seen).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        seen = json.loads(pipe.read())
+    assert os.waitpid(pid, 0)[1] == 0
+    assert seen["statm_pid"] == pid  # reopened for the child, not the parent's inherited fd
+    assert seen["key"] == ["vmhwm", pid] != list(parent_key)
+    assert seen["forks_unseen"] == 0
+    assert seen["rss"] > 0
+    assert host_module.vmhwm_counter() == parent_key  # the parent is untouched
+
+
+def test_the_fork_handler_reaches_no_module() -> None:
+    """The interpreter holds fork handlers to its end: one that reached a module imported by
+    pytest's assertion rewriter would keep the whole session alive into shutdown."""
+    seen: set[int] = set()
+    stack: list[object] = [host_module._AFTER_FORK_IN_CHILD]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, type):  # a class of ours would lead to its methods' module globals
+            assert not obj.__module__.startswith("pytest_hwbench"), obj
+            continue
+        assert not isinstance(obj, types.ModuleType), obj
+        assert not (isinstance(obj, dict) and "__loader__" in obj), "reaches a module's globals"
+        stack.extend(gc.get_referents(obj))
+    assert len(seen) < 10
