@@ -7,13 +7,10 @@ import sys
 import pytest
 
 from pytest_hwbench.cli import main
-from pytest_hwbench.testing import cpu_only_torch
 
 
-def test_info_lists_every_builtin_with_reasons(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cpu_only_torch(monkeypatch)
+@pytest.mark.usefixtures("cpu_only_machine")
+def test_info_lists_every_builtin_with_reasons(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "cpu    available, 1 device" in out
@@ -23,10 +20,8 @@ def test_info_lists_every_builtin_with_reasons(
     assert "capabilities: " in out
 
 
-def test_info_json_is_the_inventory(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cpu_only_torch(monkeypatch)
+@pytest.mark.usefixtures("cpu_only_machine")
+def test_info_json_is_the_inventory(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--json"]) == 0
     inventory = json.loads(capsys.readouterr().out)
     by_name = {b["name"]: b for b in inventory["backends"]}

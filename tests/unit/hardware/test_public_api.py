@@ -12,11 +12,11 @@ from pytest_hwbench.hardware import (
     UnknownHardwareError,
     parse_device_spec,
 )
-from pytest_hwbench.testing import FakeBackend, cpu_only_torch, fake_registry
+from pytest_hwbench.testing import FakeBackend, fake_registry
 
 
-def test_design_snippet_runs_on_a_cpu_only_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    cpu_only_torch(monkeypatch)
+@pytest.mark.usefixtures("cpu_only_machine")
+def test_design_snippet_runs_on_a_cpu_only_machine() -> None:
     with pytest.warns(HardwareFallbackWarning) as record:
         from pytest_hwbench import hardware
 
@@ -30,10 +30,8 @@ def test_design_snippet_runs_on_a_cpu_only_machine(monkeypatch: pytest.MonkeyPat
     assert len(record) == 2
 
 
-def test_fallback_warning_names_request_result_and_reason(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    cpu_only_torch(monkeypatch)
+@pytest.mark.usefixtures("cpu_only_machine")
+def test_fallback_warning_names_request_result_and_reason() -> None:
     with pytest.warns(HardwareFallbackWarning) as record:
         device = hardware.initialize_hardware("cuda")
     assert device == torch.device("cpu")

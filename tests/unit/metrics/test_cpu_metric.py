@@ -22,7 +22,6 @@ from pytest_hwbench.metrics.memory import _host as host_module
 from pytest_hwbench.metrics.memory import cpu as cpu_metric_module
 from pytest_hwbench.metrics.memory.base import PENDING_TICKS_MAX
 from pytest_hwbench.metrics.memory.process_sampler import shutdown_process_samplers
-from pytest_hwbench.testing import cpu_only_torch
 
 MiB = 2**20
 linux_with_clear_refs = pytest.mark.skipif(
@@ -249,8 +248,8 @@ def test_factory_accepts_names_devices_and_backends() -> None:
     assert metric.device_index == 0
 
 
-def test_factory_refuses_unknown_and_absent_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    cpu_only_torch(monkeypatch)
+@pytest.mark.usefixtures("cpu_only_machine")
+def test_factory_refuses_unknown_and_absent_devices() -> None:
     with pytest.raises(UnknownHardwareError, match="registered backends: cpu, cuda"):
         MemoryMetricFactory.create("tpu")
     with pytest.raises(
