@@ -122,7 +122,7 @@ class HwbenchSession:
         #: The terminal summary's rows of tests measured without a report entry.
         self.top_rows = _TopRows(options.summary)
         self._probe_refused = False
-        self._probe_class: type[RSSPeakProbe] | None = None
+        self._probe_start: Callable[[], RSSPeakProbe | None] | None = None
         self._collected = False  # whether classify_items planned the collected tests
         # Per run, not per test: the host and this worker's pinned GPUs do not change.
         self._host = platform_module.node()
@@ -407,35 +407,18 @@ class HwbenchSession:
             baseline = metric.read_current()[metric.primary_series]
             item.stash[_leak_baseline_key] = (metric, baseline)
 
-    def _start_probe(self) -> RSSPeakProbe | None:
-        """A started RSS peak probe, or None where peaks cannot be exact (then a metric samples)."""
-        probe_class = self._probe_class
-        if probe_class is None:
-            if self._probe_refused:
-                return None
+    def probe_starter(self) -> Callable[[], RSSPeakProbe | None] | None:
+        """`RSSPeakProbe.start`, imported on first use; None once a probe was refused."""
+        start = self._probe_start
+        if start is None and not self._probe_refused:
             from pytest_hwbench.metrics.memory._host import RSSPeakProbe
 
-            # Kept: an import statement per test costs about what the probe's syscalls do.
-            probe_class = self._probe_class = RSSPeakProbe
-        probe = probe_class.start()
-        if probe is None:
-            self._probe_refused, self._probe_class = True, None
-        return probe
+            start = self._probe_start = RSSPeakProbe.start
+        return start
 
-    def _record_probe(self, item: pytest.Item, probe: RSSPeakProbe) -> int:
-        """Record a probed test as a metric's would be: user_properties, a summary row.
-
-        Returns its peak growth.
-        """
-        growth = probe.peak_bytes - probe.start_bytes
-        properties = item.user_properties
-        properties.append(("hw_peak_bytes:rss", probe.peak_bytes))
-        properties.append(("hw_peak_delta_bytes:rss", growth))
-        if self.top_rows.would_keep("cpu", growth):
-            self.top_rows.add(
-                _SummaryRow("cpu", growth, probe.peak_bytes, "rss", True, item.nodeid)
-            )
-        return growth
+    def probe_refused(self) -> None:
+        """A probe was refused (a needed VmHWM reset was): measure with metrics from now on."""
+        self._probe_refused, self._probe_start = True, None
 
     def _check_limit(
         self,
@@ -657,21 +640,33 @@ class CallHooks:
         session = self.session
         plan = session.plan(item)
         if plan.profile_by_hook and session._report_hooks is None and plan.platform == "cpu":
-            probe = session._start_probe()
+            start = session.probe_starter()
+            probe = None if start is None else start()
             if probe is not None:
                 try:
                     result = yield
                 finally:
-                    growth = session._record_probe(item, probe.stop())
+                    # Inlined, not a method: every test runs this, with its code cold.
+                    probe.stop()
+                    peak = probe.peak_bytes
+                    growth = peak - probe.start_bytes
+                    properties = item.user_properties
+                    properties.append(("hw_peak_bytes:rss", peak))
+                    properties.append(("hw_peak_delta_bytes:rss", growth))
+                    top_rows = session.top_rows
+                    if top_rows.would_keep("cpu", growth):
+                        top_rows.add(_SummaryRow("cpu", growth, peak, "rss", True, item.nodeid))
                 if plan.limit is not None:
                     stats = {
                         "start_bytes": probe.start_bytes,
-                        "peak_bytes": probe.peak_bytes,
+                        "peak_bytes": peak,
                         "peak_delta_bytes": growth,
                         "exact_peak": True,
                     }
                     session._enforce_limit(plan.limit, "cpu", "rss", stats, ())
                 return result
+            if start is not None:
+                session.probe_refused()
         finished = None
         if plan.profile_by_hook:
             session.start_metric(item)

@@ -82,13 +82,14 @@ class _ProcFile:
 
 
 _statm_file = _ProcFile("statm", os.O_RDONLY)
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class HostRSSReader:
     """Reads this process's resident set size: a held /proc/self/statm fd on Linux, else psutil."""
 
     def __init__(self) -> None:
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self._page = _PAGE_SIZE
         self._process: Any = None
         self._pid = -1
 
@@ -180,7 +181,6 @@ def read_rss_high_water_bytes() -> int | None:
 
     Reads ``getrusage`` where it provably equals VmHWM, and /proc/self/status where not.
     """
-    global _maxrss_trusted_in
     if not _IS_LINUX:
         return None
     if _forks_unseen:
@@ -190,6 +190,12 @@ def read_rss_high_water_bytes() -> int | None:
     maxrss = _maxrss_bytes()
     if _maxrss_trusted_in == resets:
         return maxrss
+    return _settle_high_water(maxrss, resets)
+
+
+def _settle_high_water(maxrss: int, resets: int) -> int | None:
+    """The mark, given a ru_maxrss read under reset count `resets` and not yet trusted in it."""
+    global _maxrss_trusted_in
     bound = _maxrss_floor_bound
     if bound is not None and maxrss > bound:
         _maxrss_trusted_in = resets
@@ -276,35 +282,48 @@ class RSSPeakProbe:
 
     __slots__ = ("_counter", "_folded_peak", "peak_bytes", "reset", "start_bytes")
 
-    def __init__(self) -> None:
-        self._counter = vmhwm_counter()
+    def __init__(self, counter: Hashable, start_bytes: int, reset: bool) -> None:
+        self._counter = counter
         self._folded_peak = 0
-        self.start_bytes = self.peak_bytes = 0
+        self.start_bytes = start_bytes
+        self.peak_bytes = 0
         #: Whether `start` reset VmHWM (False: the mark was already at the RSS).
-        self.reset = False
+        self.reset = reset
 
+    # start and stop run around every test under --hw-profile-all: the readers are inlined (one
+    # Python frame each way), since a call touches cold code and data in every test, which
+    # costs far more between tests than a loop of calls shows.
     @classmethod
     def start(cls) -> RSSPeakProbe | None:
         """Read the RSS, resetting VmHWM if needed; None where a reset was needed but refused."""
         if not _IS_LINUX:
             return None
-        probe = cls()
-        high_water = read_rss_high_water_bytes()
-        rss = read_rss_bytes()
+        if _forks_unseen:
+            _forget_process_state()
+        counter, resets = _vmhwm_key, _reset_count
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+        high_water = maxrss if _maxrss_trusted_in == resets else _settle_high_water(maxrss, resets)
+        rss = int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * _PAGE_SIZE
         if high_water is not None and high_water - rss <= RESET_SLACK_BYTES:
-            join_shared_counter(probe, probe._counter)
-            probe.start_bytes = rss
+            probe = cls(counter, rss, False)
+            join_shared_counter(probe, counter)
             return probe
-        if reset_shared_counter(probe, probe._counter, reset_vmhwm) is not None:
+        probe = cls(counter, 0, True)
+        if reset_shared_counter(probe, counter, reset_vmhwm) is not None:
             return None
-        probe.reset = True
         probe.start_bytes = read_rss_bytes()
         return probe
 
     def stop(self) -> RSSPeakProbe:
         """Read the exact peak since `start` (VmHWM includes the RSS of now); returns self."""
         release_shared_counter(self, self._counter)
-        high_water = read_rss_high_water_bytes() or 0
+        if _forks_unseen:
+            _forget_process_state()
+        resets = _reset_count
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        high_water = (
+            maxrss if _maxrss_trusted_in == resets else _settle_high_water(maxrss, resets) or 0
+        )
         self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes)
         return self
 
