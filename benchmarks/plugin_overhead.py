@@ -26,11 +26,20 @@ over repetitions of the difference and ratio within a repetition). A separate, u
 variant, with a conftest added for it alone, reports whether torch was imported in the pytest
 process; it doubles as warm-up.
 
+Whole runs on a shared VM differ by tens of percent, which is tens of µs a test. So the script
+then measures the per-test part alone, within one run (``--ab-runs``, 5 by default): a run of
+``--hw-profile-all`` in which a generated conftest leaves every odd test unprofiled and times
+each test's whole protocol; the difference of the two halves' medians is what profiling adds to
+a test, with the host's noise falling on both halves alike. The floor gets the same treatment
+(its two preads around even tests only). This leaves out what a run pays once and the call
+hook's presence; the whole-run table is the verdict.
+
 Run from the repository root::
 
     .venv/bin/python benchmarks/plugin_overhead.py                     # 2,000 tests, 15 repetitions
     .venv/bin/python benchmarks/plugin_overhead.py --tests 5000 --repeats 9
     .venv/bin/python benchmarks/plugin_overhead.py --instructions      # + valgrind counts
+    .venv/bin/python benchmarks/plugin_overhead.py --only profile-all --ab-runs 9
     .venv/bin/python benchmarks/plugin_overhead.py --quick             # smoke test
 """
 
@@ -38,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import platform
 import re
@@ -90,6 +100,73 @@ def pytest_runtest_call(item):
     finally:
         after = os.pread(_STATM, 128, 0)
 """
+AB_ENV = "HWBENCH_OVERHEAD_AB_OUT"
+#: Written only for the within-run A/B runs: even tests are measured, odd ones are not, and each
+#: test's whole protocol (setup, call, teardown, reports) is timed. What the measuring costs a
+#: test is then the difference of the two halves' medians, taken test by test in one process, so
+#: the host's noise, which swamps a few µs between whole runs, falls on both halves alike.
+#: `{measure}` is what makes a test measured or not.
+AB_CONFTEST = """\
+import json
+import os
+import time
+
+import pytest
+
+{measure}
+
+_durations = ([], [])
+_index = [0]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    half = _index[0] % 2
+    _index[0] += 1
+    if half:
+        leave_unmeasured(item)
+    t0 = time.perf_counter_ns()
+    try:
+        return (yield)
+    finally:
+        _durations[half].append(time.perf_counter_ns() - t0)
+
+
+def pytest_unconfigure(config):
+    with open(os.environ[{ab_env!r}], "w", encoding="ascii") as fh:
+        json.dump({{"measured": _durations[0], "unmeasured": _durations[1]}}, fh)
+"""
+#: profile-all's half-and-half: an odd test gets the plan of a test that profile-all does not
+#: measure. Private API: this measures the plugin's internals, and the smoke test keeps it working.
+AB_PROFILE_ALL = """\
+from pytest_hwbench._session import TestPlan, _plan_key
+
+
+def leave_unmeasured(item):
+    item.stash[_plan_key] = TestPlan("cpu")
+"""
+#: The floor's half-and-half: two statm preads around an even test's call, as the floor plugin.
+AB_FLOOR = """\
+_STATM = os.open("/proc/self/statm", os.O_RDONLY)
+
+
+def leave_unmeasured(item):
+    item.hwbench_ab_unmeasured = True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    if getattr(item, "hwbench_ab_unmeasured", False):
+        return (yield)
+    before = os.pread(_STATM, 128, 0)
+    try:
+        return (yield)
+    finally:
+        after = os.pread(_STATM, 128, 0)
+"""
+#: Tests left out at the start of each A/B run: the first tests pay for imports and warm-up.
+AB_WARMUP_TESTS = 50
+
 #: Ratio ceiling of the unused plugin, and added microseconds per test under --hw-profile-all.
 UNUSED_MAX_RATIO = 1.01
 PROFILE_ALL_MAX_US = 30.0
@@ -290,6 +367,65 @@ def measure(
     return results
 
 
+def measure_within_runs(
+    root: Path, variants: list[Variant], env: dict[str, str], n_tests: int, runs: int
+) -> dict[str, list[float]]:
+    """Per A/B kind (profile-all, floor), what measuring adds to a test, in µs, once per run."""
+    by_name = {v.name: v for v in variants}
+    kinds = {"profile-all": (AB_PROFILE_ALL, by_name["profile-all"].args)}
+    if "floor" in by_name:
+        kinds["floor"] = (AB_FLOOR, by_name["plain"].args)  # the conftest does the floor's reads
+    warmup = min(AB_WARMUP_TESTS, n_tests // 4)
+    added: dict[str, list[float]] = {kind: [] for kind in kinds}
+    conftest = root / "conftest.py"
+    out = root / ".ab-durations.json"
+    try:
+        for run in range(runs):
+            for kind, (measure, args) in kinds.items():
+                conftest.write_text(
+                    AB_CONFTEST.format(measure=measure, ab_env=AB_ENV), encoding="ascii"
+                )
+                run_pytest(
+                    root, Variant(f"{kind} A/B", args, ""), {**env, AB_ENV: str(out)}, n_tests
+                )
+                halves = json.loads(out.read_text(encoding="ascii"))
+                difference_ns = statistics.median(halves["measured"][warmup:]) - statistics.median(
+                    halves["unmeasured"][warmup:]
+                )
+                added[kind].append(difference_ns / 1e3)
+            print(
+                f"  A/B run {run + 1}/{runs}: "
+                + ", ".join(f"{kind} {us[-1]:+.1f} µs" for kind, us in added.items()),
+                flush=True,
+            )
+    finally:
+        conftest.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+    return added
+
+
+def print_within_runs(added: dict[str, list[float]]) -> None:
+    """The A/B figures: the median over runs, and the runs' range."""
+    print(
+        "\nwithin one run, test by test (even tests measured, odd ones not; each test's whole "
+        "protocol timed):"
+    )
+    for kind, values in added.items():
+        print(
+            f"  {kind:<12} adds {statistics.median(values):+.1f} µs/test "
+            f"(runs: {min(values):+.1f} to {max(values):+.1f})"
+        )
+    if "floor" in added:
+        over = [
+            ours - floor for ours, floor in zip(added["profile-all"], added["floor"], strict=True)
+        ]
+        print(f"  profile-all over floor: {statistics.median(over):+.1f} µs/test")
+    print(
+        "  what measuring costs each test; not what a run pays once (imports, the session, the "
+        "summary) nor the call hook's presence, which both halves share"
+    )
+
+
 def count_instructions(root: Path, variant: Variant, env: dict[str, str]) -> int:
     """Instructions the pytest process executes, counted by valgrind (callgrind).
 
@@ -467,6 +603,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated variants to run (plain always runs), e.g. unused,profile-all",
     )
     parser.add_argument(
+        "--ab-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs of the within-run A/B of profile-all and the floor (default 5, 0: none)",
+    )
+    parser.add_argument(
         "--instructions",
         action="store_true",
         help="also count each variant's instructions under valgrind (deterministic; slow)",
@@ -481,8 +624,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.tests = 200 if args.quick else 2000
     if args.repeats is None:
         args.repeats = 1 if args.quick else 15
-    if args.tests < 1 or args.repeats < 1:
-        parser.error("--tests and --repeats must be positive")
+    if args.ab_runs is None:
+        args.ab_runs = 1 if args.quick else 5
+    if args.tests < 1 or args.repeats < 1 or args.ab_runs < 0:
+        parser.error("--tests and --repeats must be positive, --ab-runs not negative")
     return args
 
 
@@ -530,6 +675,9 @@ def main(argv: list[str] | None = None) -> int:
             "interval of that median; IQR: the ratio's interquartile range); wall time of the "
             "whole pytest process, cpu s: its user+system time; targets are judged on the medians"
         )
+        if args.ab_runs and any(v.name == "profile-all" for v in variants):
+            print()
+            print_within_runs(measure_within_runs(root, variants, env, args.tests, args.ab_runs))
         if args.instructions:
             if shutil.which("valgrind") is None:
                 print("\n--instructions: valgrind is not installed; no instruction counts")

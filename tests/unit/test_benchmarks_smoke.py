@@ -51,6 +51,9 @@ def test_plugin_overhead_quick() -> None:
     if sys.platform.startswith("linux"):
         assert "floor" in variants, output  # the floor plugin loaded and its run passed
         assert re.search(r"profile-all over floor: [+-]\d+\.\d µs/test", output), output
+        # The within-run A/B ran both kinds: its conftest still reaches the plugin's internals.
+        for kind in ("profile-all", "floor"):
+            assert re.search(rf"  {kind}\s+adds [+-]\d+\.\d µs/test", output), output
     # Competitors are measured or said to be skipped (not installed, or failing), never dropped.
     for competitor in ("memray", "monitor"):
         assert competitor in variants or f"{competitor}: skipped, " in output, output
