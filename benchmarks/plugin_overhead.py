@@ -369,14 +369,15 @@ def measure(
 
 def measure_within_runs(
     root: Path, variants: list[Variant], env: dict[str, str], n_tests: int, runs: int
-) -> dict[str, list[float]]:
-    """Per A/B kind (profile-all, floor), what measuring adds to a test, in µs, once per run."""
+) -> dict[str, list[tuple[float, float]]]:
+    """Per A/B kind (profile-all, floor), once per run: what measuring adds to a test, and what
+    an unmeasured test takes (µs; the second shows how busy the host was)."""
     by_name = {v.name: v for v in variants}
     kinds = {"profile-all": (AB_PROFILE_ALL, by_name["profile-all"].args)}
     if "floor" in by_name:
         kinds["floor"] = (AB_FLOOR, by_name["plain"].args)  # the conftest does the floor's reads
     warmup = min(AB_WARMUP_TESTS, n_tests // 4)
-    added: dict[str, list[float]] = {kind: [] for kind in kinds}
+    added: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
     conftest = root / "conftest.py"
     out = root / ".ab-durations.json"
     try:
@@ -389,13 +390,14 @@ def measure_within_runs(
                     root, Variant(f"{kind} A/B", args, ""), {**env, AB_ENV: str(out)}, n_tests
                 )
                 halves = json.loads(out.read_text(encoding="ascii"))
-                difference_ns = statistics.median(halves["measured"][warmup:]) - statistics.median(
-                    halves["unmeasured"][warmup:]
-                )
-                added[kind].append(difference_ns / 1e3)
+                unmeasured_ns = statistics.median(halves["unmeasured"][warmup:])
+                measured_ns = statistics.median(halves["measured"][warmup:])
+                added[kind].append(((measured_ns - unmeasured_ns) / 1e3, unmeasured_ns / 1e3))
             print(
                 f"  A/B run {run + 1}/{runs}: "
-                + ", ".join(f"{kind} {us[-1]:+.1f} µs" for kind, us in added.items()),
+                + ", ".join(
+                    f"{kind} {us[-1][0]:+.1f} µs (of {us[-1][1]:.0f})" for kind, us in added.items()
+                ),
                 flush=True,
             )
     finally:
@@ -404,25 +406,31 @@ def measure_within_runs(
     return added
 
 
-def print_within_runs(added: dict[str, list[float]]) -> None:
-    """The A/B figures: the median over runs, and the runs' range."""
+def print_within_runs(added: dict[str, list[tuple[float, float]]]) -> None:
+    """The A/B figures: medians over runs, and the runs' range."""
     print(
         "\nwithin one run, test by test (even tests measured, odd ones not; each test's whole "
         "protocol timed):"
     )
-    for kind, values in added.items():
+    for kind, runs in added.items():
+        values = [us for us, _ in runs]
+        unmeasured = statistics.median(base for _, base in runs)
+        relative = statistics.median(us / base for us, base in runs)
         print(
             f"  {kind:<12} adds {statistics.median(values):+.1f} µs/test "
-            f"(runs: {min(values):+.1f} to {max(values):+.1f})"
+            f"(runs: {min(values):+.1f} to {max(values):+.1f}); an unmeasured test takes "
+            f"{unmeasured:.0f} µs, so {relative:+.1%}"
         )
     if "floor" in added:
         over = [
-            ours - floor for ours, floor in zip(added["profile-all"], added["floor"], strict=True)
+            ours - floor
+            for (ours, _), (floor, _) in zip(added["profile-all"], added["floor"], strict=True)
         ]
         print(f"  profile-all over floor: {statistics.median(over):+.1f} µs/test")
     print(
         "  what measuring costs each test; not what a run pays once (imports, the session, the "
-        "summary) nor the call hook's presence, which both halves share"
+        "summary) nor the call hook's presence, which both halves share. A busy host slows "
+        "every test, measured or not, and these µs with it"
     )
 
 
