@@ -122,7 +122,7 @@ class HwbenchSession:
         #: The terminal summary's rows of tests measured without a report entry.
         self.top_rows = _TopRows(options.summary)
         self._probe_refused = False
-        self._probe_start: Callable[[], RSSPeakProbe | None] | None = None
+        self._rss_probe: RSSPeakProbe | None = None
         self._collected = False  # whether classify_items planned the collected tests
         # Per run, not per test: the host and this worker's pinned GPUs do not change.
         self._host = platform_module.node()
@@ -407,18 +407,25 @@ class HwbenchSession:
             baseline = metric.read_current()[metric.primary_series]
             item.stash[_leak_baseline_key] = (metric, baseline)
 
-    def probe_starter(self) -> Callable[[], RSSPeakProbe | None] | None:
-        """`RSSPeakProbe.start`, imported on first use; None once a probe was refused."""
-        start = self._probe_start
-        if start is None and not self._probe_refused:
+    def rss_probe(self) -> RSSPeakProbe | None:
+        """The run's RSS peak probe, opened on first use; None off Linux or once refused."""
+        probe = self._rss_probe
+        if probe is None and not self._probe_refused:
             from pytest_hwbench.metrics.memory._host import RSSPeakProbe
 
-            start = self._probe_start = RSSPeakProbe.start
-        return start
+            probe = self._rss_probe = RSSPeakProbe.open()
+            if probe is None:
+                self._probe_refused = True
+            else:
+                self.config.add_cleanup(probe.close)
+        return probe
 
     def probe_refused(self) -> None:
         """A probe was refused (a needed VmHWM reset was): measure with metrics from now on."""
-        self._probe_refused, self._probe_start = True, None
+        self._probe_refused = True
+        probe, self._rss_probe = self._rss_probe, None
+        if probe is not None:
+            probe.close()
 
     def _check_limit(
         self,
@@ -640,16 +647,15 @@ class CallHooks:
         session = self.session
         plan = session.plan(item)
         if plan.profile_by_hook and session._report_hooks is None and plan.platform == "cpu":
-            start = session.probe_starter()
-            probe = None if start is None else start()
-            if probe is not None:
+            probe = session.rss_probe()
+            if probe is not None and probe.begin():
                 try:
                     result = yield
                 finally:
                     # Inlined, not a method: every test runs this, with its code cold.
-                    probe.stop()
-                    peak = probe.peak_bytes
-                    growth = peak - probe.start_bytes
+                    peak = probe.end()
+                    start_bytes = probe.start_bytes
+                    growth = peak - start_bytes
                     properties = item.user_properties
                     properties.append(("hw_peak_bytes:rss", peak))
                     properties.append(("hw_peak_delta_bytes:rss", growth))
@@ -658,14 +664,14 @@ class CallHooks:
                         top_rows.add(_SummaryRow("cpu", growth, peak, "rss", True, item.nodeid))
                 if plan.limit is not None:
                     stats = {
-                        "start_bytes": probe.start_bytes,
+                        "start_bytes": start_bytes,
                         "peak_bytes": peak,
                         "peak_delta_bytes": growth,
                         "exact_peak": True,
                     }
                     session._enforce_limit(plan.limit, "cpu", "rss", stats, ())
                 return result
-            if start is not None:
+            if probe is not None:
                 session.probe_refused()
         finished = None
         if plan.profile_by_hook:

@@ -271,10 +271,12 @@ RESET_SLACK_BYTES = 256 * 1024
 
 
 class RSSPeakProbe:
-    """The start and exact peak of this process's RSS over a stretch of code; nothing more.
+    """The start and exact peak of this process's RSS over stretches of code; nothing more.
 
     `CPUMemoryMetric`'s ``rss`` start and peak without its timeline, sampler or device
-    description: what profiling every test costs when no report shows a timeline. Resetting
+    description: what profiling every test costs when no report shows a timeline. One stretch:
+    `start`, `stop`. Many in a row (a test session): `open` once, `begin` and `end` around each,
+    `close`; the probe is registered for other metrics' resets once, not per stretch. Resetting
     VmHWM (a clear_refs write takes the process's mmap write lock) costs the code around it far
     more than its own microseconds, so the probe resets only when the mark is above the RSS by
     more than `RESET_SLACK_BYTES`. Linux only.
@@ -282,41 +284,71 @@ class RSSPeakProbe:
 
     __slots__ = ("_counter", "_folded_peak", "peak_bytes", "reset", "start_bytes")
 
-    def __init__(self, counter: Hashable, start_bytes: int, reset: bool) -> None:
+    def __init__(self, counter: Hashable) -> None:
         self._counter = counter
         self._folded_peak = 0
-        self.start_bytes = start_bytes
-        self.peak_bytes = 0
-        #: Whether `start` reset VmHWM (False: the mark was already at the RSS).
-        self.reset = reset
+        self.start_bytes = self.peak_bytes = 0
+        #: Whether the last `begin` reset VmHWM (False: the mark was already at the RSS).
+        self.reset = False
 
-    # start and stop run around every test under --hw-profile-all: the readers are inlined (one
-    # Python frame each way), since a call touches cold code and data in every test, which
-    # costs far more between tests than a loop of calls shows.
     @classmethod
-    def start(cls) -> RSSPeakProbe | None:
-        """Read the RSS, resetting VmHWM if needed; None where a reset was needed but refused."""
+    def open(cls) -> RSSPeakProbe | None:
+        """A probe registered for resets, between stretches; None off Linux."""
         if not _IS_LINUX:
             return None
+        probe = cls(vmhwm_counter())
+        join_shared_counter(probe, probe._counter)
+        return probe
+
+    def close(self) -> None:
+        """Unregister: no stretch follows."""
+        release_shared_counter(self, self._counter)
+
+    @classmethod
+    def start(cls) -> RSSPeakProbe | None:
+        """An opened probe with its stretch begun; None off Linux or where `begin` is refused."""
+        probe = cls.open()
+        if probe is not None and not probe.begin():
+            probe.close()
+            return None
+        return probe
+
+    def stop(self) -> RSSPeakProbe:
+        """`end` and `close`; returns self."""
+        self.end()
+        self.close()
+        return self
+
+    # begin and end run around every test under --hw-profile-all: the readers are inlined (one
+    # Python frame each way), since a call touches cold code and data in every test, which
+    # costs far more between tests than a loop of calls shows.
+    def begin(self) -> bool:
+        """Start a stretch: read the RSS, resetting VmHWM if needed; False where it was refused."""
         if _forks_unseen:
             _forget_process_state()
         counter, resets = _vmhwm_key, _reset_count
+        if counter is not self._counter:  # forked since open(): the child's own counter
+            release_shared_counter(self, self._counter)
+            join_shared_counter(self, counter)
+            self._counter = counter
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
         high_water = maxrss if _maxrss_trusted_in == resets else _settle_high_water(maxrss, resets)
         rss = int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * _PAGE_SIZE
         if high_water is not None and high_water - rss <= RESET_SLACK_BYTES:
-            probe = cls(counter, rss, False)
-            join_shared_counter(probe, counter)
-            return probe
-        probe = cls(counter, 0, True)
-        if reset_shared_counter(probe, counter, reset_vmhwm) is not None:
-            return None
-        probe.start_bytes = read_rss_bytes()
-        return probe
+            self.reset = False
+            self.start_bytes = rss
+        else:
+            if reset_shared_counter(self, counter, reset_vmhwm) is not None:
+                return False
+            self.reset = True
+            self.start_bytes = read_rss_bytes()
+        # Last: what resets folded in before now (between stretches, or this reset's own fold of
+        # the old mark) is not this stretch's.
+        self._folded_peak = 0
+        return True
 
-    def stop(self) -> RSSPeakProbe:
-        """Read the exact peak since `start` (VmHWM includes the RSS of now); returns self."""
-        release_shared_counter(self, self._counter)
+    def end(self) -> int:
+        """End the stretch: its exact peak (VmHWM includes the RSS of now), also `peak_bytes`."""
         if _forks_unseen:
             _forget_process_state()
         resets = _reset_count
@@ -324,8 +356,8 @@ class RSSPeakProbe:
         high_water = (
             maxrss if _maxrss_trusted_in == resets else _settle_high_water(maxrss, resets) or 0
         )
-        self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes)
-        return self
+        peak = self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes)
+        return peak
 
     def _fold_high_water(self) -> None:
         self._folded_peak = max(self._folded_peak, read_rss_high_water_bytes() or 0)

@@ -253,6 +253,39 @@ def test_probe_resets_a_mark_left_above_the_rss_and_stays_exact() -> None:
 
 
 @linux_with_clear_refs
+def test_an_open_probe_measures_each_stretch_from_its_own_start() -> None:
+    """profile-all's way: one probe, registered once, begun and ended around every test."""
+    probe = RSSPeakProbe.open()
+    assert probe is not None
+    try:
+        assert probe.begin()
+        _raise_the_mark_above_the_rss()
+        assert probe.end() - probe.start_bytes >= 60 * MiB
+        assert probe.begin()
+        assert probe.reset is True  # the first stretch's spike left the mark above the RSS
+        assert probe.end() - probe.start_bytes < 16 * MiB
+    finally:
+        probe.close()
+
+
+@linux_with_clear_refs
+def test_a_reset_between_stretches_is_not_the_next_stretchs_peak() -> None:
+    """Another metric's reset folds the open probe's mark in, between stretches: begin drops it."""
+    probe = RSSPeakProbe.open()
+    assert probe is not None
+    try:
+        assert probe.begin()
+        probe.end()
+        _raise_the_mark_above_the_rss()
+        MemoryMetricFactory.create("cpu", interval="1s").start().stop()  # folds, then resets
+        assert probe.begin()
+        assert probe.reset is False  # the metric's reset left the mark at the RSS
+        assert probe.end() - probe.start_bytes < 16 * MiB
+    finally:
+        probe.close()
+
+
+@linux_with_clear_refs
 def test_probe_is_refused_where_a_needed_reset_is(monkeypatch: pytest.MonkeyPatch) -> None:
     _raise_the_mark_above_the_rss()
     monkeypatch.setattr(host_module, "reset_vmhwm", lambda: "PermissionError: denied")
