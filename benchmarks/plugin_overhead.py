@@ -1,8 +1,9 @@
 """What pytest-hwbench costs a test run: installed but unused, and profiling every test.
 
 Generates a suite of N trivial tests (default 2,000) in a temporary directory and runs pytest on
-it in subprocesses, the variants side by side, interleaved with the order rotated, repeated
-(default 15 times), timing each subprocess's wall clock (nothing subtracted):
+it in subprocesses, the variants side by side, interleaved with the order rotated (and mirrored
+every other round), repeated (default 15 times), timing each subprocess's wall clock (nothing
+subtracted):
 
 1. ``plain``: pytest with our plugin disabled (``-p no:hwbench``);
 2. ``unused``: our plugin installed, no hwbench option given;
@@ -345,13 +346,15 @@ def check_imports(
 def measure(
     root: Path, variants: list[Variant], env: dict[str, str], n_tests: int, repeats: int
 ) -> dict[str, Runs]:
-    """Time every variant `repeats` times, interleaved, the order rotated each repetition."""
+    """Time every variant `repeats` times, interleaved: the order rotated each repetition, and
+    mirrored every other round of rotations, so that no variant always runs after the same one."""
     results = {v.name: Runs() for v in variants}
     for rep in range(repeats):
         shift = rep % len(variants)
-        timed = {
-            v.name: run_pytest(root, v, env, n_tests) for v in variants[shift:] + variants[:shift]
-        }
+        order = variants[shift:] + variants[:shift]
+        if (rep // len(variants)) % 2:
+            order.reverse()
+        timed = {v.name: run_pytest(root, v, env, n_tests) for v in order}
         base = timed["plain"][0]
         for name, (wall, cpu) in timed.items():
             runs = results[name]
