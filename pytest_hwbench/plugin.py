@@ -117,9 +117,13 @@ def pytest_configure(config: pytest.Config) -> None:
         # controller, a suite that does not use us) imports no backend. The hook is historic, so
         # calling it late still reaches every conftest and plugin.
         from pytest_hwbench.hardware.registry import default_registry
+        from pytest_hwbench.metrics.memory.registry import default_memory_metric_registry
 
         built = default_registry()
         config.hook.pytest_hwbench_register_backends.call_historic(kwargs={"registry": built})
+        config.hook.pytest_hwbench_register_memory_metrics.call_historic(
+            kwargs={"registry": default_memory_metric_registry()}
+        )
         return built
 
     if config.hook.pytest_hwbench_register_backends.get_hookimpls():

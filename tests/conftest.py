@@ -9,6 +9,7 @@ import pytest
 import torch  # noqa: F401
 
 from pytest_hwbench.hardware.registry import reset_default_registry
+from pytest_hwbench.metrics.memory.registry import reset_default_memory_metric_registry
 from pytest_hwbench.testing import cpu_only_torch
 
 
@@ -16,8 +17,10 @@ from pytest_hwbench.testing import cpu_only_torch
 def _fresh_default_registry() -> Iterator[None]:
     """Each test detects hardware anew: no cached registry leaks from a test that faked one."""
     reset_default_registry()
+    reset_default_memory_metric_registry()
     yield
     reset_default_registry()
+    reset_default_memory_metric_registry()
 
 
 @pytest.fixture

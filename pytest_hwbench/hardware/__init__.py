@@ -7,30 +7,51 @@ True
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from pytest_hwbench.hardware.base import (
-    Capability,
-    Detection,
-    DeviceProperties,
-    HardwareBackend,
-    HardwareDetectionWarning,
-    HardwareError,
-    HardwareFallbackWarning,
-    HardwareUnavailableError,
-    UnknownCapabilityError,
-    UnknownHardwareError,
-)
-from pytest_hwbench.hardware.registry import (
-    ENTRY_POINT_GROUP,
-    BrokenBackend,
-    HardwareRegistry,
-    default_registry,
-    reset_default_registry,
-)
 
 if TYPE_CHECKING:
     import torch
+
+    from pytest_hwbench.hardware.base import (
+        Capability,
+        Detection,
+        DeviceProperties,
+        HardwareBackend,
+        HardwareDetectionWarning,
+        HardwareError,
+        HardwareFallbackWarning,
+        HardwareUnavailableError,
+        UnknownCapabilityError,
+        UnknownHardwareError,
+    )
+    from pytest_hwbench.hardware.registry import (
+        ENTRY_POINT_GROUP,
+        BrokenBackend,
+        HardwareRegistry,
+        default_registry,
+        reset_default_registry,
+    )
+
+# Loaded on first use: the plugin's cheapest path (profiling every test on the host) imports the
+# peak counters of this package and nothing else of it.
+_EXPORTS = {
+    "Capability": "base",
+    "Detection": "base",
+    "DeviceProperties": "base",
+    "HardwareBackend": "base",
+    "HardwareDetectionWarning": "base",
+    "HardwareError": "base",
+    "HardwareFallbackWarning": "base",
+    "HardwareUnavailableError": "base",
+    "UnknownCapabilityError": "base",
+    "UnknownHardwareError": "base",
+    "ENTRY_POINT_GROUP": "registry",
+    "BrokenBackend": "registry",
+    "HardwareRegistry": "registry",
+    "default_registry": "registry",
+    "reset_default_registry": "registry",
+}
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -59,11 +80,15 @@ __all__ = [
 
 def get_available_hardware() -> list[str]:
     """Names of the platforms usable in this process, in registry order; always contains "cpu"."""
+    from pytest_hwbench.hardware.registry import default_registry
+
     return default_registry().available()
 
 
 def get_hardware_backend(name: str) -> HardwareBackend:
     """The backend registered as `name` (unknown names raise, listing the registered ones)."""
+    from pytest_hwbench.hardware.registry import default_registry
+
     return default_registry().get(name)
 
 
@@ -73,6 +98,9 @@ def parse_device_spec(spec: str | torch.device | HardwareBackend) -> tuple[str, 
     A torch device type that several backends share ("cuda" for both NVIDIA and ROCm) resolves
     to the one available here.
     """
+    from pytest_hwbench.hardware.base import HardwareBackend
+    from pytest_hwbench.hardware.registry import default_registry
+
     if isinstance(spec, HardwareBackend):
         return spec.name, None
     registry = default_registry()
@@ -111,6 +139,8 @@ def initialize_hardware(
     was used and why. With ``strict=True`` an absent platform raises `HardwareUnavailableError`.
     An index past the device count always raises, naming the count.
     """
+    from pytest_hwbench.hardware.registry import default_registry
+
     requested, index = parse_device_spec(name)
     backend = default_registry().get(requested)
     return backend.initialize(index or 0, strict=strict)
@@ -133,6 +163,8 @@ def host_inventory() -> dict[str, Any]:
 
 def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:
     """The machine's hardware as JSON-able data: host, torch build and every registered backend."""
+    from pytest_hwbench.hardware.registry import default_registry
+
     registry = registry or default_registry()
     try:
         import torch
@@ -150,3 +182,16 @@ def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, An
         "torch": torch_info,
         "backends": [backend.inventory() for backend in registry],
     }
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

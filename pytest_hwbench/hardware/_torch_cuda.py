@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.hardware._nvml import parse_cuda_visible_devices
-from pytest_hwbench.hardware.base import Capability, HardwareBackend, before_peak_reset
+from pytest_hwbench.hardware.base import Capability, HardwareBackend
+from pytest_hwbench.hardware.peak_counters import before_peak_reset
 
 if TYPE_CHECKING:
     import torch

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
-import sys
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -15,8 +13,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import torch
-
-    from pytest_hwbench.metrics.memory.base import MemoryMetric
 
 __all__ = [
     "Capability",
@@ -29,25 +25,7 @@ __all__ = [
     "HardwareUnavailableError",
     "UnknownCapabilityError",
     "UnknownHardwareError",
-    "before_peak_reset",
-    "peak_counter_key",
 ]
-
-
-def peak_counter_key(torch_module: str, index: int) -> tuple[str, int, int]:
-    """The key of one device's allocator peak counters, shared by probes and memory metrics."""
-    return (torch_module, os.getpid(), index)
-
-
-def before_peak_reset(torch_module: str, index: int) -> None:
-    """Call before resetting a device's peak counters outside a metric (a capability probe).
-
-    Running memory metrics on that device first keep what their high-water marks have seen, so
-    the reset cannot erase a peak they will report as exact.
-    """
-    counters = sys.modules.get("pytest_hwbench.metrics.memory._counters")
-    if counters is not None:  # no metric can be running if the module was never imported
-        counters.fold_running_high_water(peak_counter_key(torch_module, index))
 
 
 def warn_broken_backend(message: str, stacklevel: int = 2) -> None:
@@ -336,17 +314,6 @@ class HardwareBackend(ABC):
     @abstractmethod
     def _query_capabilities(self, index: int) -> frozenset[Capability]:
         """Detect device `index`'s capabilities (the base class adds MULTI_DEVICE)."""
-
-    # -- memory ----------------------------------------------------------------------------------
-
-    def memory_metric_class(self) -> type[MemoryMetric]:
-        """The `MemoryMetric` subclass that measures this platform's devices.
-
-        The default measures the host process only; platforms with device memory override this.
-        """
-        from pytest_hwbench.metrics.memory.cpu import CPUMemoryMetric
-
-        return CPUMemoryMetric
 
     # -- reporting -------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_hwbench.hardware import _nvml
 from pytest_hwbench.hardware._torch_cuda import (
@@ -15,9 +15,6 @@ from pytest_hwbench.hardware._torch_cuda import (
     query_torch_cuda,
 )
 from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties
-
-if TYPE_CHECKING:
-    from pytest_hwbench.metrics.memory.base import MemoryMetric
 
 __all__ = ["CUDABackend", "query_cuda"]
 
@@ -54,12 +51,6 @@ class CUDABackend(TorchCudaBackend):
                 return Detection.absent(REASON_HIDDEN)
             return Detection.absent(REASON_NO_DRIVER)
         return Detection(available=True, device_count=query.device_count)
-
-    def memory_metric_class(self) -> type[MemoryMetric]:
-        """`CUDAMemoryMetric`: allocator counters, exact peaks, and the device's use from NVML."""
-        from pytest_hwbench.metrics.memory.cuda import CUDAMemoryMetric
-
-        return CUDAMemoryMetric
 
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch

@@ -13,13 +13,11 @@ from pytest_hwbench.hardware.base import (
     Detection,
     DeviceProperties,
     HardwareBackend,
-    before_peak_reset,
 )
+from pytest_hwbench.hardware.peak_counters import before_peak_reset
 
 if TYPE_CHECKING:
     import torch
-
-    from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
 
 __all__ = [
     "MPSBackend",
@@ -174,12 +172,6 @@ class MPSBackend(HardwareBackend):
         import torch
 
         torch.mps.synchronize()
-
-    def memory_metric_class(self) -> type[MPSMemoryMetric]:
-        """`MPSMemoryMetric`: allocator and driver memory; sampled peaks without a peak API."""
-        from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
-
-        return MPSMemoryMetric
 
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_hwbench.hardware._torch_cuda import (
     TorchCudaBackend,
@@ -15,9 +15,6 @@ from pytest_hwbench.hardware._torch_cuda import (
     query_torch_cuda,
 )
 from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties
-
-if TYPE_CHECKING:
-    from pytest_hwbench.metrics.memory.base import MemoryMetric
 
 __all__ = ["ROCmBackend", "query_rocm"]
 
@@ -60,12 +57,6 @@ class ROCmBackend(TorchCudaBackend):
                 return Detection.absent(f"{hider} hides every device")
             return Detection.absent(REASON_NO_DRIVER)
         return Detection(available=True, device_count=query.device_count)
-
-    def memory_metric_class(self) -> type[MemoryMetric]:
-        """`ROCmMemoryMetric`: allocator counters, exact peaks, and the device's use from HIP."""
-        from pytest_hwbench.metrics.memory.rocm import ROCmMemoryMetric
-
-        return ROCmMemoryMetric
 
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch

@@ -10,13 +10,11 @@ from pytest_hwbench.hardware.base import (
     Detection,
     DeviceProperties,
     HardwareBackend,
-    before_peak_reset,
 )
+from pytest_hwbench.hardware.peak_counters import before_peak_reset
 
 if TYPE_CHECKING:
     import torch
-
-    from pytest_hwbench.metrics.memory.xpu import XPUMemoryMetric
 
 __all__ = ["XPUBackend", "XPUStatus", "query_xpu"]
 
@@ -106,12 +104,6 @@ class XPUBackend(HardwareBackend):
         import torch
 
         torch.xpu.synchronize(device)
-
-    def memory_metric_class(self) -> type[XPUMemoryMetric]:
-        """`XPUMemoryMetric`: allocator counters with exact peaks."""
-        from pytest_hwbench.metrics.memory.xpu import XPUMemoryMetric
-
-        return XPUMemoryMetric
 
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch

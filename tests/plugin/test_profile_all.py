@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pytest_hwbench.hardware.cpu import clear_refs_writable
-from pytest_hwbench.metrics.memory._counters import _running_by_counter
+from pytest_hwbench.hardware.peak_counters import holders_of
 from pytest_hwbench.metrics.memory._host import RSSPeakProbe, vmhwm_counter
 
 MiB = 2**20
@@ -62,7 +62,7 @@ def test_profile_all_without_a_report_still_gives_exact_peaks_everywhere(
     # test_big's freed pages left the mark 48 MiB above the RSS: not test_small's peak.
     assert properties[("test_small", "hw_peak_delta_bytes:rss")] < 16 * MiB
     # The run's probe closed with it: nothing of it stays registered for later resets.
-    registered = _running_by_counter.get(vmhwm_counter(), set())
+    registered = holders_of([vmhwm_counter()])
     assert not [holder for holder in registered if isinstance(holder, RSSPeakProbe)]
 
     # With a report every test gets a metric and a timeline: the same exact numbers.

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from pytest_hwbench.metrics.memory.base import MemoryMetric, MemoryMetricError, MetricState
     from pytest_hwbench.metrics.memory.cpu import CPUMemoryMetric
     from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
+    from pytest_hwbench.metrics.memory.registry import (
+        MemoryMetricRegistry,
+        default_memory_metric_registry,
+    )
     from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
     from pytest_hwbench.metrics.memory.timeline import MemoryMark, MemorySample, MemoryTimeline
 
@@ -33,6 +37,8 @@ _EXPORTS = {
     "MemorySample": "timeline",
     "MemoryTimeline": "timeline",
     "MetricState": "base",
+    "MemoryMetricRegistry": "registry",
+    "default_memory_metric_registry": "registry",
 }
 
 __all__ = [
@@ -43,9 +49,11 @@ __all__ = [
     "MemoryMetric",
     "MemoryMetricError",
     "MemoryMetricFactory",
+    "MemoryMetricRegistry",
     "MemorySample",
     "MemoryTimeline",
     "MetricState",
+    "default_memory_metric_registry",
 ]
 
 

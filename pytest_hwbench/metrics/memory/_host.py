@@ -14,7 +14,7 @@ import threading
 from collections.abc import Hashable
 from typing import Any
 
-from pytest_hwbench.metrics.memory._counters import (
+from pytest_hwbench.hardware.peak_counters import (
     join_shared_counter,
     release_shared_counter,
     reset_shared_counter,

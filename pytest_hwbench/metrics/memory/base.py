@@ -11,10 +11,10 @@ from collections.abc import Hashable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pytest_hwbench.metrics.memory._counters import (
-    _counters_lock,
-    _running_by_counter,
+from pytest_hwbench.hardware.peak_counters import (
+    counters_lock,
     fold_running_high_water,
+    holders_of,
     join_shared_counter,
     release_shared_counter,
 )
@@ -198,14 +198,14 @@ class MemoryMetric(ABC):
     def start(self) -> MemoryMetric:
         """Begin a fresh measurement: reset high-water marks, take the first sample, sample on."""
         # Lock order everywhere: the counters lock, then a metric's own lock.
-        with _counters_lock, self._lock:
+        with counters_lock, self._lock:
             if self.state is MetricState.RUNNING:
                 raise MemoryMetricError("start() called twice: this metric is already running")
             self._reset_results()
             self._on_start()
             self._synchronize()
             counters = self._high_water_counters()
-            for other in {m for c in counters for m in _running_by_counter.get(c, ())}:
+            for other in holders_of(counters):
                 other._fold_high_water()
             self._exact_series = self._reset_high_water()
             for counter in counters:
@@ -238,7 +238,7 @@ class MemoryMetric(ABC):
                 )
         # Outside the lock: stopping a sampler may wait for it to deliver its last samples.
         self._stop_sampling()
-        with _counters_lock, self._lock:
+        with counters_lock, self._lock:
             try:
                 self._synchronize()
                 self._file_pending()

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.hardware import default_registry, parse_device_spec
 from pytest_hwbench.hardware.base import HardwareBackend, HardwareUnavailableError
+from pytest_hwbench.metrics.memory.registry import default_memory_metric_registry
 
 if TYPE_CHECKING:
     import torch
@@ -16,7 +17,10 @@ __all__ = ["MemoryMetricFactory"]
 
 
 class MemoryMetricFactory:
-    """Creates the memory metric that a device's backend names (`memory_metric_class`)."""
+    """Creates the memory metric for a device: the only way a metric is built, the plugin's too.
+
+    The metric class is the one registered for the device's backend (`MemoryMetricRegistry`).
+    """
 
     @staticmethod
     def create(
@@ -49,7 +53,7 @@ class MemoryMetricFactory:
                 f"{', '.join(registry.available())}; registered: {', '.join(registry.names())}"
             )
         backend.require_available(index)
-        metric_class = backend.memory_metric_class()
+        metric_class = default_memory_metric_registry().metric_class_for(backend)
         label = device if not isinstance(device, HardwareBackend) else backend.name
         return metric_class(
             label, backend=backend, index=index, interval=interval, sampler=sampler, **options

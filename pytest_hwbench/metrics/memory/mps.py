@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from pytest_hwbench.hardware.base import Capability, peak_counter_key
+from pytest_hwbench.hardware.base import Capability
+from pytest_hwbench.hardware.peak_counters import peak_counter_key
 from pytest_hwbench.metrics.memory._host import (
     read_rss_bytes,
     reset_rss_high_water,

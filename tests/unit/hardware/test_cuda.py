@@ -487,10 +487,3 @@ def test_fake_cuda_without_install_changes_nothing() -> None:
     before = (torch.version.cuda, torch.cuda.is_available)
     FakeCuda(count=2)
     assert (torch.version.cuda, torch.cuda.is_available) == before
-
-
-def test_memory_is_measured_by_the_cuda_metric(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hwbench.metrics.memory.cuda import CUDAMemoryMetric
-
-    fake_cuda(monkeypatch)
-    assert CUDABackend().memory_metric_class() is CUDAMemoryMetric

@@ -181,10 +181,3 @@ def test_asking_for_cuda_on_amd_falls_back_to_rocm(monkeypatch: pytest.MonkeyPat
     with pytest.warns(HardwareFallbackWarning, match="use 'rocm'"):
         device = hardware.get_hardware_backend("cuda").initialize()
     assert device == torch.device("cuda", 0)
-
-
-def test_memory_is_measured_by_the_rocm_metric(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_hwbench.metrics.memory.rocm import ROCmMemoryMetric
-
-    fake_rocm(monkeypatch)
-    assert ROCmBackend().memory_metric_class() is ROCmMemoryMetric
