@@ -140,11 +140,11 @@ def pytest_unconfigure(config):
 #: profile-all's half-and-half: an odd test gets the plan of a test that profile-all does not
 #: measure. Private API: this measures the plugin's internals, and the smoke test keeps it working.
 AB_PROFILE_ALL = """\
-from pytest_hwbench._session import TestPlan, _plan_key
+from pytest_hwbench.plugin.planning import PLAN_KEY, TestPlan
 
 
 def leave_unmeasured(item):
-    item.stash[_plan_key] = TestPlan("cpu")
+    item.stash[PLAN_KEY] = TestPlan("cpu")
 """
 #: The floor's half-and-half: two statm preads around an even test's call, as the floor plugin.
 AB_FLOOR = """\

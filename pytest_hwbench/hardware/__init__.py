@@ -75,6 +75,7 @@ __all__ = [
     "initialize_hardware",
     "parse_device_spec",
     "reset_default_registry",
+    "torch_build",
 ]
 
 
@@ -161,25 +162,34 @@ def host_inventory() -> dict[str, Any]:
     }
 
 
+def torch_build(registry: HardwareRegistry | None = None) -> dict[str, Any]:
+    """Torch's version and, per platform, the runtime it was built with (imports torch).
+
+    ``{"version": "2.5.1+cu124", "cuda": "12.4", "hip": None, "xpu": None}``: one key per
+    backend's `torch_runtime_attribute`; ``{"version": None, "error": ...}`` without torch.
+    """
+    from pytest_hwbench.hardware.registry import default_registry
+
+    try:
+        import torch
+    except ImportError as exc:
+        return {"version": None, "error": str(exc)}
+    build: dict[str, Any] = {"version": str(torch.__version__)}
+    for backend in registry or default_registry():
+        attribute = backend.torch_runtime_attribute
+        if attribute is not None and attribute not in build:
+            build[attribute] = getattr(torch.version, attribute, None)
+    return build
+
+
 def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:
     """The machine's hardware as JSON-able data: host, torch build and every registered backend."""
     from pytest_hwbench.hardware.registry import default_registry
 
     registry = registry or default_registry()
-    try:
-        import torch
-
-        torch_info: dict[str, Any] = {
-            "version": str(torch.__version__),
-            "cuda": torch.version.cuda,
-            "hip": getattr(torch.version, "hip", None),
-            "xpu": getattr(torch.version, "xpu", None),
-        }
-    except ImportError as exc:
-        torch_info = {"version": None, "error": str(exc)}
     return {
         **host_inventory(),
-        "torch": torch_info,
+        "torch": torch_build(registry),
         "backends": [backend.inventory() for backend in registry],
     }
 

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "NVMLMemoryInfo",
+    "device_count",
     "device_memory_info",
     "device_memory_used",
     "device_name",
@@ -160,6 +161,17 @@ def driver_version() -> str | None:
     try:
         return _text(nv.nvmlSystemGetDriverVersion())
     except Exception:  # NVMLError, or a driver too old for the call
+        return None
+
+
+def device_count() -> int | None:
+    """How many GPUs NVML sees (all of them: it ignores CUDA_VISIBLE_DEVICES), or None."""
+    nv = _nvml()
+    if nv is None:
+        return None
+    try:
+        return int(nv.nvmlDeviceGetCount())
+    except Exception:  # NVMLError
         return None
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "CudaEventClock",
     "TorchCudaBackend",
     "TorchCudaQuery",
     "hiding_variable",
@@ -133,6 +134,40 @@ def current_device_or_none() -> int | None:
         return None
 
 
+class CudaEventClock:
+    """Seconds of device time, summed from CUDA/HIP events recorded on the current stream."""
+
+    def __init__(self, device: torch.device) -> None:
+        import torch
+
+        self._cuda: Any = torch.cuda  # Event is untyped
+        self._device = device
+        self._seconds = 0.0
+        # A first pair proves events work here before any timing trusts them.
+        self._last = self._record()
+        probe = self._record()
+        self._synchronize()
+        float(self._last.elapsed_time(probe))
+        self._last = probe
+
+    def _synchronize(self) -> None:
+        self._cuda.synchronize(self._device)  # every stream of the device, not only the event's
+
+    def _record(self) -> Any:
+        event = self._cuda.Event(enable_timing=True)
+        event.record(self._cuda.current_stream(self._device))
+        return event
+
+    def __call__(self) -> float:
+        """The device time since the clock was made, once the work queued so far has run."""
+        event = self._record()
+        self._synchronize()
+        # Summing short intervals keeps float32 milliseconds precise over a long session.
+        self._seconds += float(self._last.elapsed_time(event)) / 1e3
+        self._last = event
+        return self._seconds
+
+
 class TorchCudaBackend(HardwareBackend):
     """The part of a `torch.cuda`-driven platform (CUDA or ROCm) that does not depend on vendor."""
 
@@ -141,6 +176,10 @@ class TorchCudaBackend(HardwareBackend):
         import torch
 
         torch.cuda.synchronize(device)
+
+    def event_clock(self, device: torch.device) -> CudaEventClock:
+        """Device time from CUDA (or HIP) events; raises where events do not work."""
+        return CudaEventClock(device)
 
     def _allocator_capabilities(self, index: int, props: Any) -> set[Capability]:
         """Capabilities both vendors detect the same way; `props` must come first (lazy init)."""

@@ -7,7 +7,7 @@ import enum
 import threading
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -165,6 +165,14 @@ class HardwareBackend(ABC):
     fallbacks: ClassVar[tuple[str, ...]] = ("cpu",)
     #: A short human description shown by `hwbench info`.
     description: ClassVar[str] = ""
+    #: Whether this is the host itself: its one device stands for any index asked of it.
+    is_host: ClassVar[bool] = False
+    #: Environment variables that restrict which devices the runtime shows this process, in the
+    #: order a pinning plan looks for one the user set (the first set one is split among workers).
+    visibility_variables: ClassVar[tuple[str, ...]] = ()
+    #: The attribute of `torch.version` that names the runtime torch was built with for this
+    #: platform ("cuda", "hip", "xpu"), or None.
+    torch_runtime_attribute: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -269,6 +277,37 @@ class HardwareBackend(ABC):
 
     def synchronize(self, device: torch.device | int | None = None) -> None:
         """Wait for all queued work on `device` (default: the current one) to finish."""
+        return None
+
+    def queues_work(self) -> bool:
+        """Whether work can be queued on this platform's devices (the host runs it at once).
+
+        Timers wait for queued work before each reading; where nothing is ever queued they read
+        the bare clock, without a call per reading.
+        """
+        return type(self).synchronize is not HardwareBackend.synchronize
+
+    def event_clock(self, device: torch.device) -> Callable[[], float] | None:
+        """A clock of `device`'s own time (seconds), read from events queued on it, or None.
+
+        Where the platform has timing events, a benchmark's rounds are timed on the device;
+        elsewhere timers synchronize and read the host's clock. May raise where the events do
+        not work (a driver without them): callers fall back and say why.
+        """
+        return None
+
+    def device_label(self, index: int) -> str:
+        """How reports name device `index`: "cuda:0" (the host's one device is its type)."""
+        if self.is_host:
+            return self.torch_device_type
+        return f"{self.torch_device_type}:{index}"
+
+    def count_devices_unopened(self) -> int | None:
+        """How many devices there are, asked without initializing the runtime, or None.
+
+        For planning in a process that must not initialize a device (an xdist controller, before
+        its workers fork); None where the platform cannot tell without opening it.
+        """
         return None
 
     def properties(self, index: int = 0) -> DeviceProperties:

@@ -118,6 +118,7 @@ class CPUBackend(HardwareBackend):
     torch_device_type = "cpu"
     fallbacks = ()
     description = "host CPU (memory: process RSS; exact peak from Linux VmHWM)"
+    is_host = True
 
     def detect(self) -> Detection:
         """The CPU is always there, as one device."""

@@ -36,6 +36,8 @@ class CUDABackend(TorchCudaBackend):
     torch_device_type = "cuda"
     fallbacks = ("rocm", "cpu")
     description = "NVIDIA GPUs through torch.cuda; driver details from NVML when installed"
+    visibility_variables = ("CUDA_VISIBLE_DEVICES",)
+    torch_runtime_attribute = "cuda"
 
     def detect(self) -> Detection:
         """Probe torch's CUDA build and devices; the reason says what is missing."""
@@ -47,10 +49,14 @@ class CUDABackend(TorchCudaBackend):
         if query.cuda_version is None:
             return Detection.absent(REASON_NO_CUDA_BUILD)
         if not query.available or query.device_count <= 0:
-            if hiding_variable(("CUDA_VISIBLE_DEVICES",)) is not None:
+            if hiding_variable(self.visibility_variables) is not None:
                 return Detection.absent(REASON_HIDDEN)
             return Detection.absent(REASON_NO_DRIVER)
         return Detection(available=True, device_count=query.device_count)
+
+    def count_devices_unopened(self) -> int | None:
+        """The GPUs NVML sees (it ignores CUDA_VISIBLE_DEVICES), without initializing CUDA."""
+        return _nvml.device_count()
 
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch

@@ -175,7 +175,7 @@ class HardwareRegistry:
             if not _safely_available(fallback):
                 skipped.append(f"{name} ({fallback.unavailable_reason()})")
                 continue
-            device = fallback.initialize(0 if fallback.torch_device_type == "cpu" else index)
+            device = fallback.initialize(0 if fallback.is_host else index)
             also = f" (also unavailable: {'; '.join(skipped)})" if skipped else ""
             warnings.warn(
                 f"{backend.name} was requested but is not available: {reason}; "

@@ -22,8 +22,6 @@ REASON_NO_HIP_BUILD = "torch was built without ROCm (HIP)"
 REASON_CUDA_BUILD = "torch is a CUDA build, not ROCm (HIP): use 'cuda'"
 REASON_NO_DRIVER = "AMD GPU driver (ROCm) not found or no ROCm device visible"
 
-# HIP reads all three; ROCR_VISIBLE_DEVICES applies first, at the runtime's lowest layer.
-_VISIBILITY_VARIABLES = ("ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
 # MI300 (gfx942) and MI350 (gfx950) families compute in fp8.
 _FP8_ARCH_PREFIXES = ("gfx94", "gfx95")
 _AMDGPU_VERSION_FILE = Path("/sys/module/amdgpu/version")
@@ -41,6 +39,10 @@ class ROCmBackend(TorchCudaBackend):
     torch_device_type = "cuda"  # torch calls HIP devices "cuda"
     fallbacks = ("cuda", "cpu")
     description = "AMD GPUs through a ROCm (HIP) build of torch.cuda"
+    # HIP reads all three. ROCR_VISIBLE_DEVICES applies first, at the runtime's lowest layer, and
+    # HIP_VISIBLE_DEVICES indexes into what it left: a plan splits the innermost one set.
+    visibility_variables = ("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+    torch_runtime_attribute = "hip"
 
     def detect(self) -> Detection:
         """Probe torch's HIP build and devices; the reason says what is missing."""
@@ -52,7 +54,7 @@ class ROCmBackend(TorchCudaBackend):
                 return Detection.absent(REASON_CUDA_BUILD)
             return Detection.absent(REASON_NO_HIP_BUILD)
         if not query.available or query.device_count <= 0:
-            hider = hiding_variable(_VISIBILITY_VARIABLES)
+            hider = hiding_variable(self.visibility_variables)
             if hider is not None:
                 return Detection.absent(f"{hider} hides every device")
             return Detection.absent(REASON_NO_DRIVER)

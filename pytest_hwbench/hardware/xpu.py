@@ -86,6 +86,9 @@ class XPUBackend(HardwareBackend):
     torch_device_type = "xpu"
     fallbacks = ("cpu",)
     description = "Intel GPU via torch.xpu (memory: XPU caching allocator; exact peaks)"
+    # Level Zero's device mask: "0,1" or sub-devices "0.0,0.1".
+    visibility_variables = ("ZE_AFFINITY_MASK",)
+    torch_runtime_attribute = "xpu"
 
     def detect(self) -> Detection:
         """Present when torch was built with XPU and sees at least one Intel GPU."""

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from pytest_hwbench._benchmark import DeviceTimer
 from pytest_hwbench.hardware.cuda import CUDABackend
+from pytest_hwbench.hardware.timing import DeviceTimer
 
 # Our own marker skips these where there is no NVIDIA GPU, with the backend's reason.
 pytestmark = pytest.mark.hardware("cuda")
@@ -97,7 +97,7 @@ def test_event_clock_agrees_with_the_synchronized_host_clock() -> None:
     work()
     torch.cuda.synchronize(device)
     events = DeviceTimer()
-    events.bind(backend, device, events=True)
+    events.bind(backend, device)
     host = DeviceTimer()
     host.bind(backend, device, events=False)
     assert events.kind == "cuda_events"

@@ -53,17 +53,20 @@ def test_a_run_that_does_not_use_the_plugin_loads_only_its_front_door(
     assert set(loaded.split(",")) == {
         "pytest_hwbench",
         "pytest_hwbench._version",
-        "pytest_hwbench._options",
-        "pytest_hwbench.hookspecs",
+        "pytest_hwbench.names",
+        "pytest_hwbench.units",
         "pytest_hwbench.plugin",
+        "pytest_hwbench.plugin.hookspecs",
+        "pytest_hwbench.plugin.marks",
+        "pytest_hwbench.plugin.options",
     }
     assert heavy == ""
 
 
 def test_interval_help_states_the_samplers_constants() -> None:
     """The option's help is written out (importing the sampler at start-up would cost every run)."""
-    from pytest_hwbench._options import INTERVAL_HELP
     from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
+    from pytest_hwbench.plugin.options import INTERVAL_HELP
 
     assert f"default {DEFAULT_INTERVAL_S * 1e3:g}ms" in INTERVAL_HELP
     assert f"minimum {MIN_INTERVAL_S * 1e3:g}ms" in INTERVAL_HELP
@@ -95,5 +98,5 @@ def test_profile_all_without_a_report_loads_no_metric_machinery(
     hardware = {m for m in modules if m.startswith("pytest_hwbench.hardware")}
     assert hardware == {"pytest_hwbench.hardware", "pytest_hwbench.hardware.peak_counters"}
     assert "pytest_hwbench.metrics.memory.base" not in modules
-    assert "pytest_hwbench.marks" not in modules
+    assert "pytest_hwbench.metrics.memory.factory" not in modules
     assert heavy == ""

@@ -12,14 +12,15 @@ import pytest
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
 
-# Nothing of ours is imported at module level: pytest imports this with the plugin in every run,
-# and the metrics, units and hardware modules load only when an option needs them.
+# Nothing of ours but leaves is imported at module level: pytest imports this with the plugin in
+# every run, and the metrics, units and hardware modules load only when an option needs them.
 
 __all__ = [
     "BENCHMARK_WARMUP_DEFAULT",
     "UNAVAILABLE_POLICIES",
     "HwbenchOptions",
     "add_options",
+    "benchmark_plugin_loaded",
     "is_xdist_controller",
     "resolve_options",
 ]
@@ -28,8 +29,6 @@ UNAVAILABLE_POLICIES = ("skip", "deselect", "fail")
 SAMPLERS = ("thread", "process")
 #: Untimed calls ``hw_benchmark`` makes before timing, unless ini ``hw_benchmark_warmup`` says.
 BENCHMARK_WARMUP_DEFAULT = 1
-#: Carries the controller's GPU plan to xdist workers (they inherit the environment).
-GPU_PLAN_ENV = "PYTEST_HWBENCH_GPU_PLAN"
 #: The help text's defaults, checked against the sampler's constants by a unit test.
 INTERVAL_HELP = "memory sampling interval (default 10ms; minimum 1ms)"
 
@@ -173,7 +172,7 @@ def add_options(parser: pytest.Parser) -> None:
         parser.addini(option.dest, option.help, type=option.ini_type, default=option.default)
     for name, help_text in _INI_ONLY:
         parser.addini(name, help_text, type="string", default=None)
-    # hw_benchmark's settings (pytest_hwbench/_benchmark.py reads them).
+    # hw_benchmark's settings (pytest_hwbench/plugin/benchmark/ reads them).
     parser.addini(
         "hw_peak_flops",
         "theoretical peaks for hw_benchmark's fraction of peak, one device a line: "
@@ -233,6 +232,14 @@ def is_xdist_controller(config: pytest.Config) -> bool:
     """Whether this process hands tests to xdist workers (it gathers their reports)."""
     workers = getattr(config.option, "numprocesses", None)
     return not hasattr(config, "workerinput") and bool(workers)
+
+
+def benchmark_plugin_loaded(config: pytest.Config) -> bool:
+    """Whether pytest-benchmark's plugin module is registered (whatever name it was loaded as)."""
+    return any(
+        getattr(plugin, "__name__", None) == "pytest_benchmark.plugin"
+        for plugin in config.pluginmanager.get_plugins()
+    )
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -347,7 +354,7 @@ def resolve_options(
     if not raw_warmup.isdigit():
         raise _usage(f"ini hw_benchmark_warmup={raw_warmup!r}: give a number of calls (0 or more)")
     if config.getini("hw_peak_flops"):
-        from pytest_hwbench._benchmark import parse_peak_lines
+        from pytest_hwbench.plugin.benchmark.peaks import parse_peak_lines
 
         parse_peak_lines(config.getini("hw_peak_flops"))  # a typo fails now, not in a test
 

@@ -1,9 +1,10 @@
 """Pinning pytest-xdist workers to their own GPUs (``--hw-gpus-per-worker=K``).
 
-The controller decides the plan once, without importing torch or initializing CUDA (it reads the
-visible-device variables, else asks NVML for the count), and hands it to the workers through an
-environment variable they inherit. Each worker applies its slice in the earliest hook a plugin
-gets, before any conftest can initialize a device, by setting the platform's visibility variable.
+The controller decides the plan once, without importing torch or initializing a device (it reads
+the backends' visibility variables, else asks a backend that can count its devices unopened),
+and hands it to the workers through an environment variable they inherit. Each worker applies its
+slice in the earliest hook a plugin gets, before any conftest can initialize a device, by setting
+the platform's visibility variable.
 """
 
 from __future__ import annotations
@@ -11,26 +12,23 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pytest_hwbench._options import GPU_PLAN_ENV as ASSIGNMENT_ENV
+from pytest_hwbench.names import GPU_PLAN_ENV, XDIST_WORKER_ENV
+
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.base import HardwareBackend
 
 __all__ = [
-    "ASSIGNMENT_ENV",
     "GpuPlan",
     "GpuPlanError",
     "apply_worker_assignment",
     "discover_devices",
+    "pinned_devices",
     "plan",
 ]
-
-#: Visibility variables, checked in this order: whichever the user already set names the platform.
-VISIBILITY_VARIABLES = (
-    "CUDA_VISIBLE_DEVICES",
-    "HIP_VISIBLE_DEVICES",
-    "ROCR_VISIBLE_DEVICES",
-    "ZE_AFFINITY_MASK",
-)
 
 
 class GpuPlanError(ValueError):
@@ -53,7 +51,7 @@ class GpuPlan:
         return tuple(self.devices[(start + j) % n] for j in range(self.per_worker))
 
     def to_json(self) -> str:
-        """The plan as the JSON the workers read from `ASSIGNMENT_ENV`."""
+        """The plan as the JSON the workers read from `GPU_PLAN_ENV`."""
         return json.dumps(
             {
                 "variable": self.variable,
@@ -75,43 +73,45 @@ class GpuPlan:
         )
 
 
-def _nvml_device_count() -> int:
-    from pytest_hwbench.hardware import _nvml
+def discover_devices(
+    backends: Iterable[HardwareBackend], environ: Mapping[str, str] | None = None
+) -> tuple[str | None, tuple[str, ...]]:
+    """The visibility variable to set and the devices to split, without initializing a device.
 
-    ok, _ = _nvml.nvml_status()
-    if not ok:
-        return 0
-    try:
-        import pynvml
-
-        return int(pynvml.nvmlDeviceGetCount())
-    except Exception:
-        return 0
-
-
-def discover_devices(environ: dict[str, str] | None = None) -> tuple[str, tuple[str, ...]]:
-    """The visibility variable to set and the devices to split, without touching torch.
-
-    A variable the user already set decides both (its entries are what this run may use);
-    otherwise NVML's device count on NVIDIA machines. Returns no devices when neither says.
+    A variable the user already set decides both (its entries are what this run may use); the
+    backends are asked in registry order, each for its variables in its own order. Otherwise the
+    first backend that counts its devices unopened (NVIDIA's, through NVML) decides. Returns no
+    devices (and maybe no variable) when nothing says.
     """
+    backends = list(backends)
     env = os.environ if environ is None else environ
-    for variable in VISIBILITY_VARIABLES:
-        value = env.get(variable)
-        if value is not None:
-            entries = tuple(e for e in (p.strip() for p in value.split(",")) if e)
-            # "-1" hides every device, as an empty value does.
-            return variable, tuple(e for e in entries if not re.fullmatch(r"-\d+", e))
-    return "CUDA_VISIBLE_DEVICES", tuple(str(i) for i in range(_nvml_device_count()))
+    for backend in backends:
+        for variable in backend.visibility_variables:
+            value = env.get(variable)
+            if value is not None:
+                entries = tuple(e for e in (p.strip() for p in value.split(",")) if e)
+                # "-1" hides every device, as an empty value does.
+                return variable, tuple(e for e in entries if not re.fullmatch(r"-\d+", e))
+    fallback: str | None = None
+    for backend in backends:
+        if not backend.visibility_variables:
+            continue
+        fallback = fallback or backend.visibility_variables[0]
+        count = backend.count_devices_unopened()
+        if count:
+            return backend.visibility_variables[0], tuple(str(i) for i in range(count))
+    return fallback, ()
 
 
-def plan(per_worker: int, workers: int, *, share: bool) -> GpuPlan:
+def plan(
+    per_worker: int, workers: int, backends: Iterable[HardwareBackend], *, share: bool
+) -> GpuPlan:
     """Split the visible devices K per worker; too few devices is an error unless shared."""
-    variable, devices = discover_devices()
-    if not devices:
+    variable, devices = discover_devices(backends)
+    if variable is None or not devices:
         raise GpuPlanError(
-            f"--hw-gpus-per-worker={per_worker}: no GPU found to pin (no {variable} and NVML "
-            "reports no device)"
+            f"--hw-gpus-per-worker={per_worker}: no GPU found to pin (no "
+            f"{variable or 'visibility variable'} set, and no backend counts a device)"
         )
     needed = per_worker * workers
     if needed > len(devices) and not share:
@@ -137,8 +137,8 @@ def apply_worker_assignment(environ: dict[str, str] | None = None) -> tuple[str,
     Returns (variable, value) when it did; None outside workers or without a plan.
     """
     env = os.environ if environ is None else environ
-    raw_plan = env.get(ASSIGNMENT_ENV)
-    worker = env.get("PYTEST_XDIST_WORKER", "")
+    raw_plan = env.get(GPU_PLAN_ENV)
+    worker = env.get(XDIST_WORKER_ENV, "")
     match = re.fullmatch(r"gw(\d+)", worker)
     if not raw_plan or match is None:
         return None
@@ -148,3 +148,8 @@ def apply_worker_assignment(environ: dict[str, str] | None = None) -> tuple[str,
     global applied
     applied = (gpu_plan.variable, value)
     return applied
+
+
+def pinned_devices() -> str | None:
+    """The GPUs this xdist worker was pinned to ("CUDA_VISIBLE_DEVICES=2,3"), if it was."""
+    return None if applied is None else f"{applied[0]}={applied[1]}"

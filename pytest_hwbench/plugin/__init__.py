@@ -1,10 +1,12 @@
-"""The pytest entry point of pytest-hwbench: options, markers, fixtures and the hooks' front door.
+"""The pytest entry point of pytest-hwbench: its hooks and fixtures, the plugin's front door.
 
 pytest loads this module in every run of every user who has the plugin installed, so it stays
-cheap: it imports only `_options`, and a run that uses none of our options, markers or fixtures
-never builds `HwbenchSession` (nor imports torch, pynvml, psutil or the metrics). The hooks here
-check, per test definition and per collected item, whether the test is ours, and only then wake
-the session, which registers the per-test hooks it needs.
+cheap: it imports the options and the markers' table, and a run that uses none of our options,
+markers or fixtures never builds `HwbenchSession` (nor imports torch, pynvml, psutil or the
+metrics). The hooks here check, per test definition and per collected item, whether the test is
+ours, and only then wake the session, which registers the per-test hooks it needs. Below this
+module: ``options``, ``marks``, ``planning``, ``measuring``, ``reporting``, ``benchmark/``,
+``xdist``, and ``session``, which holds them together.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench._options import (
+from pytest_hwbench.names import (
+    DEVICE_FIXTURE,
     GPU_PLAN_ENV,
+    HW_BENCHMARK_FIXTURE,
+    SESSION_PLUGIN_NAME,
+)
+from pytest_hwbench.plugin.marks import carries_our_markers, is_ours, marker_help_lines
+from pytest_hwbench.plugin.options import (
     HwbenchOptions,
     add_options,
+    benchmark_plugin_loaded,
     is_xdist_controller,
     resolve_options,
 )
@@ -27,29 +36,11 @@ from pytest_hwbench._options import (
 if TYPE_CHECKING:
     import torch
 
-    from pytest_hwbench._benchmark import HwBenchmark
-    from pytest_hwbench._session import HwbenchSession
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
     from pytest_hwbench.metrics.memory.base import MemoryMetric
-
-SESSION_PLUGIN_NAME = "hwbench_session"
-DEVICE_FIXTURE = "hw_device"
-PROFILE_FIXTURE = "memory_profile"
-BENCHMARK_FIXTURE = "hw_benchmark"
-#: Fixtures and markers that make a test ours: only tests using one wake the session.
-OUR_FIXTURES = frozenset({DEVICE_FIXTURE, PROFILE_FIXTURE, "hw_backend", BENCHMARK_FIXTURE})
-OUR_MARKERS = frozenset({"hardware", "memory_limit", "memory_leak_limit"})
-
-MARKERS = (
-    "hardware(*names, requires=(), min_memory=None, min_count=1): run only where one of the named "
-    "platforms is available and meets the requirements (capabilities such as 'bf16', device "
-    "memory such as '16GiB', device count); with the hw_device fixture, run once per platform",
-    "memory_limit(size=None, **per_platform): fail the test when its peak memory growth exceeds "
-    "size ('2GiB', '500MB', bytes), or per platform: memory_limit(cuda='2GiB', cpu='500MiB')",
-    "memory_leak_limit(size): fail the test when its device memory after teardown exceeds what "
-    "it held before by more than size",
-)
+    from pytest_hwbench.plugin.benchmark.fixture import HwBenchmark
+    from pytest_hwbench.plugin.session import HwbenchSession
 
 
 class _PluginState:
@@ -85,7 +76,7 @@ _state_key = pytest.StashKey[_PluginState]()
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """Make our hookspecs known, so conftests and plugins can implement them."""
-    from pytest_hwbench import hookspecs
+    from pytest_hwbench.plugin import hookspecs
 
     pluginmanager.add_hookspecs(hookspecs)
 
@@ -96,7 +87,7 @@ def pytest_load_initial_conftests(
 ) -> None:
     """In an xdist worker, pin its GPUs before any conftest can initialize a device."""
     if os.environ.get(GPU_PLAN_ENV):
-        from pytest_hwbench._xdist import apply_worker_assignment
+        from pytest_hwbench.plugin.xdist import apply_worker_assignment
 
         apply_worker_assignment()
 
@@ -108,14 +99,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register markers, check options; start the session now if every test needs it."""
-    for line in MARKERS:
+    for line in marker_help_lines():
         config.addinivalue_line("markers", line)
 
     @functools.cache
     def registry() -> HardwareRegistry:
         # Built when first needed, not here: a run that never asks about hardware (an xdist
-        # controller, a suite that does not use us) imports no backend. The hook is historic, so
-        # calling it late still reaches every conftest and plugin.
+        # controller, a suite that does not use us) imports no backend. The hooks are historic,
+        # so calling them late still reaches every conftest and plugin.
         from pytest_hwbench.hardware.registry import default_registry
         from pytest_hwbench.metrics.memory.registry import default_memory_metric_registry
 
@@ -129,19 +120,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.hook.pytest_hwbench_register_backends.get_hookimpls():
         registry()  # conftests add backends: tests that ask hardware directly must see them
     options = resolve_options(config, registry)
-    _plan_gpu_pinning(config, options.gpus_per_worker, options.gpus_share)
+    _plan_gpu_pinning(config, options.gpus_per_worker, options.gpus_share, registry)
     state = _PluginState(options, registry, benchmark_plugin_loaded(config))
     config.stash[_state_key] = state
     if options.measures_every_test or is_xdist_controller(config):
         get_session(config)
-
-
-def benchmark_plugin_loaded(config: pytest.Config) -> bool:
-    """Whether pytest-benchmark's plugin module is registered (whatever name it was loaded as)."""
-    return any(
-        getattr(plugin, "__name__", None) == "pytest_benchmark.plugin"
-        for plugin in config.pluginmanager.get_plugins()
-    )
 
 
 def get_session(config: pytest.Config) -> HwbenchSession:
@@ -150,22 +133,27 @@ def get_session(config: pytest.Config) -> HwbenchSession:
     if state is None:
         raise RuntimeError("pytest-hwbench is not configured in this session")
     if state.session is None:
-        from pytest_hwbench._session import HwbenchSession
+        from pytest_hwbench.plugin.session import HwbenchSession
 
         state.session = HwbenchSession(config, state.options, state.registry)
         config.pluginmanager.register(state.session, SESSION_PLUGIN_NAME)
     return state.session
 
 
-def _plan_gpu_pinning(config: pytest.Config, per_worker: int | None, share: bool) -> None:
+def _plan_gpu_pinning(
+    config: pytest.Config,
+    per_worker: int | None,
+    share: bool,
+    registry: Callable[[], HardwareRegistry],
+) -> None:
     """In the xdist controller, split the GPUs among workers (they inherit the plan)."""
     workers = getattr(config.option, "numprocesses", None)
     if per_worker is None or hasattr(config, "workerinput") or not isinstance(workers, int):
         return
-    from pytest_hwbench._xdist import GpuPlanError, plan
+    from pytest_hwbench.plugin.xdist import GpuPlanError, plan
 
     try:
-        gpu_plan = plan(per_worker, workers, share=share)
+        gpu_plan = plan(per_worker, workers, registry(), share=share)
     except GpuPlanError as exc:
         raise pytest.UsageError(f"pytest-hwbench: {exc}") from None
     os.environ[GPU_PLAN_ENV] = gpu_plan.to_json()
@@ -176,46 +164,15 @@ def _plan_gpu_pinning(config: pytest.Config, per_worker: int | None, share: bool
     config.add_cleanup(forget_plan)
 
 
-def uses_our_markers(node: pytest.Item | pytest.Collector) -> bool:
-    """Whether `node` or a parent carries one of our markers."""
-    return any(mark.name in OUR_MARKERS for mark in node.iter_markers())
-
-
-def _carries_our_markers(node: pytest.Item, parents: dict[int, tuple[object, bool]]) -> bool:
-    """`uses_our_markers`, with each parent's answer kept in `parents`.
-
-    pytest asks this of every test in every run: ``iter_markers`` walks the whole node chain
-    per call, while the tests of one module or class share every parent's answer.
-    """
-    for mark in node.own_markers:
-        if mark.name in OUR_MARKERS:
-            return True
-    parent = node.parent
-    if parent is None:
-        return False
-    # By id (hashing a node runs Python code), holding the node so that its id is not reused.
-    known = parents.get(id(parent))
-    if known is None:
-        known = parents[id(parent)] = (parent, uses_our_markers(parent))
-    return known[1]
-
-
-def is_ours(item: pytest.Item, parents: dict[int, tuple[object, bool]] | None = None) -> bool:
-    """Whether `item` uses one of our fixtures or markers (its run needs the session)."""
-    if not OUR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
-        return True
-    return _carries_our_markers(item, {} if parents is None else parents)
-
-
 # -- collection ------------------------------------------------------------------------------------
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Validate our markers and parametrize ``hw_device`` (see `HwbenchSession.generate_tests`)."""
+    """Validate our markers and parametrize ``hw_device`` (see `Planner.generate_tests`)."""
     state = metafunc.config.stash[_state_key]
-    if BENCHMARK_FIXTURE in metafunc.fixturenames:
+    if HW_BENCHMARK_FIXTURE in metafunc.fixturenames:
         state.benchmarked = True
-    if DEVICE_FIXTURE in metafunc.fixturenames or _carries_our_markers(
+    if DEVICE_FIXTURE in metafunc.fixturenames or carries_our_markers(
         metafunc.definition, state.marked_parents
     ):
         get_session(metafunc.config).generate_tests(metafunc)
@@ -233,9 +190,9 @@ def pytest_collection_modifyitems(
     """
     state = config.stash[_state_key]
     if state.benchmark_plugin and state.benchmarked:
-        benchmarked = [i for i in items if BENCHMARK_FIXTURE in getattr(i, "fixturenames", ())]
+        benchmarked = [i for i in items if HW_BENCHMARK_FIXTURE in getattr(i, "fixturenames", ())]
         if benchmarked:
-            from pytest_hwbench._benchmark import require_benchmark_fixture
+            from pytest_hwbench.plugin.benchmark.fixture import require_benchmark_fixture
 
             require_benchmark_fixture(benchmarked)
     yield
@@ -255,7 +212,7 @@ def pytest_benchmark_update_machine_info(
     """pytest-benchmark's machine info gets the accelerators, in runs that use hwbench."""
     state = config.stash.get(_state_key, None)
     if state is not None and state.session is not None:
-        from pytest_hwbench._benchmark import update_machine_info
+        from pytest_hwbench.plugin.benchmark.machine import update_machine_info
 
         update_machine_info(config, machine_info, state.session.registry)
 
@@ -282,8 +239,7 @@ def hw_device(request: pytest.FixtureRequest) -> torch.device:
 @pytest.fixture
 def hw_backend(request: pytest.FixtureRequest, hw_device: torch.device) -> HardwareBackend:
     """The `HardwareBackend` behind `hw_device` (properties, capabilities, synchronize)."""
-    session = get_session(request.config)
-    return session.registry.get(session.platform_of(request.node))
+    return get_session(request.config).backend_of(request.node)
 
 
 @pytest.fixture
@@ -292,12 +248,12 @@ def memory_profile(request: pytest.FixtureRequest) -> Iterator[MemoryMetric]:
 
     Call ``memory_profile.record_memory("label")`` to mark points of interest.
     """
-    session = get_session(request.config)
-    metric = session.start_metric(request.node)
+    measuring = get_session(request.config).measuring
+    metric = measuring.start(request.node)
     try:
         yield metric
     finally:
-        session.finish_metric(request.node)
+        measuring.finish(request.node)
 
 
 @pytest.fixture
@@ -306,7 +262,7 @@ def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
 
     ``hw_benchmark(fn, *args, flops=..., bytes_moved=..., dtype=...)`` or ``.pedantic(...)``.
     """
-    from pytest_hwbench._benchmark import hw_benchmark_fixture
+    from pytest_hwbench.plugin.benchmark.fixture import hw_benchmark_fixture
 
     yield from hw_benchmark_fixture(request, get_session(request.config))
 

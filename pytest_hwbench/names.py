@@ -1,0 +1,68 @@
+"""Names every layer may share: fixtures, markers, environment variables and plain stash keys.
+
+A leaf: it imports nothing of ours, so any module can name a fixture or read a variable without
+pulling in the module that owns the thing named.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+__all__ = [
+    "BACKEND_FIXTURE",
+    "BENCHMARK_RESULT_KEY",
+    "DEVICE_FIXTURE",
+    "GPU_PLAN_ENV",
+    "HARDWARE_MARKER",
+    "HOST_PLATFORM",
+    "HW_BENCHMARK_FIXTURE",
+    "INFO_FIXTURE",
+    "LEAK_LIMIT_MARKER",
+    "MEMORY_LIMIT_MARKER",
+    "MEMORY_RESULT_KEY",
+    "OUR_FIXTURES",
+    "OUR_MARKERS",
+    "PROFILE_FIXTURE",
+    "PYTEST_BENCHMARK_FIXTURE",
+    "SESSION_PLUGIN_NAME",
+    "XDIST_WORKER_ENV",
+]
+
+#: The `torch.device` a test runs on; tests using it run once per selected platform.
+DEVICE_FIXTURE = "hw_device"
+#: The `HardwareBackend` behind ``hw_device``.
+BACKEND_FIXTURE = "hw_backend"
+#: A running memory metric for the test's device.
+PROFILE_FIXTURE = "memory_profile"
+#: Our benchmark fixture: pytest-benchmark's, synchronized with the device, plus memory.
+HW_BENCHMARK_FIXTURE = "hw_benchmark"
+#: pytest-benchmark's own fixture, which ``hw_benchmark`` drives.
+PYTEST_BENCHMARK_FIXTURE = "benchmark"
+#: The machine's hardware inventory (session scope).
+INFO_FIXTURE = "hw_info"
+
+#: The registry name of the host's backend: tests that name no platform run there.
+HOST_PLATFORM = "cpu"
+
+HARDWARE_MARKER = "hardware"
+MEMORY_LIMIT_MARKER = "memory_limit"
+LEAK_LIMIT_MARKER = "memory_leak_limit"
+
+#: Fixtures and markers that make a test ours: only tests using one wake the session.
+OUR_FIXTURES = frozenset({DEVICE_FIXTURE, PROFILE_FIXTURE, BACKEND_FIXTURE, HW_BENCHMARK_FIXTURE})
+OUR_MARKERS = frozenset({HARDWARE_MARKER, MEMORY_LIMIT_MARKER, LEAK_LIMIT_MARKER})
+
+#: Carries the xdist controller's GPU plan to its workers (they inherit the environment).
+GPU_PLAN_ENV = "PYTEST_HWBENCH_GPU_PLAN"
+#: Set by pytest-xdist in each worker: "gw0", "gw1", ...
+XDIST_WORKER_ENV = "PYTEST_XDIST_WORKER"
+
+#: The name the session object is registered under with pytest's plugin manager.
+SESSION_PLUGIN_NAME = "hwbench_session"
+
+#: A test's memory results (its metric's `get_metrics()` with the timeline), for its entry.
+MEMORY_RESULT_KEY = pytest.StashKey[dict[str, Any]]()
+#: The timing statistics of a test's ``hw_benchmark`` run, for its entry.
+BENCHMARK_RESULT_KEY = pytest.StashKey[dict[str, Any]]()

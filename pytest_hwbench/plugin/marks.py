@@ -1,0 +1,251 @@
+"""Our markers: one table of parsers (``MARKERS``), each parser's docstring its help line.
+
+A parser checks a marker's arguments (bad ones raise `MarkerError` naming the value and the valid
+choices) and returns what the marker asks for. pytest loads this module in every run, for the
+help lines: hardware is imported only where a marker names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_hwbench.names import (
+    HARDWARE_MARKER,
+    LEAK_LIMIT_MARKER,
+    MEMORY_LIMIT_MARKER,
+    OUR_FIXTURES,
+    OUR_MARKERS,
+)
+from pytest_hwbench.units import SizeError, format_bytes, parse_size
+
+if TYPE_CHECKING:
+    # Imported where a hardware marker is parsed: the session loads this module in runs that
+    # only profile memory and never ask about hardware.
+    from pytest_hwbench.hardware.base import Capability, HardwareBackend
+    from pytest_hwbench.hardware.registry import HardwareRegistry
+
+__all__ = [
+    "MARKERS",
+    "HardwareRequirement",
+    "MarkerError",
+    "MemoryLimit",
+    "carries_our_markers",
+    "is_ours",
+    "marker_help_lines",
+    "our_marks",
+    "parse_hardware_marker",
+    "parse_leak_limit",
+    "parse_memory_limit",
+]
+
+#: What a parser gets besides the mark: the run's registry, built only when a parser calls it.
+RegistryGetter = Callable[[], "HardwareRegistry"]
+
+
+class MarkerError(ValueError):
+    """A marker with bad arguments; the message names the bad value and the valid choices."""
+
+
+@dataclass(frozen=True)
+class HardwareRequirement:
+    """What ``@pytest.mark.hardware(...)`` asks of a platform."""
+
+    platforms: tuple[str, ...]
+    requires: frozenset[Capability] = frozenset()
+    min_memory_bytes: int | None = None
+    min_count: int = 1
+
+    def unmet_reason(self, backend: HardwareBackend) -> str | None:
+        """Why `backend` cannot run the test ("cuda: torch was built without CUDA"), or None."""
+        name = backend.name
+        if not backend.is_available():
+            return f"{name}: {backend.unavailable_reason()}"
+        count = backend.device_count()
+        if count < self.min_count:
+            return f"{name}: needs {self.min_count} devices, {count} visible"
+        try:
+            caps = backend.capabilities(0)
+            total = backend.properties(0).total_memory_bytes
+        except Exception as exc:
+            return f"{name}: could not query the device ({type(exc).__name__}: {exc})"
+        missing = sorted(c.value for c in self.requires - caps)
+        if missing:
+            return f"{name}: lacks {', '.join(missing)}"
+        if self.min_memory_bytes is not None and total < self.min_memory_bytes:
+            return (
+                f"{name}: needs {format_bytes(self.min_memory_bytes)} of device memory, "
+                f"has {format_bytes(total)}"
+            )
+        return None
+
+
+def _marker_error(marker: str, message: str) -> MarkerError:
+    return MarkerError(f"@pytest.mark.{marker}: {message}")
+
+
+def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> HardwareRequirement:
+    """``hardware(*names, requires=(), min_memory=None, min_count=1)``.
+
+    Run only where one of the named platforms is available and meets the requirements
+    (capabilities such as 'bf16', device memory such as '16GiB', device count); with the
+    hw_device fixture, run once per platform.
+    """
+    known = registry()
+    unknown_kwargs = set(mark.kwargs) - {"requires", "min_memory", "min_count"}
+    if unknown_kwargs:
+        raise _marker_error(
+            "hardware",
+            f"unknown argument(s) {', '.join(sorted(unknown_kwargs))}; "
+            "valid: requires, min_memory, min_count",
+        )
+    names: list[str] = []
+    for raw in mark.args:
+        if not isinstance(raw, str):
+            raise _marker_error("hardware", f"platform names must be strings, got {raw!r}")
+        name = raw.strip().lower()
+        if name not in known:
+            raise _marker_error(
+                "hardware",
+                f"unknown platform {raw!r}; registered platforms: {', '.join(known.names())}",
+            )
+        names.append(name)
+    if not names:
+        raise _marker_error("hardware", f"name at least one platform ({', '.join(known.names())})")
+    requires_arg = mark.kwargs.get("requires", ())
+    from pytest_hwbench.hardware.base import Capability, UnknownCapabilityError
+
+    if isinstance(requires_arg, (str, Capability)):
+        requires_arg = (requires_arg,)
+    try:
+        requires = Capability.parse_all(requires_arg)
+    except UnknownCapabilityError as exc:
+        raise _marker_error("hardware", str(exc)) from None
+    min_memory = mark.kwargs.get("min_memory")
+    try:
+        min_memory_bytes = None if min_memory is None else parse_size(min_memory)
+    except SizeError as exc:
+        raise _marker_error("hardware", f"min_memory: {exc}") from None
+    min_count = mark.kwargs.get("min_count", 1)
+    if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
+        raise _marker_error("hardware", f"min_count must be an int >= 1, got {min_count!r}")
+    return HardwareRequirement(tuple(dict.fromkeys(names)), requires, min_memory_bytes, min_count)
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """A byte limit on peak growth, for every platform or per platform."""
+
+    default_bytes: int | None = None
+    per_platform: Mapping[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    def for_platform(self, platform: str) -> int | None:
+        """The limit that applies on `platform`, or None."""
+        return self.per_platform.get(platform, self.default_bytes)
+
+
+def parse_memory_limit(mark: pytest.Mark, registry: RegistryGetter) -> MemoryLimit:
+    """``memory_limit(size=None, **per_platform)``.
+
+    Fail the test when its peak memory growth exceeds size ('2GiB', '500MB', bytes), or per
+    platform: memory_limit(cuda='2GiB', cpu='500MiB').
+    """
+    name = mark.name
+    args = tuple(mark.args)
+    if len(args) > 1:
+        raise _marker_error(name, f"takes one size for every platform, got {len(args)}")
+    try:
+        default = parse_size(args[0]) if args else None
+        per_platform: dict[str, int] = {}
+        if mark.kwargs:
+            known = registry()
+            for platform, size in mark.kwargs.items():
+                if platform not in known:
+                    raise _marker_error(
+                        name,
+                        f"unknown platform {platform!r}; registered platforms: "
+                        f"{', '.join(known.names())}",
+                    )
+                per_platform[platform] = parse_size(size)
+    except SizeError as exc:
+        raise _marker_error(name, str(exc)) from None
+    if default is None and not per_platform:
+        raise _marker_error(name, 'give a size, e.g. ("2GiB") or (cuda="2GiB")')
+    return MemoryLimit(default, per_platform, source=f"@pytest.mark.{name}")
+
+
+def parse_leak_limit(mark: pytest.Mark, registry: RegistryGetter) -> int:
+    """``memory_leak_limit(size)``.
+
+    Fail the test when its device memory after teardown exceeds what it held before by more
+    than size.
+    """
+    if len(mark.args) != 1 or mark.kwargs:
+        raise _marker_error(LEAK_LIMIT_MARKER, "give one size, e.g. memory_leak_limit('1MiB')")
+    try:
+        return parse_size(mark.args[0])
+    except SizeError as exc:
+        raise _marker_error(LEAK_LIMIT_MARKER, str(exc)) from None
+
+
+#: Every marker of ours and its parser. A parser's docstring is the marker's help: its summary
+#: line the usage, its next paragraph what the marker does.
+MARKERS: Mapping[str, Callable[[pytest.Mark, RegistryGetter], Any]] = {
+    HARDWARE_MARKER: parse_hardware_marker,
+    MEMORY_LIMIT_MARKER: parse_memory_limit,
+    LEAK_LIMIT_MARKER: parse_leak_limit,
+}
+
+
+def marker_help_lines() -> list[str]:
+    """The ``markers`` ini lines that `pytest --markers` shows, one a marker, from `MARKERS`."""
+    lines = []
+    for name, parser in MARKERS.items():
+        usage, _, rest = (parser.__doc__ or name).partition("\n\n")
+        description = " ".join(rest.split()).removesuffix(".")
+        lines.append(f"{usage.strip().strip('`.')}: {description[:1].lower()}{description[1:]}")
+    return lines
+
+
+def our_marks(node: pytest.Item | pytest.Collector) -> dict[str, pytest.Mark]:
+    """The closest of each of our markers on `node` (its own, its class's, its module's)."""
+    marks: dict[str, pytest.Mark] = {}
+    for mark in node.iter_markers():
+        if mark.name in OUR_MARKERS:
+            marks.setdefault(mark.name, mark)
+    return marks
+
+
+def uses_our_markers(node: pytest.Item | pytest.Collector) -> bool:
+    """Whether `node` or a parent carries one of our markers."""
+    return any(mark.name in OUR_MARKERS for mark in node.iter_markers())
+
+
+def carries_our_markers(node: pytest.Item, parents: dict[int, tuple[object, bool]]) -> bool:
+    """`uses_our_markers`, with each parent's answer kept in `parents`.
+
+    pytest asks this of every test in every run: ``iter_markers`` walks the whole node chain
+    per call, while the tests of one module or class share every parent's answer.
+    """
+    for mark in node.own_markers:
+        if mark.name in OUR_MARKERS:
+            return True
+    parent = node.parent
+    if parent is None:
+        return False
+    # By id (hashing a node runs Python code), holding the node so that its id is not reused.
+    known = parents.get(id(parent))
+    if known is None:
+        known = parents[id(parent)] = (parent, uses_our_markers(parent))
+    return known[1]
+
+
+def is_ours(item: pytest.Item, parents: dict[int, tuple[object, bool]] | None = None) -> bool:
+    """Whether `item` uses one of our fixtures or markers (its run needs the session)."""
+    if not OUR_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())):
+        return True
+    return carries_our_markers(item, {} if parents is None else parents)

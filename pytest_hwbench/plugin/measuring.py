@@ -1,0 +1,294 @@
+"""Measuring tests: metrics built by the factory, the RSS peak probe, memory limits, leak checks.
+
+`Measurer` holds the run's measuring state; `CallHooks` (every measured test's call) and
+`GuardHooks` (setup and teardown, for leak checks and absent hardware) are the hooks the session
+registers only when a run needs them. The call hook is the hot path of ``--hw-profile-all``: it
+reads the probe inline and touches only what `Measurer` offers for it.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_hwbench.names import MEMORY_RESULT_KEY
+from pytest_hwbench.plugin.summary import SummaryRow, TopRows
+from pytest_hwbench.units import format_bytes
+
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.registry import HardwareRegistry
+    from pytest_hwbench.metrics.memory._host import RSSPeakProbe
+    from pytest_hwbench.metrics.memory.base import MemoryMetric
+    from pytest_hwbench.metrics.memory.timeline import MemoryMark
+    from pytest_hwbench.plugin.marks import MemoryLimit
+    from pytest_hwbench.plugin.options import HwbenchOptions
+    from pytest_hwbench.plugin.planning import Planner
+
+__all__ = ["CallHooks", "GuardHooks", "Measurer"]
+
+_metric_key = pytest.StashKey["MemoryMetric"]()
+_leak_baseline_key = pytest.StashKey[tuple["MemoryMetric", int]]()
+
+
+class Measurer:
+    """Starts and stops each test's metric, keeps its results, and enforces limits and leaks."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        options: HwbenchOptions,
+        planner: Planner,
+        registry: Callable[[], HardwareRegistry],
+        top_rows: TopRows,
+        on_metric_use: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.planner = planner
+        self._registry = registry
+        #: The terminal summary's rows of tests measured without a report entry.
+        self.top_rows = top_rows
+        #: Whether each test's full results (timeline included) stay for its report entry.
+        self.keep_results = False
+        self._on_metric_use = on_metric_use
+        self._probe_refused = False
+        self._rss_probe: RSSPeakProbe | None = None
+
+    # -- metrics -----------------------------------------------------------------------------------
+
+    def create(self, item: pytest.Item) -> MemoryMetric:
+        """A new, unstarted metric for `item`'s device, with the run's sampling options."""
+        from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
+
+        backend = self._registry().get(self.planner.platform_of(item))
+        return MemoryMetricFactory.create(
+            backend, interval=self.options.interval_s, sampler=self.options.sampler
+        )
+
+    def running(self, item: pytest.Item) -> MemoryMetric | None:
+        """The metric measuring `item` right now (memory_profile or the call wrapper's), if any."""
+        return item.stash.get(_metric_key, None)
+
+    def start(self, item: pytest.Item) -> MemoryMetric:
+        """Start measuring `item` (for the memory_profile fixture and the call wrapper)."""
+        self._on_metric_use()  # a test that asked for the fixture at run time reports too
+        metric = self.create(item)
+        metric.start()
+        item.stash[_metric_key] = metric
+        return metric
+
+    def finish(self, item: pytest.Item) -> tuple[MemoryMetric, dict[str, Any]] | None:
+        """Stop `item`'s metric; keep its results for the report, summary and user_properties.
+
+        Returns the metric and its results (None when nothing measured `item`).
+        """
+        metric = item.stash.get(_metric_key, None)
+        if metric is None:
+            return None
+        del item.stash[_metric_key]
+        metrics = metric.stop() if metric.state.value == "running" else metric.get_metrics()
+        primary = metric.primary_series
+        platform = self.planner.platform_of(item)
+        properties = item.user_properties
+        for name, stats in metrics["series"].items():
+            properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
+            properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
+        if self.keep_results:
+            metrics["platform"] = platform
+            metrics["primary_series"] = primary
+            metrics["timeline"] = metric.get_memory_timeline().to_dict()
+            item.stash[MEMORY_RESULT_KEY] = metrics
+        else:
+            # No report gathers entries: keep one summary row, not the metrics and timeline.
+            # Thousands of kept dicts and lists would make pytest's own GC passes slower.
+            stats = metrics["series"].get(primary)
+            if stats is not None:
+                self.top_rows.add(SummaryRow.of(platform, primary, stats, item.nodeid))
+        return metric, metrics
+
+    # -- the RSS peak probe ------------------------------------------------------------------------
+
+    def rss_probe(self) -> RSSPeakProbe | None:
+        """The run's RSS peak probe, opened on first use; None off Linux or once refused."""
+        probe = self._rss_probe
+        if probe is None and not self._probe_refused:
+            from pytest_hwbench.metrics.memory._host import RSSPeakProbe
+
+            probe = self._rss_probe = RSSPeakProbe.open()
+            if probe is None:
+                self._probe_refused = True
+            else:
+                self.config.add_cleanup(probe.close)
+        return probe
+
+    def probe_refused(self) -> None:
+        """A probe was refused (a needed VmHWM reset was): measure with metrics from now on."""
+        self._probe_refused = True
+        probe, self._rss_probe = self._rss_probe, None
+        if probe is not None:
+            probe.close()
+
+    # -- limits and leaks --------------------------------------------------------------------------
+
+    def check_limit(
+        self,
+        item: pytest.Item,
+        limit: MemoryLimit,
+        platform: str,
+        finished: tuple[MemoryMetric, dict[str, Any]] | None,
+    ) -> None:
+        """Fail `item` if its measured peak growth exceeds `limit` (see `enforce_limit`)."""
+        running = item.stash.get(_metric_key, None)
+        if running is not None:  # memory_profile's metric, stopped at teardown
+            metric, metrics = running, running.get_metrics()
+        elif finished is not None:
+            metric, metrics = finished
+        else:
+            return
+        primary = metric.primary_series
+        stats = metrics["series"].get(primary)
+        if stats is not None:
+            self.enforce_limit(limit, platform, primary, stats, metric.get_memory_timeline().marks)
+
+    def enforce_limit(
+        self,
+        limit: MemoryLimit,
+        platform: str,
+        primary: str,
+        stats: Mapping[str, Any],
+        marks: Sequence[MemoryMark],
+    ) -> None:
+        """Fail the test when its peak growth on `platform` exceeds `limit`, showing the marks."""
+        limit_bytes = limit.for_platform(platform)
+        if limit_bytes is None or stats["peak_delta_bytes"] <= limit_bytes:
+            return
+        lines = [
+            f"memory limit exceeded on {platform}: peak growth "
+            f"{format_bytes(stats['peak_delta_bytes'])} > limit {format_bytes(limit_bytes)} "
+            f"({limit.source})",
+            f"  series {primary!r}: start {format_bytes(stats['start_bytes'])}, "
+            f"peak {format_bytes(stats['peak_bytes'])} "
+            f"({'exact' if stats['exact_peak'] else 'sampled'})",
+        ]
+        for mark in marks:
+            value = mark.values.get(primary)
+            shown = format_bytes(value - stats["start_bytes"], signed=True) if value else "?"
+            lines.append(f"  mark {mark.label!r} at {mark.t:.3f}s: {shown}")
+        pytest.fail("\n".join(lines), pytrace=False)
+
+    def setup(self, item: pytest.Item) -> None:
+        """Fail tests whose hardware is absent under --hw-unavailable=fail; leak baseline."""
+        plan = self.planner.plan(item)
+        if plan.unmet is not None and self.options.unavailable == "fail":
+            pytest.fail(
+                f"required hardware unavailable (--hw-unavailable=fail): {plan.unmet}",
+                pytrace=False,
+            )
+        if plan.leak_tolerance is not None and plan.unmet is None:
+            metric = self.create(item)
+            gc.collect()
+            baseline = metric.read_current()[metric.primary_series]
+            item.stash[_leak_baseline_key] = (metric, baseline)
+
+    def check_leak(self, item: pytest.Item) -> None:
+        """After every fixture is torn down, fail `item` if its memory grew past the tolerance."""
+        baseline = item.stash.get(_leak_baseline_key, None)
+        if baseline is None:
+            return
+        del item.stash[_leak_baseline_key]
+        metric, before = baseline
+        gc.collect()
+        after = metric.read_current()[metric.primary_series]
+        tolerance = self.planner.plan(item).leak_tolerance or 0
+        if after - before > tolerance:
+            pytest.fail(
+                f"memory leak on {self.planner.platform_of(item)}: {metric.primary_series!r} grew "
+                f"by {format_bytes(after - before)} over the test (before "
+                f"{format_bytes(before)}, after {format_bytes(after)}), tolerance "
+                f"{format_bytes(tolerance)}",
+                pytrace=False,
+            )
+
+
+class CallHooks:
+    """The per-test measuring hook, registered only when a run uses hwbench.
+
+    pytest calls every registered hook for every test; a run that uses none of our markers,
+    fixtures or options must not pay for them.
+    """
+
+    def __init__(self, measurer: Measurer) -> None:
+        self.measurer = measurer
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        """Measure tests that need it but lack the fixture; enforce memory limits after the body.
+
+        The whole path, not a ``yield from`` into the measurer: one generator a test, not two.
+        """
+        measurer = self.measurer
+        plan = measurer.planner.plan(item)
+        if plan.profile_by_hook and not measurer.keep_results and plan.on_host:
+            probe = measurer.rss_probe()
+            if probe is not None and probe.begin():
+                try:
+                    result = yield
+                finally:
+                    # Inlined, not a method: every test runs this, with its code cold.
+                    peak = probe.end()
+                    start_bytes = probe.start_bytes
+                    growth = peak - start_bytes
+                    properties = item.user_properties
+                    properties.append(("hw_peak_bytes:rss", peak))
+                    properties.append(("hw_peak_delta_bytes:rss", growth))
+                    top_rows = measurer.top_rows
+                    platform = plan.platform
+                    if top_rows.would_keep(platform, growth):
+                        top_rows.add(SummaryRow(platform, growth, peak, "rss", True, item.nodeid))
+                if plan.limit is not None:
+                    stats = {
+                        "start_bytes": start_bytes,
+                        "peak_bytes": peak,
+                        "peak_delta_bytes": growth,
+                        "exact_peak": True,
+                    }
+                    measurer.enforce_limit(plan.limit, platform, "rss", stats, ())
+                return result
+            if probe is not None:
+                measurer.probe_refused()
+        finished = None
+        if plan.profile_by_hook:
+            measurer.start(item)
+            try:
+                result = yield
+            finally:
+                finished = measurer.finish(item)
+        else:
+            result = yield
+        if plan.limit is not None:
+            measurer.check_limit(item, plan.limit, plan.platform, finished)
+        return result
+
+
+class GuardHooks:
+    """Setup and teardown hooks, registered only when a run checks leaks or fails absent GPUs."""
+
+    def __init__(self, measurer: Measurer) -> None:
+        self.measurer = measurer
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """See `Measurer.setup`."""
+        self.measurer.setup(item)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_teardown(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> Generator[None, object, object]:
+        """After every fixture is torn down, compare device memory with the baseline."""
+        result = yield
+        self.measurer.check_leak(item)
+        return result

@@ -1,0 +1,226 @@
+"""Planning, at collection: which platform each test runs on, whether it can, how it is measured.
+
+A test's `TestPlan` is decided once and kept in its stash; tests that use none of our markers or
+fixtures share one plain plan. Marker errors are collection errors naming the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+import pytest
+
+from pytest_hwbench.names import (
+    DEVICE_FIXTURE,
+    HARDWARE_MARKER,
+    HOST_PLATFORM,
+    HW_BENCHMARK_FIXTURE,
+    LEAK_LIMIT_MARKER,
+    MEMORY_LIMIT_MARKER,
+    PROFILE_FIXTURE,
+)
+from pytest_hwbench.plugin.marks import (
+    HardwareRequirement,
+    MarkerError,
+    MemoryLimit,
+    our_marks,
+    parse_hardware_marker,
+    parse_leak_limit,
+    parse_memory_limit,
+)
+
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.registry import HardwareRegistry
+    from pytest_hwbench.plugin.options import HwbenchOptions
+
+__all__ = ["PLAN_KEY", "PlanNeeds", "Planner", "TestPlan"]
+
+
+class TestPlan:
+    """What the session does around one test, decided once (at collection) and kept in its stash."""
+
+    __slots__ = ("leak_tolerance", "limit", "on_host", "platform", "profile_by_hook", "unmet")
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(
+        self,
+        platform: str,
+        *,
+        on_host: bool = True,
+        unmet: str | None = None,
+        profile_by_hook: bool = False,
+        limit: MemoryLimit | None = None,
+        leak_tolerance: int | None = None,
+    ) -> None:
+        #: The registry name of the platform the test runs on.
+        self.platform = platform
+        #: Whether that platform is the host (its memory is this process's RSS).
+        self.on_host = on_host
+        #: Why it cannot run there (None when it can).
+        self.unmet = unmet
+        #: Whether the call wrapper measures it (no memory_profile fixture does).
+        self.profile_by_hook = profile_by_hook
+        #: The limit on its peak growth (marker, else ini hw_memory_limit).
+        self.limit = limit
+        #: The allowed growth over the test when leak-checked, else None.
+        self.leak_tolerance = leak_tolerance
+
+
+PLAN_KEY = pytest.StashKey[TestPlan]()
+
+
+class PlanNeeds(NamedTuple):
+    """Which per-test hooks the planned tests need (the session registers only those)."""
+
+    measure: bool
+    report: bool
+    guard: bool
+
+
+class Planner:
+    """Turns markers and options into parametrization, plans, skips and deselection."""
+
+    def __init__(self, options: HwbenchOptions, registry: Callable[[], HardwareRegistry]) -> None:
+        self.options = options
+        self._registry = registry
+        self._collected = False  # whether classify_items planned the collected tests
+        default_limit = None
+        if options.memory_limit_bytes is not None:
+            default_limit = MemoryLimit(options.memory_limit_bytes, source="ini hw_memory_limit")
+        #: The plan of every test that uses none of our markers or fixtures.
+        self.plain_plan = TestPlan(
+            HOST_PLATFORM,
+            profile_by_hook=options.profile_all,
+            limit=default_limit,
+            leak_tolerance=options.leak_tolerance_bytes if options.leak_check else None,
+        )
+
+    def _requirement(self, mark: pytest.Mark | None) -> HardwareRequirement | None:
+        return None if mark is None else parse_hardware_marker(mark, self._registry)
+
+    def _memory_limit(self, mark: pytest.Mark | None) -> MemoryLimit | None:
+        """The limit on peak growth: the marker's, else ini ``hw_memory_limit``."""
+        if mark is not None:
+            return parse_memory_limit(mark, self._registry)
+        return self.plain_plan.limit
+
+    def _leak_tolerance(self, mark: pytest.Mark | None) -> int | None:
+        """Allowed growth over a test (marker or --hw-leak-check), or None when not checked."""
+        if mark is not None:
+            return parse_leak_limit(mark, self._registry)
+        return self.plain_plan.leak_tolerance
+
+    def generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Validate our markers (bad ones are collection errors) and parametrize hw_device."""
+        definition = metafunc.definition
+        marks = our_marks(definition)
+        try:
+            requirement = self._requirement(marks.get(HARDWARE_MARKER))
+            self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
+            self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))
+        except MarkerError as exc:
+            raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
+        if DEVICE_FIXTURE not in metafunc.fixturenames:
+            return
+        if requirement is not None:
+            names = list(requirement.platforms)
+        elif self.options.devices is not None:
+            names = list(self.options.devices)
+        else:
+            names = self._registry().available()
+        metafunc.parametrize(DEVICE_FIXTURE, names, ids=names, indirect=True, scope="function")
+
+    def _unmet_reason(
+        self, item: pytest.Item, requirement: HardwareRequirement | None
+    ) -> tuple[str, str | None]:
+        """The platform `item` runs on, and why it cannot (None when it can)."""
+        registry = self._registry()
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and DEVICE_FIXTURE in callspec.params:
+            name = str(callspec.params[DEVICE_FIXTURE])
+            if self.options.devices is not None and name not in self.options.devices:
+                return name, f"{name}: not selected by --hw-devices"
+            backend = registry.get(name)
+            if requirement is not None:
+                return name, requirement.unmet_reason(backend)
+            if not backend.is_available():
+                return name, f"{name}: {backend.unavailable_reason()}"
+            return name, None
+        if requirement is None:
+            return HOST_PLATFORM, None
+        reasons = []
+        for name in requirement.platforms:
+            reason = requirement.unmet_reason(registry.get(name))
+            if reason is None:
+                return name, None
+            reasons.append(reason)
+        return requirement.platforms[0], "; ".join(reasons)
+
+    def make_plan(self, item: pytest.Item) -> TestPlan:
+        """Decide `item`'s platform, whether it can run there, and how it is measured."""
+        marks = our_marks(item)
+        fixtures = getattr(item, "fixturenames", ())
+        if not marks and DEVICE_FIXTURE not in fixtures and PROFILE_FIXTURE not in fixtures:
+            return self.plain_plan
+        platform, unmet = self._unmet_reason(item, self._requirement(marks.get(HARDWARE_MARKER)))
+        return TestPlan(
+            platform,
+            on_host=self._registry().get(platform).is_host,
+            unmet=unmet,
+            profile_by_hook=PROFILE_FIXTURE not in fixtures
+            and (self.options.profile_all or MEMORY_LIMIT_MARKER in marks),
+            limit=self._memory_limit(marks.get(MEMORY_LIMIT_MARKER)),
+            leak_tolerance=self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER)),
+        )
+
+    def plan(self, item: pytest.Item) -> TestPlan:
+        """`item`'s plan, made now if collection did not (a test that asked for us at run time)."""
+        stash = item.stash
+        # `in`, not stash.get(): a miss, every plain test's case, raises KeyError inside get().
+        if PLAN_KEY in stash:
+            return stash[PLAN_KEY]
+        if self._collected:  # collection planned every test of ours: this one is plain
+            return self.plain_plan
+        plan = stash[PLAN_KEY] = self.make_plan(item)
+        return plan
+
+    def platform_of(self, item: pytest.Item) -> str:
+        """The registry name of the platform `item` runs on."""
+        return self.plan(item).platform
+
+    def _collected_plan(self, item: pytest.Item) -> TestPlan:
+        """`make_plan`, with a marker made bad after collection (by a hook) a usage error."""
+        try:
+            return self.make_plan(item)
+        except MarkerError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+
+    def classify_items(
+        self, config: pytest.Config, items: list[pytest.Item], ours: list[pytest.Item]
+    ) -> PlanNeeds:
+        """Plan every test (`ours` use our markers or fixtures); skip or deselect the unrunnable.
+
+        Called after every other plugin's ``pytest_collection_modifyitems``.
+        """
+        self._collected = True
+        guard = False
+        unrunnable: set[pytest.Item] = set()
+        for item in ours:
+            plan = item.stash[PLAN_KEY] = self._collected_plan(item)
+            guard = guard or plan.leak_tolerance is not None
+            if plan.unmet is None:
+                continue
+            if self.options.unavailable == "deselect":
+                unrunnable.add(item)
+            elif self.options.unavailable == "skip":
+                # A skip mark, not pytest.skip() in a hook: -rs then points at the test.
+                item.add_marker(pytest.mark.skip(reason=plan.unmet))
+            else:
+                guard = True  # fails the test at setup
+        if unrunnable:
+            config.hook.pytest_deselected(items=[i for i in items if i in unrunnable])
+            items[:] = [i for i in items if i not in unrunnable]
+        benchmarked = any(HW_BENCHMARK_FIXTURE in getattr(i, "fixturenames", ()) for i in ours)
+        # Benchmark timings travel in the entries: a benchmarked run gathers them.
+        return PlanNeeds(measure=bool(ours), report=benchmarked, guard=guard)

@@ -1,0 +1,149 @@
+"""`HwbenchSession`: the run's state, built only when a run uses hwbench; its methods are hooks.
+
+It composes the three parts of a run, each in its own module: planning (collection), measuring
+(each test's metric, limits and leaks) and reporting (entries, the report, compare, summary). It
+registers only the per-test hooks the run needs, and offers the fixtures a small interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_hwbench.plugin import xdist
+from pytest_hwbench.plugin.measuring import CallHooks, GuardHooks, Measurer
+from pytest_hwbench.plugin.options import HwbenchOptions, is_xdist_controller
+from pytest_hwbench.plugin.planning import Planner, TestPlan
+from pytest_hwbench.plugin.reporting import Reporter, ReportHooks
+from pytest_hwbench.plugin.summary import TopRows
+
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.base import HardwareBackend
+    from pytest_hwbench.hardware.registry import HardwareRegistry
+
+__all__ = ["HwbenchSession"]
+
+
+class HwbenchSession:
+    """Turns markers and options into parametrization, skips, measurements and a report.
+
+    Created by the plugin only when a run uses hwbench (an option, or a test using one of our
+    markers or fixtures); it registers the per-test hooks a run needs, and no others.
+    """
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        options: HwbenchOptions,
+        registry: Callable[[], HardwareRegistry],
+    ) -> None:
+        self.config = config
+        self.options = options
+        self._registry = registry
+        top_rows = TopRows(options.summary)
+        #: Collection: each test's platform, whether it can run, how it is measured.
+        self.planning = Planner(options, registry)
+        #: Each test's metric, the RSS peak probe, limits and leak checks.
+        self.measuring = Measurer(
+            config, options, self.planning, registry, top_rows, self.enable_test_hooks
+        )
+        #: Entries, the report, compare and the terminal summary.
+        self.reporting = Reporter(
+            config, options, top_rows, self.machine_inventory, xdist.pinned_devices()
+        )
+        self._call_hooks: CallHooks | None = None
+        self._report_hooks: ReportHooks | None = None
+        self._guard_hooks: GuardHooks | None = None
+        controller = is_xdist_controller(config)
+        if options.measures_every_test or controller:
+            self.enable_test_hooks()
+        # Under xdist every worker reports: the controller gets results only from reports.
+        distributed = controller or self.reporting.worker_id is not None
+        if options.report_path is not None or options.compare_base is not None or distributed:
+            self.enable_report_hooks()
+        if options.leak_check:
+            self.enable_guard_hooks()
+
+    @property
+    def registry(self) -> HardwareRegistry:
+        """The run's hardware registry, built on first use (it imports every backend)."""
+        return self._registry()
+
+    # -- which hooks run ---------------------------------------------------------------------------
+
+    def enable_test_hooks(self) -> None:
+        """Register the per-test measuring hook (once)."""
+        if self._call_hooks is None:
+            self._call_hooks = CallHooks(self.measuring)
+            self.config.pluginmanager.register(self._call_hooks, "hwbench_test_hooks")
+
+    def enable_report_hooks(self) -> None:
+        """Register the hooks that gather one entry per test (a report, compare, xdist; once)."""
+        self.enable_test_hooks()
+        if self._report_hooks is None:
+            self.measuring.keep_results = True
+            self._report_hooks = ReportHooks(self.reporting, self.planning.platform_of)
+            self.config.pluginmanager.register(self._report_hooks, "hwbench_report_hooks")
+
+    def enable_guard_hooks(self) -> None:
+        """Register the setup/teardown hooks: leak checks, --hw-unavailable=fail (once)."""
+        if self._guard_hooks is None:
+            self._guard_hooks = GuardHooks(self.measuring)
+            self.config.pluginmanager.register(self._guard_hooks, "hwbench_guard_hooks")
+
+    # -- what fixtures and the front module ask ----------------------------------------------------
+
+    def plan(self, item: pytest.Item) -> TestPlan:
+        """`item`'s plan (see `Planner.plan`)."""
+        return self.planning.plan(item)
+
+    def platform_of(self, item: pytest.Item) -> str:
+        """The registry name of the platform `item` runs on."""
+        return self.planning.platform_of(item)
+
+    def backend_of(self, item: pytest.Item) -> HardwareBackend:
+        """The backend of the platform `item` runs on."""
+        return self._registry().get(self.planning.platform_of(item))
+
+    def generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Validate our markers and parametrize hw_device (see `Planner.generate_tests`)."""
+        self.planning.generate_tests(metafunc)
+
+    def classify_items(self, items: list[pytest.Item], ours: list[pytest.Item]) -> None:
+        """Plan every collected test; register the hooks the planned tests need."""
+        if self.config.hook.pytest_hwbench_register_backends.get_hookimpls():
+            self._registry()  # a conftest collected later adds backends: register them now
+        needs = self.planning.classify_items(self.config, items, ours)
+        if needs.measure:
+            self.enable_test_hooks()
+        if needs.report:
+            self.enable_report_hooks()
+        if needs.guard:
+            self.enable_guard_hooks()
+
+    def machine_inventory(self) -> dict[str, Any]:
+        """The hardware inventory of the host running tests (imports torch: only there)."""
+        from pytest_hwbench.hardware import hardware_inventory
+
+        return hardware_inventory(self._registry())
+
+    def take_worker_inventory(self, node: Any) -> None:
+        """Take the inventory a finished xdist worker sent (a crashed worker sends none)."""
+        self.reporting.take_worker_inventory(node)
+
+    # -- session hooks -----------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Open the report journal (in the process that writes the report)."""
+        self.reporting.open()
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Compare with --hw-compare's base; write the report (incomplete runs say so)."""
+        self.reporting.finish(session, exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The N tests with the highest peak growth per platform, and where the report went."""
+        self.reporting.summarize(terminalreporter)

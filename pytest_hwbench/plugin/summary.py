@@ -1,0 +1,98 @@
+"""The terminal summary of peak memory growth: the top tests per platform, kept as tests finish."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from pytest_hwbench.units import format_bytes
+
+__all__ = ["SummaryRow", "TopRows", "write_peak_summary"]
+
+
+class SummaryRow(NamedTuple):
+    """One measured test in the terminal summary (a tuple: the GC stops tracking it)."""
+
+    platform: str
+    growth_bytes: int
+    peak_bytes: int
+    series: str
+    exact: bool
+    nodeid: str
+
+    @classmethod
+    def of(cls, platform: str, series: str, stats: Mapping[str, Any], nodeid: str) -> SummaryRow:
+        """The row of a test whose `series` has these `get_metrics()` statistics."""
+        return cls(
+            platform,
+            int(stats.get("peak_delta_bytes", 0)),
+            int(stats.get("peak_bytes", 0)),
+            series,
+            bool(stats.get("exact_peak")),
+            nodeid,
+        )
+
+    @classmethod
+    def of_entry(cls, entry: Mapping[str, Any]) -> SummaryRow:
+        """The row of a report entry with memory results."""
+        memory = entry["memory"]
+        stats = memory["series"].get(memory["primary_series"], {})
+        return cls.of(entry["platform"] or "?", memory["primary_series"], stats, entry["nodeid"])
+
+
+class TopRows:
+    """The `size` tests with the highest peak growth per platform, kept as tests finish.
+
+    Bounded, so a run of any length keeps `size` rows a platform; a test that does not make the
+    cut costs a comparison. Ties keep the earlier test, as a stable sort of every row would.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._added = 0
+        # Min-heaps of (growth, -order, row): the root is the row the next better one evicts.
+        self._heaps: dict[str, list[tuple[int, int, SummaryRow]]] = {}
+
+    def would_keep(self, platform: str, growth_bytes: int) -> bool:
+        """Whether a test on `platform` with this growth makes the top (build its row then)."""
+        if self.size <= 0:
+            return False
+        heap = self._heaps.get(platform)
+        return heap is None or len(heap) < self.size or growth_bytes > heap[0][0]
+
+    def add(self, row: SummaryRow) -> None:
+        """Keep `row` if it ranks among the top `size` of its platform."""
+        if not self.would_keep(row.platform, row.growth_bytes):
+            return
+        self._added += 1
+        ranked = (row.growth_bytes, -self._added, row)
+        heap = self._heaps.setdefault(row.platform, [])
+        if len(heap) < self.size:
+            heapq.heappush(heap, ranked)
+        else:
+            heapq.heapreplace(heap, ranked)
+
+    def rows(self) -> list[SummaryRow]:
+        """The kept rows, in the order their tests finished."""
+        ranked = [entry for heap in self._heaps.values() for entry in heap]
+        return [row for _, _, row in sorted(ranked, key=lambda entry: -entry[1])]
+
+
+def write_peak_summary(terminalreporter: Any, rows: Iterable[SummaryRow], top_n: int) -> None:
+    """The `top_n` tests with the highest peak growth per platform, under one heading."""
+    by_platform: dict[str, list[SummaryRow]] = {}
+    for row in rows:
+        by_platform.setdefault(row.platform, []).append(row)
+    if top_n <= 0 or not by_platform:
+        return
+    terminalreporter.write_sep("-", "hwbench: peak memory growth")
+    for name, platform_rows in sorted(by_platform.items()):
+        platform_rows.sort(key=lambda row: row.growth_bytes, reverse=True)
+        terminalreporter.write_line(f"{name} (top {min(top_n, len(platform_rows))}):")
+        for row in platform_rows[:top_n]:
+            terminalreporter.write_line(
+                f"  {format_bytes(row.growth_bytes, signed=True):>12}  "
+                f"peak {format_bytes(row.peak_bytes):>10}  "
+                f"{row.series} ({'exact' if row.exact else 'sampled'})  {row.nodeid}"
+            )
