@@ -1,24 +1,32 @@
-"""The ``hwbench`` command: inspect this machine's hardware and work with reports."""
+"""The ``hwbench`` command: inspect this machine's hardware and work with reports.
+
+Every report is read through the report layer's one loader; the output commands and the export
+choices are built from its table of formats (`pytest_hwbench.report.formats.FORMATS`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pytest_hwbench._version import __version__
 from pytest_hwbench.units import format_bytes
+
+if TYPE_CHECKING:
+    from pytest_hwbench.report.formats import OutputFormat
 
 __all__ = ["main"]
 
 
 def _format_inventory(inventory: dict[str, Any], out: TextIO) -> None:
+    from pytest_hwbench.report.model import torch_runtimes
+
     torch_info = inventory["torch"]
-    builds = ", ".join(
-        f"{key.upper()} {torch_info[key]}" for key in ("cuda", "hip", "xpu") if torch_info.get(key)
-    )
+    builds = ", ".join(torch_runtimes(torch_info))
     out.write(
         f"pytest-hwbench {inventory['pytest_hwbench']} · torch {torch_info.get('version')}"
         f"{f' ({builds})' if builds else ' (no GPU runtime in this build)'}"
@@ -65,15 +73,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_recover(args: argparse.Namespace) -> int:
-    from pytest_hwbench.report.writer import ReportError, recover_partial
+    from pytest_hwbench.report import ReportError, atomic_text_file, recover_partial
 
     try:
         report = recover_partial(args.journal)
     except (OSError, ReportError) as exc:
-        sys.stderr.write(f"hwbench recover: {exc}\n")
-        return 2
-    with open(args.output, "w", encoding="utf-8") as fh:
-        json.dump(report, fh)
+        return _fail("recover", exc)
+    try:
+        with atomic_text_file(args.output) as fh:
+            fh.write(json.dumps(report))
+    except OSError as exc:
+        return _fail("recover", f"cannot write {args.output}: {exc.strerror or exc}")
     sys.stdout.write(
         f"recovered {len(report['tests'])} test{'s' if len(report['tests']) != 1 else ''} "
         f"into {args.output} (marked incomplete)\n"
@@ -97,8 +107,8 @@ def _threshold(text: str) -> Any:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    from pytest_hwbench.report import ReportError
     from pytest_hwbench.report.compare import compare_reports, load_for_compare
-    from pytest_hwbench.report.writer import ReportError
 
     try:
         base = load_for_compare(args.base)
@@ -112,70 +122,67 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if comparison.failed else 0
 
 
-def _load(command: str, path: str) -> dict[str, Any] | int:
-    from pytest_hwbench.report.writer import ReportError, load_report
+def _write_format(command: str, fmt: OutputFormat, args: argparse.Namespace) -> int:
+    """Check, read the report through the loader, write it in `fmt`; exit 2 on bad input."""
+    from pytest_hwbench.report import ReportError, atomic_text_file, load_report
 
+    options = {option.dest: getattr(args, option.dest) for option in fmt.options}
+    problem = fmt.check(options) if fmt.check is not None else None
+    if problem is not None:
+        return _fail(command, problem)
     try:
-        return load_report(path)
+        report = load_report(args.report, timelines=fmt.timelines)
     except ReportError as exc:
         return _fail(command, exc)
-
-
-def _cmd_html(args: argparse.Namespace) -> int:
-    from pytest_hwbench.report.html import MissingExtraError, plotly_js, write_html
-
-    if not args.no_charts:
-        try:
-            plotly_js()
-        except MissingExtraError as exc:
-            return _fail("html", f"{exc} (or pass --no-charts for a page without timelines)")
-    report = _load("html", args.report)
-    if isinstance(report, int):
-        return report
+    if args.output in (None, "-"):
+        fmt.write(report, sys.stdout, options)
+        return 0
     try:
-        size = write_html(report, args.output, charts=not args.no_charts)
+        with atomic_text_file(args.output) as fh:
+            said = fmt.write(report, fh, options)
     except OSError as exc:
-        return _fail("html", f"cannot write {args.output}: {exc.strerror or exc}")
-    count = len(report.get("tests", []))
-    sys.stdout.write(
-        f"wrote {args.output} ({format_bytes(size)}, {count} test{'s' if count != 1 else ''})\n"
-    )
+        return _fail(command, f"cannot write {args.output}: {exc.strerror or exc}")
+    size = os.path.getsize(args.output)
+    sys.stdout.write(f"wrote {args.output} ({format_bytes(size)}, {said})\n")
     return 0
 
 
-def _cmd_trace(args: argparse.Namespace) -> int:
-    from pytest_hwbench.report.trace import write_trace
+def _cmd_format(args: argparse.Namespace) -> int:
+    from pytest_hwbench.report.formats import FORMATS
 
-    report = _load("trace", args.report)
-    if isinstance(report, int):
-        return report
-    try:
-        events = write_trace(report, args.output)
-    except OSError as exc:
-        return _fail("trace", f"cannot write {args.output}: {exc.strerror or exc}")
-    sys.stdout.write(
-        f"wrote {events} trace events to {args.output}; open it in https://ui.perfetto.dev "
-        "or chrome://tracing\n"
-    )
-    return 0
+    return _write_format(args.command, FORMATS[args.command], args)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from pytest_hwbench.report.export import export_report
+    from pytest_hwbench.report.formats import FORMATS
 
-    report = _load("export", args.report)
-    if isinstance(report, int):
-        return report
-    text = json.dumps(export_report(report, args.format), indent=2) + "\n"
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        return _fail("export", f"cannot write {args.output}: {exc.strerror or exc}")
-    return 0
+    return _write_format("export", FORMATS[args.format], args)
+
+
+def _add_format_commands(commands: Any) -> None:
+    """A command per format that has one, and ``export`` over the rest (from the table)."""
+    from pytest_hwbench.report.formats import FORMATS, export_formats
+
+    for fmt in FORMATS.values():
+        if not fmt.command:
+            continue
+        command = commands.add_parser(fmt.name, help=f"write a report as {fmt.help}")
+        command.add_argument("report", help="the report (REPORT.json)")
+        command.add_argument("-o", "--output", required=True, help="where to write it")
+        for option in fmt.options:
+            command.add_argument(option.flag, action="store_true", help=option.help)
+        command.set_defaults(handler=_cmd_format)
+    exports = export_formats()
+    export = commands.add_parser("export", help="write a report's figures in another tool's format")
+    export.add_argument("report", help="the report (REPORT.json)")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=[fmt.name for fmt in exports],
+        help="; ".join(f"{fmt.name}: {fmt.help}" for fmt in exports),
+    )
+    export.add_argument("-o", "--output", help="where to write it (default: standard output)")
+    export.set_defaults(handler=_cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,37 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(handler=_cmd_compare)
 
-    html = commands.add_parser(
-        "html",
-        help="write a self-contained HTML page of a report (needs pytest-hwbench[html])",
-    )
-    html.add_argument("report", help="the report (REPORT.json)")
-    html.add_argument("-o", "--output", required=True, help="where to write the page")
-    html.add_argument(
-        "--no-charts",
-        action="store_true",
-        help="write the page without plotly (no memory timelines)",
-    )
-    html.set_defaults(handler=_cmd_html)
-
-    trace = commands.add_parser(
-        "trace", help="write a report as Chrome Trace Event JSON, for Perfetto or chrome://tracing"
-    )
-    trace.add_argument("report", help="the report (REPORT.json)")
-    trace.add_argument("-o", "--output", required=True, help="where to write the trace")
-    trace.set_defaults(handler=_cmd_trace)
-
-    export = commands.add_parser("export", help="write a report's figures in another tool's format")
-    export.add_argument("report", help="the report (REPORT.json)")
-    export.add_argument(
-        "--format",
-        required=True,
-        choices=["github-action-benchmark"],
-        help="github-action-benchmark: customSmallerIsBetter JSON (peak memory growth in "
-        "bytes, benchmark medians in seconds)",
-    )
-    export.add_argument("-o", "--output", help="where to write it (default: standard output)")
-    export.set_defaults(handler=_cmd_export)
+    _add_format_commands(commands)
     return parser
 
 

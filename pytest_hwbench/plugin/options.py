@@ -11,6 +11,7 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
+    from pytest_hwbench.report.model import Report
 
 # Nothing of ours but leaves is imported at module level: pytest imports this with the plugin in
 # every run, and the metrics, units and hardware modules load only when an option needs them.
@@ -212,7 +213,7 @@ class HwbenchOptions(NamedTuple):
     memory_limit_bytes: int | None
     gpus_per_worker: int | None
     gpus_share: bool
-    compare_base: dict[str, Any] | None
+    compare_base: Report | None
     compare_base_path: Path | None
     compare_thresholds: tuple[Any, ...]
     benchmark_warmup: int
@@ -382,7 +383,7 @@ def resolve_options(
 
 def _resolve_compare(
     config: pytest.Config,
-) -> tuple[dict[str, Any] | None, Path | None, tuple[Any, ...]]:
+) -> tuple[Report | None, Path | None, tuple[Any, ...]]:
     """Load the base report and parse thresholds now, so a typo fails before the run."""
     raw_fail = config.getoption("hw_compare_fail", default=None) or config.getini("hw_compare_fail")
     raw_base = value_or_ini(config, "hw_compare")
@@ -390,8 +391,8 @@ def _resolve_compare(
         if raw_fail:
             raise _usage("--hw-compare-fail needs --hw-compare=BASE.json to compare with")
         return None, None, ()
+    from pytest_hwbench.report import ReportError
     from pytest_hwbench.report.compare import ThresholdError, load_for_compare, parse_threshold
-    from pytest_hwbench.report.writer import ReportError
 
     try:
         thresholds = tuple(parse_threshold(text) for text in raw_fail)

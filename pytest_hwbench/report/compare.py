@@ -9,16 +9,21 @@ fails when ``new / base * 100 - 100`` exceeds it, an absolute one (``time:+5ms``
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-from pytest_hwbench.report.writer import SCHEMA_VERSION, ReportError
+from pytest_hwbench.report.loader import load_report
+from pytest_hwbench.report.model import (
+    Report,
+    ReportError,
+    benchmark_median_s,
+    entry_label,
+    primary_stats,
+)
 from pytest_hwbench.units import (
     SizeError,
     format_bytes,
@@ -163,7 +168,7 @@ class TestSummary:
     @property
     def label(self) -> str:
         """The node id, with the device when the id does not already show it."""
-        return self.nodeid if f"[{self.device}" in self.nodeid else f"{self.nodeid} ({self.device})"
+        return entry_label(self.nodeid, self.device)
 
 
 @dataclass(frozen=True)
@@ -354,29 +359,16 @@ def _table(
     return [line(header), "-" * len(line(header)), *(line(r) for r in rows)]
 
 
-def _median_of(benchmark: Any) -> float | None:
-    """The median (seconds) of a benchmark entry: ``{"median": s}`` or ``{"stats": {...}}``."""
-    if not isinstance(benchmark, Mapping):
-        return None
-    stats = benchmark.get("stats", benchmark)
-    value = stats.get("median") if isinstance(stats, Mapping) else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def summarize_entry(entry: Mapping[str, Any]) -> TestSummary:
     """The comparable figures of one report entry."""
-    memory = entry.get("memory")
     peak: int | None = None
     series_name: str | None = None
     exact: bool | None = None
-    if isinstance(memory, Mapping):
-        series_name = memory.get("primary_series")
-        stats = memory.get("series", {}).get(series_name) if series_name else None
-        if isinstance(stats, Mapping) and "peak_delta_bytes" in stats:
-            peak = int(stats["peak_delta_bytes"])
-            exact = bool(stats.get("exact_peak"))
+    stats = primary_stats(entry)
+    if stats is not None and "peak_delta_bytes" in stats:
+        series_name = entry["memory"]["primary_series"]
+        peak = int(stats["peak_delta_bytes"])
+        exact = bool(stats.get("exact_peak"))
     platform = entry.get("platform") or ""
     return TestSummary(
         nodeid=str(entry["nodeid"]),
@@ -387,7 +379,7 @@ def summarize_entry(entry: Mapping[str, Any]) -> TestSummary:
         peak_bytes=peak,
         peak_series=series_name,
         exact_peak=exact,
-        median_s=_median_of(entry.get("benchmark")),
+        median_s=benchmark_median_s(entry),
         skip_reason=entry.get("skip_reason"),
     )
 
@@ -483,37 +475,6 @@ def compare_reports(
     )
 
 
-# Outside strings, arrays of nothing but numbers (the timelines' columns) are what make a report
-# big, and no comparison needs them: they become [] before parsing. Strings are matched whole,
-# so the scan never looks inside one.
-_NUMBER_ARRAYS = re.compile(rb'("[^"\\]*(?:\\.[^"\\]*)*")|(\[)[-+0-9.eEnul, \t\r\n]*(\])')
-
-
-def load_for_compare(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a report for `compare_reports`, fast: its timelines' sample arrays are left empty.
-
-    Raises `ReportError` as `load_report` does (unreadable, not JSON, other schema version).
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(_NUMBER_ARRAYS.sub(rb"\1\2\3", raw))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        # Parse the file as it is, for an error that points into it rather than the stripped text.
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ReportError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or "schema" not in data:
-        raise ReportError(f"{path}: not a pytest-hwbench report (no 'schema' key)")
-    if data["schema"] != SCHEMA_VERSION:
-        raise ReportError(
-            f"{path}: schema {data['schema']!r} is not supported; this version reads "
-            f"{SCHEMA_VERSION!r}"
-        )
-    if not isinstance(data.get("tests"), list):
-        raise ReportError(f"{path}: not a pytest-hwbench report ('tests' is not a list)")
-    return data
+def load_for_compare(path: str | os.PathLike[str]) -> Report:
+    """Read a report for `compare_reports` through the one loader, without its timelines."""
+    return load_report(path, timelines=False)

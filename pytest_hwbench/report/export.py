@@ -8,77 +8,79 @@ where the test has benchmark statistics, its median time (seconds).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from pytest_hwbench.report.model import (
+    benchmark_median_s,
+    entry_label,
+    finite_number,
+    primary_stats,
+)
 from pytest_hwbench.units import format_bytes
 
-__all__ = ["FORMATS", "export_report", "github_action_benchmark"]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+__all__ = ["EXPORTS", "export_report", "github_action_benchmark"]
 
 
 def _label(entry: Mapping[str, Any]) -> str:
-    nodeid = str(entry.get("nodeid", "?"))
     device = str(entry.get("device") or entry.get("platform") or "")
-    # Parametrized over devices, the id already says which one ("test_x[cuda]").
-    return nodeid if not device or f"[{device}" in nodeid else f"{nodeid} ({device})"
+    return entry_label(str(entry.get("nodeid", "?")), device)
 
 
 def github_action_benchmark(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Peak memory growth per test and device, and benchmark medians, as customSmallerIsBetter."""
+    """The customSmallerIsBetter JSON: peak memory growth (bytes) and benchmark medians (s).
+
+    One figure per measured test and device, and one per timed benchmark; skipped tests are left
+    out.
+    """
     results: dict[str, dict[str, Any]] = {}
     for entry in report.get("tests") or []:
         if not isinstance(entry, Mapping) or entry.get("outcome") == "skipped":
             continue
         label = _label(entry)
-        memory = entry.get("memory")
-        if isinstance(memory, Mapping):
-            primary = memory.get("primary_series")
-            stats = memory.get("series", {}).get(primary)
-            if isinstance(stats, Mapping) and isinstance(stats.get("peak_delta_bytes"), int):
-                exact = "exact" if stats.get("exact_peak") else "sampled"
-                name = f"{label} - peak memory growth"
-                results[name] = {
-                    "name": name,
-                    "unit": "bytes",
-                    "value": stats["peak_delta_bytes"],
-                    "extra": (
-                        f"{primary} series, {exact} peak; "
-                        f"{format_bytes(stats['peak_delta_bytes'])} over a start of "
-                        f"{format_bytes(stats.get('start_bytes', 0))}; "
-                        f"outcome {entry.get('outcome')}"
-                    ),
-                }
-        benchmark = entry.get("benchmark")
-        stats = benchmark.get("stats", benchmark) if isinstance(benchmark, Mapping) else None
-        median = _number(stats.get("median")) if isinstance(stats, Mapping) else None
-        if isinstance(stats, Mapping) and median is not None:
+        stats = primary_stats(entry)
+        if stats is not None and isinstance(stats.get("peak_delta_bytes"), int):
+            primary = entry["memory"]["primary_series"]
+            exact = "exact" if stats.get("exact_peak") else "sampled"
+            name = f"{label} - peak memory growth"
+            results[name] = {
+                "name": name,
+                "unit": "bytes",
+                "value": stats["peak_delta_bytes"],
+                "extra": (
+                    f"{primary} series, {exact} peak; "
+                    f"{format_bytes(stats['peak_delta_bytes'])} over a start of "
+                    f"{format_bytes(stats.get('start_bytes', 0))}; "
+                    f"outcome {entry.get('outcome')}"
+                ),
+            }
+        median = benchmark_median_s(entry)
+        if median is not None:
+            timing = entry["benchmark"]
+            timing = timing.get("stats", timing)
             name = f"{label} - time"
             item: dict[str, Any] = {"name": name, "unit": "s", "value": median}
-            stddev = _number(stats.get("stddev"))
+            stddev = finite_number(timing.get("stddev"))
             if stddev is not None:
                 item["range"] = f"± {stddev:.3g}"
-            rounds = stats.get("rounds")
+            rounds = timing.get("rounds")
             item["extra"] = "median" + (f" of {rounds} rounds" if rounds else "")
             results[name] = item
     return list(results.values())
 
 
-FORMATS = {"github-action-benchmark": github_action_benchmark}
+#: Each export format: what it makes of a report, as JSON-able data.
+EXPORTS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
+    "github-action-benchmark": github_action_benchmark,
+}
 
 
 def export_report(report: Mapping[str, Any], fmt: str) -> Any:
-    """The report in format `fmt` (a key of `FORMATS`), as JSON-able data."""
+    """The report in export format `fmt` (a key of `EXPORTS`), as JSON-able data."""
     try:
-        exporter = FORMATS[fmt]
+        exporter = EXPORTS[fmt]
     except KeyError:
         raise ValueError(
-            f"unknown export format {fmt!r}; known: {', '.join(sorted(FORMATS))}"
+            f"unknown export format {fmt!r}; known: {', '.join(sorted(EXPORTS))}"
         ) from None
     return exporter(report)

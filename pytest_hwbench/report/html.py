@@ -14,9 +14,10 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from pytest_hwbench.report.model import benchmark_median_s, primary_stats, torch_runtimes
+from pytest_hwbench.report.writer import atomic_text_file
 from pytest_hwbench.units import format_bytes, format_duration
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "plotly_js",
     "render_html",
     "write_html",
+    "write_page",
 ]
 
 INSTALL_HINT = "pip install 'pytest-hwbench[html]'"
@@ -76,14 +78,6 @@ def _script_json(obj: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _median_s(benchmark: Any) -> float | None:
-    if not isinstance(benchmark, Mapping):
-        return None
-    stats = benchmark.get("stats", benchmark)
-    value = stats.get("median") if isinstance(stats, Mapping) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
     """What the page needs of one test when its row is opened."""
     memory = entry.get("memory")
@@ -96,7 +90,7 @@ def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
         "worker": entry.get("worker"),
         "host": entry.get("host"),
         "duration_s": entry.get("duration_s"),
-        "median_s": _median_s(entry.get("benchmark")),
+        "median_s": benchmark_median_s(entry),
         "memory": None,
     }
     if isinstance(memory, Mapping):
@@ -116,17 +110,9 @@ def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _primary_stats(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    memory = entry.get("memory")
-    if not isinstance(memory, Mapping):
-        return None
-    stats = memory.get("series", {}).get(memory.get("primary_series"))
-    return stats if isinstance(stats, Mapping) else None
-
-
 def _test_row(index: int, entry: Mapping[str, Any]) -> str:
     outcome = str(entry.get("outcome", ""))
-    stats = _primary_stats(entry)
+    stats = primary_stats(entry)
     duration = entry.get("duration_s")
     if stats is not None and isinstance(stats.get("peak_delta_bytes"), int):
         growth = stats["peak_delta_bytes"]
@@ -155,9 +141,7 @@ def _test_row(index: int, entry: Mapping[str, Any]) -> str:
 
 def _inventory_html(name: str | None, inventory: Mapping[str, Any]) -> str:
     torch_info = inventory.get("torch") or {}
-    builds = ", ".join(
-        f"{key.upper()} {torch_info[key]}" for key in ("cuda", "hip", "xpu") if torch_info.get(key)
-    )
+    builds = ", ".join(torch_runtimes(torch_info))
     facts = [
         f"host {inventory.get('host', '?')}",
         str(inventory.get("platform", "")),
@@ -532,20 +516,18 @@ def render_html(report: Mapping[str, Any], *, charts: bool = True) -> str:
     return "".join(iter_html(report, charts=charts))
 
 
+def write_page(report: Mapping[str, Any], out: TextIO, *, charts: bool = True) -> int:
+    """Write the page to the text stream `out`, chunk by chunk; return how many tests it shows."""
+    for part in iter_html(report, charts=charts):
+        out.write(part)
+    return sum(1 for t in report.get("tests") or [] if isinstance(t, Mapping))
+
+
 def write_html(
     report: Mapping[str, Any], path: str | os.PathLike[str], *, charts: bool = True
 ) -> int:
-    """Write the page to `path` (via a temporary file and a rename); return its size in bytes."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    size = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for part in iter_html(report, charts=charts):
-                fh.write(part)
-                size += len(part.encode("utf-8")) if not part.isascii() else len(part)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write the page to `path` (atomically, as every output); return its size in bytes."""
+    with atomic_text_file(path) as fh:
+        write_page(report, fh, charts=charts)
+        size = fh.tell()
     return size

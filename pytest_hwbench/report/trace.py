@@ -8,15 +8,15 @@ in https://ui.perfetto.dev or ``chrome://tracing``; times there are microseconds
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from pytest_hwbench.report.model import benchmark_median_s, finite_number, primary_stats
+from pytest_hwbench.report.writer import atomic_text_file
 from pytest_hwbench.units import format_bytes
 
-__all__ = ["START_KEYS", "build_trace", "iter_trace_events", "write_trace"]
+__all__ = ["START_KEYS", "build_trace", "iter_trace_events", "write_events", "write_trace"]
 
 START_KEYS = ("start_time", "start_s")
 """Entry keys read as a test's start (seconds; only differences matter), when every test has one."""
@@ -24,16 +24,10 @@ START_KEYS = ("start_time", "start_s")
 _US = 1e6
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def _start_times(tests: list[Mapping[str, Any]]) -> list[float] | None:
     """Each test's start in seconds from the first one, if the report has them for every test."""
     for key in START_KEYS:
-        starts = [_number(t.get(key)) for t in tests]
+        starts = [finite_number(t.get(key)) for t in tests]
         if tests and all(s is not None for s in starts):
             values = [s for s in starts if s is not None]
             first = min(values)
@@ -50,19 +44,17 @@ def _slice_args(entry: Mapping[str, Any]) -> dict[str, Any]:
     memory = entry.get("memory")
     if isinstance(memory, Mapping):
         primary = memory.get("primary_series")
-        stats = memory.get("series", {}).get(primary)
-        if isinstance(stats, Mapping):
+        stats = primary_stats(entry)
+        if stats is not None:
             args["primary_series"] = primary
             args["peak_growth_bytes"] = stats.get("peak_delta_bytes")
             if isinstance(stats.get("peak_delta_bytes"), int):
                 args["peak_growth"] = format_bytes(stats["peak_delta_bytes"])
             args["peak_is"] = "exact" if stats.get("exact_peak") else "sampled"
         args["sampling_interval_s"] = memory.get("interval_s")
-    benchmark = entry.get("benchmark")
-    if isinstance(benchmark, Mapping):
-        stats = benchmark.get("stats", benchmark)
-        if isinstance(stats, Mapping) and _number(stats.get("median")) is not None:
-            args["benchmark_median_s"] = stats["median"]
+    median = benchmark_median_s(entry)
+    if median is not None:
+        args["benchmark_median_s"] = median
     return args
 
 
@@ -109,7 +101,7 @@ def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
                 "args": {"name": f"tests ({worker})" if worker else "tests"},
             }
         tid = tids[(pid, worker)]
-        dur = max(_number(entry.get("duration_s")) or 0.0, 0.0) * _US
+        dur = max(finite_number(entry.get("duration_s")) or 0.0, 0.0) * _US
         if starts is not None:
             ts = starts[index] * _US
         else:
@@ -178,21 +170,19 @@ def build_trace(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_trace(report: Mapping[str, Any], path: str | os.PathLike[str]) -> int:
-    """Write the trace to `path` event by event (via a temporary file); return the event count."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+def write_events(report: Mapping[str, Any], out: TextIO) -> int:
+    """Write the trace to the text stream `out`, event by event; return the event count."""
     count = 0
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write('{"traceEvents":[\n')
-            for event in iter_trace_events(report):
-                fh.write((",\n" if count else "") + json.dumps(event, separators=(",", ":")))
-                count += 1
-            fh.write('\n],"displayTimeUnit":"ms","otherData":')
-            fh.write(json.dumps(_other_data(report), separators=(",", ":")) + "}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    out.write('{"traceEvents":[\n')
+    for event in iter_trace_events(report):
+        out.write((",\n" if count else "") + json.dumps(event, separators=(",", ":")))
+        count += 1
+    out.write('\n],"displayTimeUnit":"ms","otherData":')
+    out.write(json.dumps(_other_data(report), separators=(",", ":")) + "}\n")
     return count
+
+
+def write_trace(report: Mapping[str, Any], path: str | os.PathLike[str]) -> int:
+    """Write the trace to `path` (atomically, as every output); return the event count."""
+    with atomic_text_file(path) as fh:
+        return write_events(report, fh)

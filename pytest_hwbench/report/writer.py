@@ -1,38 +1,32 @@
-"""Writes the report atomically, journaling each finished test so a crash loses nothing."""
+"""Writing files: the report, journaled test by test, and the one rule for every output file.
+
+The report's journal keeps each finished test, so a crash loses nothing; every command that
+writes a file writes a temporary file and renames it over the target (`atomic_text_file`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pytest_hwbench._version import __version__
+from pytest_hwbench.report.model import SCHEMA_VERSION, ReportError
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "ReportError",
     "ReportWriter",
-    "load_report",
+    "atomic_text_file",
+    "journal_path",
     "recover_partial",
-    "schema_path",
 ]
 
-SCHEMA_VERSION = "pytest-hwbench/1"
 _JOURNAL_SUFFIX = ".partial.jsonl"
-
-
-class ReportError(ValueError):
-    """A report file that cannot be read: missing, not JSON, or of another schema version."""
-
-
-def schema_path() -> Path:
-    """The JSON Schema file that every report validates against."""
-    return Path(__file__).with_name("schema.json")
 
 
 def journal_path(report_path: Path) -> Path:
@@ -40,18 +34,26 @@ def journal_path(report_path: Path) -> Path:
     return report_path.with_name(report_path.name + _JOURNAL_SUFFIX)
 
 
-def _atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
+    """A text stream whose content replaces `path` atomically once the block ends without error.
+
+    Written to a temporary file beside it, synced, then renamed over `path`: a reader never sees
+    half a file, and a failure leaves whatever was there before. A symlink is followed: its
+    target is replaced, the link stays.
+    """
+    target = Path(os.path.realpath(path))
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, separators=(",", ":"), allow_nan=False)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp creates the file 0600; a report is an artifact others read, like any new file.
+        # mkstemp creates the file 0600; an output is an artifact others read, like any new file.
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -109,7 +111,10 @@ class ReportWriter:
 
     def finish(self, *, complete: bool) -> Path:
         """Write the report atomically and drop the journal."""
-        _atomic_write_json(self.path, self.document(complete=complete))
+        # json.dumps, not json.dump: only the one-shot form runs the C encoder (~20x faster).
+        text = json.dumps(self.document(complete=complete), separators=(",", ":"), allow_nan=False)
+        with atomic_text_file(self.path) as fh:
+            fh.write(text)
         self._journal.close()
         journal_path(self.path).unlink(missing_ok=True)
         return self.path
@@ -137,23 +142,3 @@ def recover_partial(journal: Path) -> dict[str, Any]:
     if hosts:
         header["machine"].setdefault("hosts", {}).update(hosts)
     return {**header, "complete": False, "tests": tests}
-
-
-def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a report, checking it is one and of a schema version this version understands."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or "schema" not in data:
-        raise ReportError(f"{path}: not a pytest-hwbench report (no 'schema' key)")
-    if data["schema"] != SCHEMA_VERSION:
-        raise ReportError(
-            f"{path}: schema {data['schema']!r} is not supported; this version reads "
-            f"{SCHEMA_VERSION!r}"
-        )
-    return data

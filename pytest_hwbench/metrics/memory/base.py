@@ -175,9 +175,9 @@ class MemoryMetric(ABC):
         """The measured device for reports: name, index and, where known, its properties."""
         if self._device_info is None:  # a device's properties do not change: build it once
             info: dict[str, Any] = {"platform": self.platform, "index": self.device_index}
-            if self.backend is not None and self.backend.torch_device_type != "cpu":
+            if self.backend is not None:
                 # "cuda:0", not the "cuda" a caller may have passed: reports name one device.
-                info["device"] = f"{self.backend.torch_device_type}:{self.device_index}"
+                info["device"] = self.backend.device_label(self.device_index)
             elif self.device is not None:
                 info["device"] = str(self.device)
             if self.backend is not None:

@@ -129,6 +129,59 @@ def test_bad_reports_exit_2(
     )
 
 
+_HEADER = {
+    "schema": "pytest-hwbench/1",
+    "created": "2026-01-01T00:00:00+00:00",
+    "pytest_hwbench": "0.1.0",
+    "complete": True,
+    "machine": {},
+}
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (json.dumps({**_HEADER, "tests": "nope"}), "tests must be array"),
+        (json.dumps({**_HEADER, "tests": [{"nodeid": "t"}]}), "tests[0] must contain"),
+        (
+            json.dumps({**_HEADER, "tests": [{**entry("a"), "outcome": "maybe"}]}),
+            "tests[0].outcome must be one of",
+        ),
+        (
+            json.dumps({**_HEADER, "tests": [{**entry("a"), "memory": {"series": []}}]}),
+            "tests[0].memory must be",
+        ),
+        (
+            json.dumps({**_HEADER, "tests": [{**entry("a"), "duration_s": float("nan")}]}),
+            "NaN is not",
+        ),
+        ('{"tests": []}', "no 'schema' key"),
+    ],
+    ids=["tests-not-a-list", "entry-missing-keys", "bad-outcome", "bad-memory", "nan", "no-schema"],
+)
+def test_every_tool_refuses_what_compare_refuses_with_the_same_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(report(entry("a"))))
+    messages = {}
+    for command, extra in (
+        ("compare", [str(good)]),
+        ("html", ["-o", str(tmp_path / "out.html"), "--no-charts"]),
+        ("trace", ["-o", str(tmp_path / "out.json")]),
+        ("export", ["--format", "github-action-benchmark"]),
+    ):
+        assert main([command, str(path), *extra]) == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith(f"hwbench {command}: {path}: "), err
+        messages[command] = err.removeprefix(f"hwbench {command}: ")
+    assert len(set(messages.values())) == 1, messages
+    assert problem in messages["compare"]
+    assert not list(tmp_path.glob("out*"))
+
+
 def test_unwritable_output_exits_2(
     write_report: Writer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -145,7 +198,9 @@ def test_trace_writes_trace_events(
     out_path = tmp_path / "trace.json"
     assert main(["trace", str(path), "-o", str(out_path)]) == 0
     events = json.loads(out_path.read_text())["traceEvents"]
-    assert capsys.readouterr().out.startswith(f"wrote {len(events)} trace events to {out_path}")
+    said = capsys.readouterr().out
+    assert said.startswith(f"wrote {out_path} (")
+    assert f"{len(events)} trace events; open it in https://ui.perfetto.dev" in said
     assert {e["ph"] for e in events} == {"M", "X", "C", "i"}
 
 

@@ -227,7 +227,12 @@ def test_lean_load_reads_indented_json(tmp_path: Path) -> None:
         ('"a string"', "no 'schema' key"),
         ('{"tests": []}', "no 'schema' key"),
         ('{"schema": "pytest-hwbench/2", "tests": []}', "'pytest-hwbench/2' is not supported"),
-        ('{"schema": "pytest-hwbench/1", "tests": {}}', "'tests' is not a list"),
+        ('{"schema": "pytest-hwbench/1", "tests": []}', "must contain ['complete', 'created'"),
+        ('{"schema": "pytest-hwbench/1", "created": "x", "pytest_hwbench": "0", "complete": true, '
+         '"machine": {}, "tests": {}}', "report: tests must be array"),
+        ('{"schema": "pytest-hwbench/1", "created": "x", "pytest_hwbench": "0", "complete": true, '
+         '"machine": {}, "tests": [{"nodeid": "t", "outcome": "passed", "platform": null, '
+         '"device": null, "duration_s": NaN, "memory": null}]}', "NaN is not a number JSON allows"),
         (b"\xff\xfe{", "not JSON"),
     ],
 )  # fmt: skip

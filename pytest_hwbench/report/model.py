@@ -1,0 +1,190 @@
+"""The report's typed model: what ``--hw-report`` writes and every ``hwbench`` tool reads.
+
+The TypedDicts mirror the shipped JSON Schema (`schema.json`), which the loader validates
+against; the functions below are the readings every output format shares (a test's primary
+series, its benchmark median, its label), so each is computed in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypedDict
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Benchmark",
+    "Entry",
+    "Mark",
+    "Memory",
+    "Report",
+    "ReportError",
+    "SeriesStats",
+    "Timeline",
+    "benchmark_median_s",
+    "entry_label",
+    "finite_number",
+    "primary_stats",
+    "schema_path",
+    "torch_runtimes",
+]
+
+SCHEMA_VERSION = "pytest-hwbench/1"
+
+
+class ReportError(ValueError):
+    """A report that cannot be read: missing, not JSON, of another version, or not valid."""
+
+
+def schema_path() -> Path:
+    """The JSON Schema file that every report validates against."""
+    return Path(__file__).with_name("schema.json")
+
+
+class _SeriesStatsRequired(TypedDict):
+    start_bytes: int
+    end_bytes: int | None
+    min_bytes: int
+    peak_bytes: int
+    peak_delta_bytes: int
+    exact_peak: bool
+
+
+class SeriesStats(_SeriesStatsRequired, total=False):
+    """One memory series of one test: start, end, min, peak and growth (bytes)."""
+
+    sampled_peak_bytes: int
+
+
+class _MarkRequired(TypedDict):
+    t: float
+    label: str
+
+
+class Mark(_MarkRequired, total=False):
+    """A labelled point of a timeline (``record_memory("label")``), seconds since the start."""
+
+    values: dict[str, int]
+
+
+class _TimelineRequired(TypedDict):
+    interval_s: float | None
+    t: list[float]
+    series: dict[str, list[int | None]]
+    marks: list[Mark]
+
+
+class Timeline(_TimelineRequired, total=False):
+    """Columnar samples: `t` (seconds) and one array of bytes per series, plus the marks."""
+
+    sampler: str
+    max_samples: int
+    samples_seen: int
+    downsampled: bool
+
+
+class Memory(TypedDict):
+    """A test's memory results: per-series statistics and the timeline."""
+
+    device: dict[str, Any]
+    interval_s: float
+    sampler: str
+    samples: int
+    duration_s: float
+    series: dict[str, SeriesStats]
+    warnings: list[str]
+    platform: str
+    primary_series: str
+    timeline: Timeline
+
+
+class Benchmark(TypedDict, total=False):
+    """A ``hw_benchmark`` test's timing statistics (seconds per call) and throughput."""
+
+    timed: bool
+    unit: str
+    min: float
+    max: float
+    mean: float
+    median: float
+    stddev: float
+    rounds: int
+    iterations: int
+    timer: str | None
+    timer_note: str
+    warmup_rounds: int
+    reason: str
+    throughput: dict[str, Any] | None
+    warnings: list[str]
+
+
+class _EntryRequired(TypedDict):
+    nodeid: str
+    outcome: str
+    platform: str | None
+    device: str | None
+    duration_s: float
+    memory: Memory | None
+
+
+class Entry(_EntryRequired, total=False):
+    """One test of a report."""
+
+    benchmark: Benchmark | None
+    skip_reason: str
+    worker: str | None
+    host: str | None
+    pinned_devices: str | None
+
+
+class Report(TypedDict):
+    """A whole report: header, the machine's inventory, one entry per test."""
+
+    schema: str
+    created: str
+    pytest_hwbench: str
+    complete: bool
+    machine: dict[str, Any]
+    tests: list[Entry]
+
+
+def finite_number(value: object) -> float | None:
+    """`value` as a float when it is a finite int or float (not a bool), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def primary_stats(entry: Mapping[str, Any]) -> SeriesStats | None:
+    """The statistics of the test's primary memory series, or None when it was not measured."""
+    memory = entry.get("memory")
+    if not isinstance(memory, Mapping):
+        return None
+    stats = memory.get("series", {}).get(memory.get("primary_series"))
+    return stats if isinstance(stats, Mapping) else None  # type: ignore[return-value]
+
+
+def benchmark_median_s(entry: Mapping[str, Any]) -> float | None:
+    """The test's benchmark median (seconds per call), when it was timed."""
+    benchmark = entry.get("benchmark")
+    if not isinstance(benchmark, Mapping):
+        return None
+    stats = benchmark.get("stats", benchmark)  # pytest-benchmark's nesting, in hand-made reports
+    return finite_number(stats.get("median")) if isinstance(stats, Mapping) else None
+
+
+def entry_label(nodeid: str, device: str | None) -> str:
+    """The node id, with the device when the id does not already show it ("test_x[cuda]")."""
+    if not device or f"[{device}" in nodeid:
+        return nodeid
+    return f"{nodeid} ({device})"
+
+
+def torch_runtimes(torch_info: Mapping[str, Any]) -> list[str]:
+    """The GPU runtimes a torch build names ("CUDA 12.4"): every key but version and error."""
+    return [
+        f"{key.upper()} {value}"
+        for key, value in torch_info.items()
+        if key not in ("version", "error") and isinstance(value, str) and value
+    ]
