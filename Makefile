@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff check pytest_hwbench tests benchmarks example_suites
 	$(BIN)/ruff format --check pytest_hwbench
 	$(BIN)/mypy --strict pytest_hwbench
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -264,7 +264,9 @@ def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
     """
     from pytest_hwbench.plugin.benchmark.fixture import hw_benchmark_fixture
 
-    yield from hw_benchmark_fixture(request, get_session(request.config))
+    session = get_session(request.config)
+    backend = session.backend_of(request.node)
+    yield from hw_benchmark_fixture(request, session.measuring, backend, session.options)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_hwbench.names import BENCHMARK_RESULT_KEY, MEMORY_RESULT_KEY
-from pytest_hwbench.plugin.summary import SummaryRow, TopRows, write_peak_summary
+from pytest_hwbench.plugin.summary import (
+    SummaryRow,
+    TopRows,
+    write_peak_summary,
+    write_untimed_summary,
+)
 
 if TYPE_CHECKING:
     from pytest_hwbench.plugin.options import HwbenchOptions
@@ -165,10 +170,7 @@ class Reporter:
 
     def summarize(self, terminalreporter: Any) -> None:
         """The N tests with the highest peak growth per platform, and where the report went."""
-        if any(entry.get("benchmark") for entry in self.entries):
-            from pytest_hwbench.plugin.benchmark.fixture import write_untimed_summary
-
-            write_untimed_summary(terminalreporter, self.entries)
+        write_untimed_summary(terminalreporter, self.entries)
         rows = self.top_rows.rows() + [
             SummaryRow.of_entry(entry) for entry in self.entries if entry.get("memory")
         ]

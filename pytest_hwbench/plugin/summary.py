@@ -1,4 +1,7 @@
-"""The terminal summary of peak memory growth: the top tests per platform, kept as tests finish."""
+"""The terminal summary: the tests with the highest peak growth, and untimed benchmarks.
+
+The top tests per platform are kept as tests finish, bounded, whatever the run's length.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any, NamedTuple
 
 from pytest_hwbench.units import format_bytes
 
-__all__ = ["SummaryRow", "TopRows", "write_peak_summary"]
+__all__ = ["SummaryRow", "TopRows", "write_peak_summary", "write_untimed_summary"]
 
 
 class SummaryRow(NamedTuple):
@@ -96,3 +99,17 @@ def write_peak_summary(terminalreporter: Any, rows: Iterable[SummaryRow], top_n:
                 f"peak {format_bytes(row.peak_bytes):>10}  "
                 f"{row.series} ({'exact' if row.exact else 'sampled'})  {row.nodeid}"
             )
+
+
+def write_untimed_summary(terminalreporter: Any, entries: Iterable[Mapping[str, Any]]) -> None:
+    """Say which hw_benchmark tests ran without timings, and why."""
+    untimed: dict[str, list[str]] = {}
+    for entry in entries:  # workers' tests too, under xdist
+        for warning in (entry.get("benchmark") or {}).get("warnings") or ():
+            untimed.setdefault(str(warning), []).append(entry["nodeid"])
+    if not untimed:
+        return
+    terminalreporter.write_sep("-", "hwbench: benchmarks without timings")
+    for warning, nodeids in untimed.items():
+        count = len(nodeids)
+        terminalreporter.write_line(f"{count} test{'s' if count != 1 else ''}: {warning}")

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.plugin.measuring import Measurer
     from pytest_hwbench.plugin.options import HwbenchOptions
-    from pytest_hwbench.plugin.session import HwbenchSession
 
 __all__ = [
     "BenchmarkSettings",
@@ -43,7 +42,6 @@ __all__ = [
     "benchmark_settings",
     "hw_benchmark_fixture",
     "require_benchmark_fixture",
-    "write_untimed_summary",
 ]
 
 T = TypeVar("T")
@@ -402,20 +400,25 @@ def _install_timer(item: pytest.Item, config: pytest.Config) -> DeviceTimer:
 
 
 def hw_benchmark_fixture(
-    request: pytest.FixtureRequest, session: HwbenchSession
+    request: pytest.FixtureRequest,
+    measuring: Measurer,
+    backend: HardwareBackend,
+    options: HwbenchOptions,
 ) -> Iterator[HwBenchmark]:
-    """Set up ``hw_benchmark`` for `request`'s test; the plugin's fixture yields from this."""
+    """Set up ``hw_benchmark`` for `request`'s test on `backend`, measured by `measuring`.
+
+    The plugin's fixture yields from this.
+    """
     item = request.node
     assert isinstance(item, pytest.Item)
     config = request.config
-    settings = benchmark_settings(config, session.options)
+    settings = benchmark_settings(config, options)
     if item.stash.get(_conflict_key, False):
         pytest.fail(
             f"{item.nodeid}: uses both hw_benchmark and pytest-benchmark's benchmark fixture "
             "(directly or through another fixture); a test can time one thing: use hw_benchmark",
             pytrace=False,
         )
-    backend = session.backend_of(item)
     if DEVICE_FIXTURE in getattr(item, "fixturenames", ()):
         device = request.getfixturevalue(DEVICE_FIXTURE)
     else:
@@ -434,7 +437,7 @@ def hw_benchmark_fixture(
         untimed = _Untimed("pytest-benchmark is not active (not installed, or -p no:benchmark)")
     bench = HwBenchmark(
         item=item,
-        measuring=session.measuring,
+        measuring=measuring,
         settings=settings,
         backend=backend,
         device=device,
@@ -464,17 +467,3 @@ def require_benchmark_fixture(items: list[pytest.Item]) -> None:
             continue
         # A new list: parametrized items share the one pytest made.
         item.fixturenames = [*fixturenames, PYTEST_BENCHMARK_FIXTURE]  # type: ignore[attr-defined]
-
-
-def write_untimed_summary(terminalreporter: Any, entries: list[dict[str, Any]]) -> None:
-    """Say which hw_benchmark tests ran without timings, and why."""
-    untimed: dict[str, list[str]] = {}
-    for entry in entries:  # workers' tests too, under xdist
-        for warning in (entry.get("benchmark") or {}).get("warnings") or ():
-            untimed.setdefault(str(warning), []).append(entry["nodeid"])
-    if not untimed:
-        return
-    terminalreporter.write_sep("-", "hwbench: benchmarks without timings")
-    for warning, nodeids in untimed.items():
-        count = len(nodeids)
-        terminalreporter.write_line(f"{count} test{'s' if count != 1 else ''}: {warning}")
