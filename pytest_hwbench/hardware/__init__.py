@@ -25,6 +25,12 @@ if TYPE_CHECKING:
         UnknownCapabilityError,
         UnknownHardwareError,
     )
+    from pytest_hwbench.hardware.inventory import (
+        backend_inventory,
+        hardware_inventory,
+        host_inventory,
+        torch_build,
+    )
     from pytest_hwbench.hardware.registry import (
         ENTRY_POINT_GROUP,
         BrokenBackend,
@@ -51,6 +57,10 @@ _EXPORTS = {
     "HardwareRegistry": "registry",
     "default_registry": "registry",
     "reset_default_registry": "registry",
+    "backend_inventory": "inventory",
+    "hardware_inventory": "inventory",
+    "host_inventory": "inventory",
+    "torch_build": "inventory",
 }
 
 __all__ = [
@@ -67,6 +77,7 @@ __all__ = [
     "HardwareUnavailableError",
     "UnknownCapabilityError",
     "UnknownHardwareError",
+    "backend_inventory",
     "default_registry",
     "get_available_hardware",
     "get_hardware_backend",
@@ -145,53 +156,6 @@ def initialize_hardware(
     requested, index = parse_device_spec(name)
     backend = default_registry().get(requested)
     return backend.initialize(index or 0, strict=strict)
-
-
-def host_inventory() -> dict[str, Any]:
-    """The host's identity without touching torch or any device: name, OS, Python, our version."""
-    import platform
-    import sys
-
-    from pytest_hwbench._version import __version__
-
-    return {
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "pytest_hwbench": __version__,
-    }
-
-
-def torch_build(registry: HardwareRegistry | None = None) -> dict[str, Any]:
-    """Torch's version and, per platform, the runtime it was built with (imports torch).
-
-    ``{"version": "2.5.1+cu124", "cuda": "12.4", "hip": None, "xpu": None}``: one key per
-    backend's `torch_runtime_attribute`; ``{"version": None, "error": ...}`` without torch.
-    """
-    from pytest_hwbench.hardware.registry import default_registry
-
-    try:
-        import torch
-    except ImportError as exc:
-        return {"version": None, "error": str(exc)}
-    build: dict[str, Any] = {"version": str(torch.__version__)}
-    for backend in registry or default_registry():
-        attribute = backend.torch_runtime_attribute
-        if attribute is not None and attribute not in build:
-            build[attribute] = getattr(torch.version, attribute, None)
-    return build
-
-
-def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:
-    """The machine's hardware as JSON-able data: host, torch build and every registered backend."""
-    from pytest_hwbench.hardware.registry import default_registry
-
-    registry = registry or default_registry()
-    return {
-        **host_inventory(),
-        "torch": torch_build(registry),
-        "backends": [backend.inventory() for backend in registry],
-    }
 
 
 def __getattr__(name: str) -> Any:

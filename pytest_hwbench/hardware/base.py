@@ -353,27 +353,3 @@ class HardwareBackend(ABC):
     @abstractmethod
     def _query_capabilities(self, index: int) -> frozenset[Capability]:
         """Detect device `index`'s capabilities (the base class adds MULTI_DEVICE)."""
-
-    # -- reporting -------------------------------------------------------------------------------
-
-    def inventory(self) -> dict[str, Any]:
-        """A JSON-able description: availability, reason, and each device's properties and caps."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "torch_device_type": self.torch_device_type,
-            "available": self.is_available(),
-            "reason": self.unavailable_reason(),
-            "device_count": self.device_count(),
-            "devices": [],
-        }
-        for index in range(self.device_count()):
-            try:
-                entry["devices"].append(
-                    {
-                        "properties": self.properties(index).to_dict(),
-                        "capabilities": sorted(c.value for c in self.capabilities(index)),
-                    }
-                )
-            except Exception as exc:  # one broken device must not hide the others
-                entry["devices"].append({"index": index, "error": f"{type(exc).__name__}: {exc}"})
-        return entry

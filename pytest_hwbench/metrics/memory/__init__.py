@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pytest_hwbench.metrics.memory.base import MemoryMetric, MemoryMetricError, MetricState
     from pytest_hwbench.metrics.memory.cpu import CPUMemoryMetric
     from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
+    from pytest_hwbench.metrics.memory.reader import MemoryReader
     from pytest_hwbench.metrics.memory.registry import (
         MemoryMetricRegistry,
         default_memory_metric_registry,
@@ -37,6 +38,7 @@ _EXPORTS = {
     "MemorySample": "timeline",
     "MemoryTimeline": "timeline",
     "MetricState": "base",
+    "MemoryReader": "reader",
     "MemoryMetricRegistry": "registry",
     "default_memory_metric_registry": "registry",
 }
@@ -50,6 +52,7 @@ __all__ = [
     "MemoryMetricError",
     "MemoryMetricFactory",
     "MemoryMetricRegistry",
+    "MemoryReader",
     "MemorySample",
     "MemoryTimeline",
     "MetricState",

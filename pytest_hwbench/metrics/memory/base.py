@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import enum
-import threading
 import time
-from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.hardware.peak_counters import (
     counters_lock,
@@ -18,12 +15,10 @@ from pytest_hwbench.hardware.peak_counters import (
     join_shared_counter,
     release_shared_counter,
 )
+from pytest_hwbench.metrics.memory._recording import SeriesRecord
+from pytest_hwbench.metrics.memory.reader import MemoryReader
 from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
-from pytest_hwbench.metrics.memory.timeline import (
-    DEFAULT_MAX_SAMPLES,
-    MemorySample,
-    MemoryTimeline,
-)
+from pytest_hwbench.metrics.memory.timeline import DEFAULT_MAX_SAMPLES, MemorySample, MemoryTimeline
 from pytest_hwbench.units import parse_duration
 
 if TYPE_CHECKING:
@@ -50,31 +45,14 @@ class MetricState(enum.Enum):
     STOPPED = "stopped"
 
 
-def _device_index(device: object) -> int:
-    """The index in "cuda:1" or ``torch.device("cuda", 1)``; 0 when none is given."""
-    raw = getattr(device, "index", None)
-    if isinstance(raw, int):
-        return raw
-    if isinstance(device, str) and ":" in device:
-        tail = device.rsplit(":", 1)[1]
-        return int(tail) if tail.isdigit() else 0
-    return 0
-
-
-class MemoryMetric(ABC):
+class MemoryMetric(MemoryReader):
     """Measures memory series (bytes) of one device between `start()` and `stop()`.
 
     Subclasses say which series they read (`_read`), and where the platform keeps high-water
-    marks, how to reset (`_reset_high_water`) and read (`_read_high_water`) them. The base class
-    runs the state machine, the shared background sampler, the timeline and the statistics.
+    marks, how to reset (`_reset_high_water`) and read (`_read_high_water`) them: the hooks of
+    `MemoryReader`. This class runs the state machine, the shared background sampler, the
+    timeline and the statistics.
     """
-
-    #: The registry name of the platform this metric measures.
-    platform: ClassVar[str] = "cpu"
-    #: The series that limits, leak checks and summaries use (the test's own memory).
-    primary_series: ClassVar[str] = "rss"
-    #: The samplers this metric implements; others fall back to the thread, with a warning.
-    supported_samplers: ClassVar[tuple[str, ...]] = ("thread",)
 
     def __init__(
         self,
@@ -104,94 +82,12 @@ class MemoryMetric(ABC):
             sampler = "thread"
         self.sampler = sampler
         self.max_samples = max_samples
-        self.device = device
-        self.backend = backend
-        self.device_index = _device_index(device) if index is None else index
+        super().__init__(device, backend=backend, index=index)
         self.state = MetricState.CREATED
-        self.warnings: list[str] = []
-        self._lock = threading.RLock()
-        self._timeline = MemoryTimeline(
-            self.series(), interval_s=self.interval_s, max_samples=max_samples, sampler=sampler
-        )
+        self._record = SeriesRecord(self._new_timeline())
         self._t0_ns = 0
         self._end_ns: int | None = None
         self._sampler_token: int | None = None
-        self._start_values: dict[str, int] = {}
-        self._end_values: dict[str, int] = {}
-        self._sampled_max: dict[str, int] = {}
-        self._sampled_min: dict[str, int] = {}
-        self._folded_high_water: dict[str, int] = {}
-        self._exact_series: frozenset[str] = frozenset()
-        self._device_info: dict[str, Any] | None = None
-        # Sampler ticks not yet in the timeline: (time, raw reading). A tick only parks its
-        # reading here, so the sampler holds the GIL, which the measured code hands over on
-        # every tick, for as little as possible; readers of the results file them first.
-        self._pending: deque[tuple[int, object]] = deque()
-
-    # -- what subclasses provide -----------------------------------------------------------------
-
-    @abstractmethod
-    def series(self) -> tuple[str, ...]:
-        """The names of the series this metric reads, e.g. ("allocated", "reserved", "rss")."""
-
-    @abstractmethod
-    def _read(self) -> dict[str, int]:
-        """Read every series now, in bytes."""
-
-    def _read_raw(self) -> object:
-        """What a sampler tick reads: `_decode_raw` turns it into `_read`'s values later.
-
-        Runs on the sampler thread while the measured code waits for the GIL: a subclass may
-        return something cheaper than `_read`'s dict (bytes as read) and decode it later.
-        """
-        return self._read()
-
-    def _decode_raw(self, raw: Any) -> Mapping[str, int]:
-        """`_read`'s values from what `_read_raw` returned."""
-        return raw  # type: ignore[no-any-return]
-
-    def _synchronize(self) -> None:
-        """Wait for the device's queued work, so counters include it (no-op on the host)."""
-
-    def _high_water_counters(self) -> tuple[Hashable, ...]:
-        """Keys naming the high-water counters this metric resets (VmHWM, a device's peaks)."""
-        return ()
-
-    def _reset_high_water(self) -> frozenset[str]:
-        """Reset the platform's high-water marks; return the series whose peak is now exact."""
-        return frozenset()
-
-    def _read_high_water(self) -> dict[str, int]:
-        """The platform's high-water marks (bytes) for the series `_reset_high_water` named."""
-        return {}
-
-    def _on_start(self) -> None:
-        """Prepare platform resources (open files, handles) before the first reading."""
-
-    def _on_stop(self) -> None:
-        """Release what `_on_start` prepared."""
-
-    def describe_device(self) -> dict[str, Any]:
-        """The measured device for reports: name, index and, where known, its properties."""
-        if self._device_info is None:  # a device's properties do not change: build it once
-            info: dict[str, Any] = {"platform": self.platform, "index": self.device_index}
-            if self.backend is not None:
-                # "cuda:0", not the "cuda" a caller may have passed: reports name one device.
-                info["device"] = self.backend.device_label(self.device_index)
-            elif self.device is not None:
-                info["device"] = str(self.device)
-            if self.backend is not None:
-                try:
-                    info["properties"] = self.backend.properties_dict(self.device_index)
-                except Exception as exc:
-                    info["properties_error"] = f"{type(exc).__name__}: {exc}"
-            self._device_info = info
-        return dict(self._device_info)
-
-    def read_current(self) -> dict[str, int]:
-        """Synchronize the device and read every series now, started or not (bytes)."""
-        self._synchronize()
-        return self._read()
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -210,10 +106,10 @@ class MemoryMetric(ABC):
             self._exact_series = self._reset_high_water()
             for counter in counters:
                 join_shared_counter(self, counter)
-            self._t0_ns = time.perf_counter_ns()
+            self._t0_ns = self._record.t0_ns = time.perf_counter_ns()
             self.state = MetricState.RUNNING
             first = self._take_sample(self._t0_ns, label=None)
-            self._start_values = dict(first.values)
+            self._record.start_values = dict(first.values)
             self._start_sampling()
         return self
 
@@ -243,7 +139,7 @@ class MemoryMetric(ABC):
                 self._synchronize()
                 self._file_pending()
                 last = self._take_sample(time.perf_counter_ns(), label=None)
-                self._end_values = dict(last.values)
+                self._record.end_values = dict(last.values)
                 self._fold_high_water()
             finally:
                 self._end_ns = time.perf_counter_ns()
@@ -271,7 +167,7 @@ class MemoryMetric(ABC):
         """The timeline so far (a running metric keeps adding to it)."""
         with self._lock:
             self._file_pending()
-            return self._timeline
+            return self._record.timeline
 
     def get_metrics(self) -> dict[str, Any]:
         """Per series: start, end, min, peak, peak growth and whether the peak is exact.
@@ -289,30 +185,13 @@ class MemoryMetric(ABC):
                 for name, value in self._safe_read_high_water().items():
                     high_water[name] = max(high_water.get(name, 0), value)
             end_ns = time.perf_counter_ns() if running else (self._end_ns or self._t0_ns)
-            series: dict[str, dict[str, Any]] = {}
-            for name in self._timeline.series:
-                if name not in self._start_values:
-                    continue
-                start = self._start_values[name]
-                sampled_peak = self._sampled_max.get(name, start)
-                exact = name in self._exact_series and name in high_water
-                peak = max(sampled_peak, high_water[name]) if exact else sampled_peak
-                end = self._end_values.get(name) if not running else None
-                series[name] = {
-                    "start_bytes": start,
-                    "end_bytes": end,
-                    "min_bytes": self._sampled_min.get(name, start),
-                    "peak_bytes": peak,
-                    "peak_delta_bytes": peak - start,
-                    "sampled_peak_bytes": sampled_peak,
-                    "exact_peak": exact,
-                }
+            series = self._record.statistics(high_water, self._exact_series, running)
             return {
                 "device": self.describe_device(),
                 "running": running,
                 "interval_s": self.interval_s,
                 "sampler": self.sampler,
-                "samples": self._timeline.samples_seen,
+                "samples": self._record.timeline.samples_seen,
                 "duration_s": (end_ns - self._t0_ns) / 1e9,
                 "series": series,
                 "warnings": list(self.warnings),
@@ -320,20 +199,20 @@ class MemoryMetric(ABC):
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _reset_results(self) -> None:
-        self._timeline = MemoryTimeline(
+    def _new_timeline(self) -> MemoryTimeline:
+        return MemoryTimeline(
             self.series(),
             interval_s=self.interval_s,
             max_samples=self.max_samples,
             sampler=self.sampler,
         )
+
+    def _reset_results(self) -> None:
+        self._record = SeriesRecord(self._new_timeline())
         self.warnings = [self._sampler_note] if self._sampler_note else []
-        self._start_values, self._end_values = {}, {}
-        self._sampled_max, self._sampled_min = {}, {}
         self._folded_high_water = {}
         self._exact_series = frozenset()
         self._end_ns = None
-        self._pending.clear()
 
     def _take_sample(self, now_ns: int, label: str | None) -> MemorySample:
         values = self._read()
@@ -343,14 +222,7 @@ class MemoryMetric(ABC):
         self, now_ns: int, values: Mapping[str, int], label: str | None
     ) -> MemorySample:
         with self._lock:
-            sample = MemorySample(t=max(now_ns - self._t0_ns, 0) / 1e9, values=values, label=label)
-            self._timeline.append(sample)
-            for name, value in values.items():
-                if value > self._sampled_max.get(name, -1):
-                    self._sampled_max[name] = value
-                if name not in self._sampled_min or value < self._sampled_min[name]:
-                    self._sampled_min[name] = value
-            return sample
+            return self._record.add(now_ns, values, label)
 
     def _start_sampling(self) -> None:
         self._sampler_token = get_sampler().add(
@@ -366,7 +238,7 @@ class MemoryMetric(ABC):
         return self.state is MetricState.RUNNING
 
     def _sample_tick(self, now_ns: int) -> None:
-        pending = self._pending
+        pending = self._record.pending
         pending.append((now_ns, self._read_raw()))
         if len(pending) >= PENDING_TICKS_MAX:
             with self._lock:
@@ -375,25 +247,9 @@ class MemoryMetric(ABC):
 
     def _file_pending(self) -> None:
         """Decode the parked sampler ticks into the timeline (caller holds the lock)."""
-        pending = self._pending
-        t0_ns = self._t0_ns
-        while pending:
-            try:
-                now_ns, raw = pending.popleft()
-            except IndexError:  # the sampler thread filed them meanwhile
-                return
-            if now_ns < t0_ns:
-                continue  # a tick of an earlier run that landed after it stopped
-            try:
-                values = self._decode_raw(raw)
-            except Exception as exc:
-                pending.clear()
-                self.warnings.append(
-                    f"decoding a background sample failed ({type(exc).__name__}: {exc}); "
-                    "samples were dropped, exact peaks are unaffected"
-                )
-                return
-            self._add_sample(now_ns, values, None)
+        dropped = self._record.file_pending(self._decode_raw)
+        if dropped is not None:
+            self.warnings.append(dropped)
 
     def _on_sampler_error(self, exc: BaseException) -> None:
         with self._lock:
@@ -401,21 +257,3 @@ class MemoryMetric(ABC):
                 f"background sampling stopped after an error ({type(exc).__name__}: {exc}); "
                 "the timeline ends there, exact peaks are unaffected"
             )
-
-    def _safe_read_high_water(self) -> dict[str, int]:
-        if not self._exact_series:
-            return {}
-        try:
-            return self._read_high_water()
-        except Exception as exc:
-            self.warnings.append(
-                f"reading high-water marks failed ({type(exc).__name__}: {exc}); peaks are sampled"
-            )
-            self._exact_series = frozenset()
-            return {}
-
-    def _fold_high_water(self) -> None:
-        """Keep the high-water marks seen so far before another metric resets the counter."""
-        with self._lock:
-            for name, value in self._safe_read_high_water().items():
-                self._folded_high_water[name] = max(self._folded_high_water.get(name, 0), value)

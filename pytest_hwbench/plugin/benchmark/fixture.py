@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +22,14 @@ from pytest_hwbench.names import (
     BENCHMARK_RESULT_KEY,
     DEVICE_FIXTURE,
     PYTEST_BENCHMARK_FIXTURE,
-    XDIST_WORKER_ENV,
+)
+from pytest_hwbench.plugin.benchmark.driving import (
+    Aborted,
+    Untimed,
+    call_arguments,
+    check_pedantic,
+    timing_stats,
+    untimed_reason,
 )
 from pytest_hwbench.plugin.benchmark.peaks import PeakSpec, parse_peak_lines
 from pytest_hwbench.plugin.benchmark.work import Work
@@ -75,18 +81,6 @@ def benchmark_settings(config: pytest.Config, options: HwbenchOptions) -> Benchm
 # -- the fixture -----------------------------------------------------------------------------------
 
 
-class _Aborted(Exception):
-    """Hands pytest-benchmark's fixture the failure of a test that never reached it."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Untimed:
-    """Why a run has no timings, and the warning to record when the user likely wanted them."""
-
-    reason: str
-    warning: str | None = None
-
-
 class HwBenchmark:
     """What ``hw_benchmark`` gives a test: pytest-benchmark's calls, timed on the test's device.
 
@@ -104,7 +98,7 @@ class HwBenchmark:
         device: torch.device,
         benchmark: Any | None,
         timer: DeviceTimer | None,
-        untimed: _Untimed | None,
+        untimed: Untimed | None,
     ) -> None:
         self.item = item
         self.measuring = measuring
@@ -165,7 +159,7 @@ class HwBenchmark:
         except Exception as exc:
             self._fail_benchmark(exc)
             raise
-        self._finish(work, warmup)
+        _record_results(self, work, warmup)
         return result
 
     def pedantic(
@@ -207,7 +201,7 @@ class HwBenchmark:
         work: Work,
     ) -> T:
         warmup = self.settings.warmup_rounds if warmup_rounds is None else warmup_rounds
-        _check_pedantic(rounds, warmup, iterations, setup)
+        check_pedantic(rounds, warmup, iterations, setup)
         options: dict[str, Any] = {
             "args": tuple(args),
             "kwargs": dict(kwargs or {}),
@@ -220,7 +214,7 @@ class HwBenchmark:
         if self.timed:
             self._handed_over = True
             result: T = self.benchmark.pedantic(target, **options)  # type: ignore[union-attr]
-            call_args, call_kwargs = _arguments(setup, options["args"], options["kwargs"])
+            call_args, call_kwargs = call_arguments(setup, options["args"], options["kwargs"])
             self._measure_memory(functools.partial(target, *call_args, **call_kwargs))
             if teardown is not None:
                 teardown(*call_args, **call_kwargs)
@@ -234,9 +228,9 @@ class HwBenchmark:
                 self._handed_over = True
                 result = self.benchmark.pedantic(measured, **options)
             else:  # the same, without pytest-benchmark
-                call_args, call_kwargs = _arguments(setup, options["args"], options["kwargs"])
+                call_args, call_kwargs = call_arguments(setup, options["args"], options["kwargs"])
                 result = measured(*call_args, **call_kwargs)
-        self._finish(work, warmup)
+        _record_results(self, work, warmup)
         return result
 
     # -- what both do ------------------------------------------------------------------------------
@@ -258,9 +252,9 @@ class HwBenchmark:
         self._handed_over = True
 
         def fail() -> None:
-            raise _Aborted(f"hw_benchmark failed before timing: {exc!r}")
+            raise Aborted(f"hw_benchmark failed before timing: {exc!r}")
 
-        with contextlib.suppress(_Aborted):
+        with contextlib.suppress(Aborted):
             self.benchmark.pedantic(fail)  # marks its result as an error, excluded from JSON
 
     def _measure_memory(self, call: Callable[[], T]) -> T:
@@ -285,102 +279,46 @@ class HwBenchmark:
         self.extra_info["exact_peak"] = {n: s["exact_peak"] for n, s in series.items()}
         return result
 
-    def _device_identity(self) -> tuple[str | None, int | None]:
-        index = getattr(self.device, "index", None)
-        try:
-            properties = self.backend.properties(index if isinstance(index, int) else 0)
-        except Exception:  # a backend that cannot describe itself still gets timed
-            return None, None
-        return properties.name, properties.multiprocessor_count
 
-    def _finish(self, work: Work, warmup: int) -> None:
-        device_name, compute_units = self._device_identity()
-        info = self.extra_info
-        info["device"] = str(self.device)
-        info["platform"] = self.backend.name
-        info["device_name"] = device_name
-        record: dict[str, Any] = {"timed": self.timed, "unit": "seconds"}
-        warnings: list[str] = []
-        if self.timed and self.timer is not None:
-            stats = _timing_stats(self.benchmark)
-            self.stats = stats
-            record.update(stats)
-            info["timer"] = record["timer"] = self.timer.kind
-            if self.timer.fallback_reason is not None:
-                info["timer_note"] = record["timer_note"] = self.timer.fallback_reason
-            info["warmup_rounds"] = record["warmup_rounds"] = warmup
-        else:
-            assert self.untimed is not None
-            info["timer"] = record["timer"] = None
-            record["reason"] = self.untimed.reason
-            if self.untimed.warning is not None:
-                warnings.append(self.untimed.warning)
-        median = self.stats["median"] if self.stats else None
-        figures = work.figures(median, device_name, compute_units, self.settings.peaks)
-        info.update(figures)
-        record["throughput"] = figures or None
-        record["warnings"] = warnings
-        self.item.stash[BENCHMARK_RESULT_KEY] = record
+def _device_identity(bench: HwBenchmark) -> tuple[str | None, int | None]:
+    """The timed device's name and compute units (SMs, CUs), as the peaks table matches them."""
+    index = getattr(bench.device, "index", None)
+    try:
+        properties = bench.backend.properties(index if isinstance(index, int) else 0)
+    except Exception:  # a backend that cannot describe itself still gets timed
+        return None, None
+    return properties.name, properties.multiprocessor_count
 
 
-def _timing_stats(benchmark: Any) -> dict[str, Any]:
-    """Seconds per call over the rounds pytest-benchmark ran (its ``stats`` object)."""
-    metadata = benchmark.stats
-    stats = metadata.stats
-    return {
-        "min": float(stats.min),
-        "max": float(stats.max),
-        "mean": float(stats.mean),
-        "median": float(stats.median),
-        "stddev": float(stats.stddev),
-        "rounds": int(stats.rounds),
-        "iterations": int(metadata.iterations),
-    }
-
-
-def _check_pedantic(
-    rounds: object, warmup: object, iterations: object, setup: object | None
-) -> None:
-    """pytest-benchmark's checks of pedantic's arguments, also where it is not running."""
-    if not isinstance(iterations, int) or iterations < 1:
-        raise ValueError("Must have positive int for `iterations`.")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError("Must have positive int for `rounds`.")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError("Must have positive int for `warmup_rounds`.")
-    if iterations > 1 and setup:
-        raise ValueError("Can't use more than 1 `iterations` with a `setup` function.")
-
-
-def _arguments(
-    setup: Callable[[], Any] | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The arguments of one call: what `setup` returns, if anything, else `args` and `kwargs`."""
-    if setup is not None:
-        produced = setup()
-        if produced:
-            if args or kwargs:
-                raise TypeError("Can't use `args` or `kwargs` if `setup` returns the arguments.")
-            new_args, new_kwargs = produced
-            return tuple(new_args), dict(new_kwargs)
-    return args, kwargs
-
-
-def _untimed_reason(config: pytest.Config) -> _Untimed:
-    """Why pytest-benchmark's fixture is disabled in this process."""
-    disabled_by_user = bool(config.getoption("benchmark_disable", False)) and not bool(
-        config.getoption("benchmark_enable", False)
-    )
-    if disabled_by_user:
-        return _Untimed("--benchmark-disable")
-    if hasattr(config, "workerinput") or os.environ.get(XDIST_WORKER_ENV):
-        reason = "pytest-benchmark disables itself under pytest-xdist"
-        return _Untimed(
-            reason,
-            f"timings were not collected: {reason} (-n); memory was measured. Run without -n "
-            "(or -n 0) to time",
-        )
-    return _Untimed("pytest-benchmark disabled benchmarks (see its warning)")
+def _record_results(bench: HwBenchmark, work: Work, warmup: int) -> None:
+    """Put the run's timings and throughput in `extra_info` and the test's report entry."""
+    device_name, compute_units = _device_identity(bench)
+    info = bench.extra_info
+    info["device"] = str(bench.device)
+    info["platform"] = bench.backend.name
+    info["device_name"] = device_name
+    record: dict[str, Any] = {"timed": bench.timed, "unit": "seconds"}
+    warnings: list[str] = []
+    if bench.timed and bench.timer is not None:
+        stats = timing_stats(bench.benchmark)
+        bench.stats = stats
+        record.update(stats)
+        info["timer"] = record["timer"] = bench.timer.kind
+        if bench.timer.fallback_reason is not None:
+            info["timer_note"] = record["timer_note"] = bench.timer.fallback_reason
+        info["warmup_rounds"] = record["warmup_rounds"] = warmup
+    else:
+        assert bench.untimed is not None
+        info["timer"] = record["timer"] = None
+        record["reason"] = bench.untimed.reason
+        if bench.untimed.warning is not None:
+            warnings.append(bench.untimed.warning)
+    median = bench.stats["median"] if bench.stats else None
+    figures = work.figures(median, device_name, compute_units, bench.settings.peaks)
+    info.update(figures)
+    record["throughput"] = figures or None
+    record["warnings"] = warnings
+    bench.item.stash[BENCHMARK_RESULT_KEY] = record
 
 
 def _install_timer(item: pytest.Item, config: pytest.Config) -> DeviceTimer:
@@ -425,16 +363,16 @@ def hw_benchmark_fixture(
         device = backend.initialize(0, strict=True)
     benchmark: Any | None = None
     timer: DeviceTimer | None = None
-    untimed: _Untimed | None = None
+    untimed: Untimed | None = None
     if settings.benchmark_plugin:
         timer = _install_timer(item, config)
         benchmark = request.getfixturevalue(PYTEST_BENCHMARK_FIXTURE)  # may skip (--benchmark-skip)
         if benchmark.disabled:
-            untimed = _untimed_reason(config)
+            untimed = untimed_reason(config)
         else:
             timer.bind(backend, device)
     else:
-        untimed = _Untimed("pytest-benchmark is not active (not installed, or -p no:benchmark)")
+        untimed = Untimed("pytest-benchmark is not active (not installed, or -p no:benchmark)")
     bench = HwBenchmark(
         item=item,
         measuring=measuring,

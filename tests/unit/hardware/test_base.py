@@ -15,6 +15,7 @@ from pytest_hwbench.hardware.base import (
     HardwareUnavailableError,
     UnknownCapabilityError,
 )
+from pytest_hwbench.hardware.inventory import backend_inventory
 from pytest_hwbench.testing import FakeBackend
 
 
@@ -138,10 +139,10 @@ def test_multi_device_capability_follows_device_count() -> None:
 
 def test_inventory_is_json_and_lists_each_device() -> None:
     backend = FakeBackend("cuda", device_count=2, capabilities=["bf16"])
-    inventory = json.loads(json.dumps(backend.inventory()))
+    inventory = json.loads(json.dumps(backend_inventory(backend)))
     assert inventory["available"] is True
     assert [d["properties"]["index"] for d in inventory["devices"]] == [0, 1]
     assert inventory["devices"][0]["capabilities"] == ["bf16", "multi_device"]
-    absent = FakeBackend("mps", available=False, reason="no MPS: not macOS").inventory()
+    absent = backend_inventory(FakeBackend("mps", available=False, reason="no MPS: not macOS"))
     assert absent["reason"] == "no MPS: not macOS"
     assert absent["devices"] == []

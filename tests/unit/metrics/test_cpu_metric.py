@@ -271,12 +271,13 @@ def test_sampler_ticks_reach_the_timeline_and_their_backlog_stays_bounded() -> N
     metric.start()
     try:
         deadline = time.monotonic() + 10
-        while metric._timeline.samples_seen < PENDING_TICKS_MAX and time.monotonic() < deadline:
+        record = metric._record
+        while record.timeline.samples_seen < PENDING_TICKS_MAX and time.monotonic() < deadline:
             time.sleep(0.01)  # nobody reads the results meanwhile
-        assert metric._timeline.samples_seen >= PENDING_TICKS_MAX  # filed by the thread itself
-        assert len(metric._pending) < PENDING_TICKS_MAX
+        assert record.timeline.samples_seen >= PENDING_TICKS_MAX  # filed by the thread itself
+        assert len(metric._record.pending) < PENDING_TICKS_MAX
         seen = metric.get_memory_timeline().samples_seen
-        assert not metric._pending or metric._pending[0][0] > metric._t0_ns
+        assert not metric._record.pending or metric._record.pending[0][0] > metric._t0_ns
         assert seen > PENDING_TICKS_MAX
     finally:
         metrics = metric.stop()
