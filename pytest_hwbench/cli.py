@@ -98,7 +98,7 @@ def _fail(command: str, message: object) -> int:
 
 def _threshold(text: str) -> Any:
     """Read a ``--fail-on`` value (argparse shows only an ArgumentTypeError's message)."""
-    from pytest_hwbench.report.compare import ThresholdError, parse_threshold
+    from pytest_hwbench.report.thresholds import ThresholdError, parse_threshold
 
     try:
         return parse_threshold(text)

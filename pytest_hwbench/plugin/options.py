@@ -392,7 +392,8 @@ def _resolve_compare(
             raise _usage("--hw-compare-fail needs --hw-compare=BASE.json to compare with")
         return None, None, ()
     from pytest_hwbench.report import ReportError
-    from pytest_hwbench.report.compare import ThresholdError, load_for_compare, parse_threshold
+    from pytest_hwbench.report.compare import load_for_compare
+    from pytest_hwbench.report.thresholds import ThresholdError, parse_threshold
 
     try:
         thresholds = tuple(parse_threshold(text) for text in raw_fail)

@@ -14,6 +14,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_hwbench.report.model import benchmark_median_s, primary_stats, torch_runtimes
@@ -51,6 +52,11 @@ def plotly_js() -> str:
     js: str = offline.get_plotlyjs()
     # Inside a <script> element: a "</script" in the bundle would end it early.
     return js.replace("</script", "<\\/script").replace("<!--", "<\\!--")
+
+
+def _asset(name: str) -> str:
+    """The page's own stylesheet or script, shipped beside this module."""
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")
 
 
 def _e(value: Any) -> str:
@@ -228,230 +234,6 @@ def _summary_html(report: Mapping[str, Any], tests: list[Mapping[str, Any]]) -> 
     return text
 
 
-_CSS = """
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.2em;margin:1.2em 0 .4em}h3{margin:.6em 0 .2em}
-table{border-collapse:collapse}th,td{padding:.25em .6em;text-align:left;vertical-align:top}
-table.inv td,table.inv th{border-bottom:1px solid #ddd}
-#tests{width:100%}#tests thead th{position:sticky;top:0;background:#f3f3f3;cursor:pointer;
-user-select:none;border-bottom:2px solid #bbb;white-space:nowrap}
-#tests th[aria-sort=ascending]::after{content:" \\25B2"}
-#tests th[aria-sort=descending]::after{content:" \\25BC"}
-#tests tr.test{cursor:pointer;border-bottom:1px solid #eee}#tests tr.test:hover{background:#f5f9ff}
-#tests td.id{font-family:ui-monospace,Menlo,Consolas,monospace;word-break:break-all}
-#tests td.id::before{content:"\\25B8 ";color:#888}#tests tr.open td.id::before{content:"\\25BE "}
-.num{text-align:right;white-space:nowrap}.o-passed,.o-xfailed{color:#18794e}
-.o-failed,.o-error,.o-xpassed{color:#c62828;font-weight:600}.o-skipped{color:#8a6d00}
-tr.detail>td{background:#fafafa;border-bottom:2px solid #ddd;padding:.6em 1em}
-.stats td,.stats th{border-bottom:1px solid #e4e4e4;font-size:13px}
-.chart{width:100%;height:380px}
-.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}
-.ok{color:#18794e}.off{color:#777}.caps{color:#666;font-size:12px}.muted{color:#666}
-#filter{margin:.3em 0 .6em;padding:.3em;width:30em;max-width:100%}
-"""
-
-_JS = r"""
-(function () {
-  "use strict";
-  var UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
-  function fmtBytes(n) {
-    if (n === null || n === undefined) return "-";
-    var sign = n < 0 ? "-" : "", s = Math.abs(n), i = 0;
-    while (s >= 1024 && i < UNITS.length - 1) { s /= 1024; i++; }
-    return sign + (i === 0 ? s.toFixed(0) + " B" : s.toFixed(1) + " " + UNITS[i]);
-  }
-  function fmtTime(s) {
-    if (s === null || s === undefined) return "-";
-    if (s >= 1) return s.toFixed(2) + " s";
-    if (s >= 1e-3) return (s * 1e3).toFixed(2) + " ms";
-    return (s * 1e6).toFixed(0) + " us";
-  }
-  // plotly reads a subset of HTML in its text: report strings go in as entities.
-  function esc(s) {
-    return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
-      .replace(/"/g, "&quot;");
-  }
-  function el(tag, text, cls) {
-    var node = document.createElement(tag);
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    if (cls) node.className = cls;
-    return node;
-  }
-  function hasPlotly() { return typeof window.Plotly !== "undefined"; }
-
-  function statsTable(m) {
-    var table = el("table", null, "stats"), head = el("tr");
-    ["series", "start", "peak", "peak growth", "end", "peak is"].forEach(function (h) {
-      head.appendChild(el("th", h));
-    });
-    table.appendChild(head);
-    Object.keys(m.stats).forEach(function (name) {
-      var s = m.stats[name], tr = el("tr");
-      [name + (name === m.primary ? " (primary)" : ""), fmtBytes(s.start_bytes),
-       fmtBytes(s.peak_bytes), fmtBytes(s.peak_delta_bytes), fmtBytes(s.end_bytes),
-       s.exact_peak ? "exact" : "sampled"].forEach(function (v) { tr.appendChild(el("td", v)); });
-      table.appendChild(tr);
-    });
-    return table;
-  }
-
-  function draw(div, m) {
-    var names = Object.keys(m.values), max = 0;
-    names.forEach(function (n) {
-      m.values[n].forEach(function (v) { if (v !== null && v > max) max = v; });
-      var s = m.stats[n];
-      if (s && s.peak_bytes > max) max = s.peak_bytes;
-    });
-    var ui = 0, scale = 1;
-    while (max / scale >= 1024 && ui < UNITS.length - 1) { scale *= 1024; ui++; }
-    var traces = names.map(function (n) {
-      var vals = m.values[n];
-      return {
-        type: "scatter", mode: "lines", name: esc(n + (n === m.primary ? " (primary)" : "")),
-        x: m.t, y: vals.map(function (v) { return v === null ? null : v / scale; }),
-        customdata: vals.map(fmtBytes), connectgaps: false,
-        hovertemplate: "%{customdata}<extra>%{fullData.name}</extra>"
-      };
-    });
-    var shapes = [], annotations = [];
-    var primary = m.values[m.primary] ? m.primary : names[0];
-    if (m.marks.length) {
-      traces.push({
-        type: "scatter", mode: "markers", name: "marks",
-        marker: {symbol: "diamond", size: 9, color: "#444"},
-        x: m.marks.map(function (k) { return k.t; }),
-        y: m.marks.map(function (k) {
-          var v = (k.values || {})[primary];
-          return v === undefined ? null : v / scale;
-        }),
-        text: m.marks.map(function (k) {
-          var vals = k.values || {};
-          return "<b>" + esc(k.label) + "</b><br>" + Object.keys(vals).map(function (n) {
-            return esc(n) + ": " + fmtBytes(vals[n]);
-          }).join("<br>");
-        }),
-        hovertemplate: "%{text}<extra>mark</extra>"
-      });
-      m.marks.forEach(function (k) {
-        shapes.push({type: "line", xref: "x", yref: "paper", x0: k.t, x1: k.t, y0: 0, y1: 1,
-                     line: {color: "#999", width: 1, dash: "dot"}});
-        annotations.push({x: k.t, xref: "x", y: 1, yref: "paper", text: esc(k.label),
-                          showarrow: false, yanchor: "bottom", textangle: -20,
-                          font: {size: 11, color: "#444"}});
-      });
-    }
-    var ps = m.stats[primary];
-    if (ps && ps.exact_peak) {
-      shapes.push({type: "line", xref: "paper", x0: 0, x1: 1, yref: "y",
-                   y0: ps.peak_bytes / scale, y1: ps.peak_bytes / scale,
-                   line: {color: "#c62828", width: 1, dash: "dash"}});
-      annotations.push({xref: "paper", x: 0, xanchor: "left", yref: "y",
-                        y: ps.peak_bytes / scale, yanchor: "bottom", showarrow: false,
-                        text: "exact peak (" + esc(primary) + ") " + fmtBytes(ps.peak_bytes),
-                        font: {size: 11, color: "#c62828"}});
-    }
-    window.Plotly.newPlot(div, traces, {
-      margin: {t: 50, r: 20, b: 45, l: 70}, hovermode: "x unified", shapes: shapes,
-      annotations: annotations, legend: {orientation: "h", y: -0.2},
-      xaxis: {title: {text: "seconds since the measurement started"}, zeroline: false,
-              hoverformat: ".4f"},
-      yaxis: {title: {text: "memory (" + UNITS[ui] + ")"}}
-    }, {responsive: true, displaylogo: false});
-  }
-
-  function fillDetail(td, d) {
-    var facts = [];
-    if (d.skip_reason) facts.push("skipped: " + d.skip_reason);
-    facts.push("platform " + (d.platform || "-"));
-    if (d.worker) facts.push("worker " + d.worker);
-    if (d.host) facts.push("host " + d.host);
-    facts.push("duration " + fmtTime(d.duration_s));
-    if (d.median_s !== null) facts.push("benchmark median " + fmtTime(d.median_s));
-    var m = d.memory;
-    if (m) {
-      facts.push("sampled every " + fmtTime(m.interval_s) + " by a " + m.sampler + " sampler, " +
-                 m.samples + " samples" + (m.downsampled ? " (downsampled, peaks kept)" : ""));
-    }
-    td.appendChild(el("p", facts.join(" \u00b7 "), "muted"));
-    if (!m) { td.appendChild(el("p", "Memory was not measured for this test.")); return; }
-    td.appendChild(statsTable(m));
-    m.warnings.forEach(function (w) { td.appendChild(el("p", w, "warn")); });
-    if (!m.t.length) { td.appendChild(el("p", "The timeline has no samples.")); return; }
-    if (!hasPlotly()) {
-      td.appendChild(el("p", "No chart: this page was written without plotly.", "warn"));
-      return;
-    }
-    var div = el("div", null, "chart");
-    td.appendChild(div);
-    draw(div, m);
-  }
-
-  function toggle(tr) {
-    if (tr._detail) {
-      if (tr._detail.querySelector(".js-plotly-plot") && hasPlotly()) {
-        window.Plotly.purge(tr._detail.querySelector(".js-plotly-plot"));
-      }
-      tr._detail.remove(); tr._detail = null; tr.classList.remove("open");
-      return;
-    }
-    var d = JSON.parse(document.getElementById("d-" + tr.dataset.i).textContent);
-    var row = el("tr", null, "detail"), td = el("td");
-    td.colSpan = tr.cells.length;
-    row.appendChild(td);
-    tr.after(row);
-    tr._detail = row;
-    tr.classList.add("open");
-    fillDetail(td, d);
-  }
-
-  var table = document.getElementById("tests"), tbody = table.tBodies[0];
-  tbody.addEventListener("click", function (ev) {
-    var tr = ev.target.closest("tr.test");
-    if (tr) toggle(tr);
-  });
-  tbody.addEventListener("keydown", function (ev) {
-    var tr = ev.target.closest("tr.test");
-    if (tr && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); toggle(tr); }
-  });
-  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
-    th.addEventListener("click", function () {
-      var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
-      var num = th.dataset.type === "num";
-      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (o) {
-        o.removeAttribute("aria-sort");
-      });
-      th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
-      var rows = Array.prototype.slice.call(tbody.querySelectorAll("tr.test"));
-      rows.sort(function (a, b) {
-        var x = a.cells[col], y = b.cells[col];
-        if (num) {
-          var p = x.dataset.v === "" ? -Infinity : parseFloat(x.dataset.v);
-          var q = y.dataset.v === "" ? -Infinity : parseFloat(y.dataset.v);
-          return (p - q || 0) * dir || (a.dataset.i - b.dataset.i);
-        }
-        return x.textContent.localeCompare(y.textContent) * dir || (a.dataset.i - b.dataset.i);
-      });
-      var frag = document.createDocumentFragment();
-      rows.forEach(function (r) {
-        frag.appendChild(r);
-        if (r._detail) frag.appendChild(r._detail);
-      });
-      tbody.appendChild(frag);
-    });
-  });
-  document.getElementById("filter").addEventListener("input", function (ev) {
-    var q = ev.target.value.toLowerCase();
-    tbody.querySelectorAll("tr.test").forEach(function (r) {
-      var hide = q !== "" && r.cells[0].textContent.toLowerCase().indexOf(q) < 0;
-      r.hidden = hide;
-      if (r._detail) r._detail.hidden = hide;
-    });
-  });
-  if (!hasPlotly()) document.getElementById("no-plotly").hidden = false;
-  document.body.dataset.ready = "1";
-})();
-"""
-
 _CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src data: blob:; font-src data:"
@@ -472,7 +254,7 @@ def iter_html(report: Mapping[str, Any], *, charts: bool = True) -> Iterator[str
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<link rel="icon" href="data:,">\n'
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head><body>\n"
+        f"<title>{_e(title)}</title>\n<style>{_asset('page.css')}</style>\n</head><body>\n"
         f"<h1>{_e(title)}</h1>\n"
     )
     yield _summary_html(report, tests)
@@ -508,7 +290,7 @@ def iter_html(report: Mapping[str, Any], *, charts: bool = True) -> Iterator[str
         )
     if js is not None:
         yield f"<script>{js}</script>\n"
-    yield f"<script>{_JS}</script>\n</body></html>\n"
+    yield f"<script>{_asset('page.js')}</script>\n</body></html>\n"
 
 
 def render_html(report: Mapping[str, Any], *, charts: bool = True) -> str:

@@ -10,13 +10,8 @@ import pytest
 from report_builders import entry, report
 
 from pytest_hwbench.report import ReportError, load_report
-from pytest_hwbench.report.compare import (
-    Threshold,
-    ThresholdError,
-    compare_reports,
-    load_for_compare,
-    parse_threshold,
-)
+from pytest_hwbench.report.compare import compare_reports, load_for_compare
+from pytest_hwbench.report.thresholds import Threshold, ThresholdError, parse_threshold
 
 MiB = 2**20
 Writer = Callable[[dict[str, Any], str], Path]
