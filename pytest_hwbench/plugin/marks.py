@@ -98,23 +98,25 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
     unknown_kwargs = set(mark.kwargs) - {"requires", "min_memory", "min_count"}
     if unknown_kwargs:
         raise _marker_error(
-            "hardware",
+            HARDWARE_MARKER,
             f"unknown argument(s) {', '.join(sorted(unknown_kwargs))}; "
             "valid: requires, min_memory, min_count",
         )
     names: list[str] = []
     for raw in mark.args:
         if not isinstance(raw, str):
-            raise _marker_error("hardware", f"platform names must be strings, got {raw!r}")
+            raise _marker_error(HARDWARE_MARKER, f"platform names must be strings, got {raw!r}")
         name = raw.strip().lower()
         if name not in known:
             raise _marker_error(
-                "hardware",
+                HARDWARE_MARKER,
                 f"unknown platform {raw!r}; registered platforms: {', '.join(known.names())}",
             )
         names.append(name)
     if not names:
-        raise _marker_error("hardware", f"name at least one platform ({', '.join(known.names())})")
+        raise _marker_error(
+            HARDWARE_MARKER, f"name at least one platform ({', '.join(known.names())})"
+        )
     requires_arg = mark.kwargs.get("requires", ())
     from pytest_hwbench.hardware.base import Capability, UnknownCapabilityError
 
@@ -123,15 +125,15 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
     try:
         requires = Capability.parse_all(requires_arg)
     except UnknownCapabilityError as exc:
-        raise _marker_error("hardware", str(exc)) from None
+        raise _marker_error(HARDWARE_MARKER, str(exc)) from None
     min_memory = mark.kwargs.get("min_memory")
     try:
         min_memory_bytes = None if min_memory is None else parse_size(min_memory)
     except SizeError as exc:
-        raise _marker_error("hardware", f"min_memory: {exc}") from None
+        raise _marker_error(HARDWARE_MARKER, f"min_memory: {exc}") from None
     min_count = mark.kwargs.get("min_count", 1)
     if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
-        raise _marker_error("hardware", f"min_count must be an int >= 1, got {min_count!r}")
+        raise _marker_error(HARDWARE_MARKER, f"min_count must be an int >= 1, got {min_count!r}")
     return HardwareRequirement(tuple(dict.fromkeys(names)), requires, min_memory_bytes, min_count)
 
 
