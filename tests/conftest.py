@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from importlib import metadata
 
 import pytest
 
@@ -29,3 +30,25 @@ def cpu_only_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     machine too: torch here looks like a CPU-only build, and child processes see no CUDA device."""
     cpu_only_torch(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture
+def install_entry_points(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``install(group, (name, "module:attr"), ...)``: what installed distributions advertise in
+    `group` from now on (``importlib.metadata.entry_points``); other groups stay as they are."""
+    real = metadata.entry_points
+    installed: dict[str, metadata.EntryPoints] = {}
+
+    def entry_points(**params: str) -> metadata.EntryPoints:
+        group = params.get("group")
+        if group in installed and set(params) == {"group"}:
+            return installed[group]
+        return real(**params)
+
+    def install(group: str, *entries: tuple[str, str]) -> None:
+        installed[group] = metadata.EntryPoints(
+            metadata.EntryPoint(name=name, value=value, group=group) for name, value in entries
+        )
+        monkeypatch.setattr(metadata, "entry_points", entry_points)
+
+    return install

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from pytest_hwbench._lazy import ProcessDefault
 from pytest_hwbench.hardware.base import (
     Detection,
     DeviceProperties,
@@ -257,24 +258,22 @@ def _safely_available(backend: HardwareBackend) -> bool:
         return False
 
 
-_default: HardwareRegistry | None = None
-_default_lock = threading.Lock()
+def _build_default() -> HardwareRegistry:
+    registry = HardwareRegistry()
+    registry.register_builtins()
+    registry.load_entry_points()
+    return registry
+
+
+#: The process-wide registry (`fake_registry` in tests stands another in for it).
+DEFAULT = ProcessDefault(_build_default)
 
 
 def default_registry() -> HardwareRegistry:
     """The process-wide registry: built-ins, then entry points (the pytest hook adds the rest)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            registry = HardwareRegistry()
-            registry.register_builtins()
-            registry.load_entry_points()
-            _default = registry
-        return _default
+    return DEFAULT.get()
 
 
 def reset_default_registry() -> None:
     """Drop the process-wide registry, so the next use rebuilds it (for tests)."""
-    global _default
-    with _default_lock:
-        _default = None
+    DEFAULT.reset()

@@ -91,5 +91,5 @@ def fake_registry(
         registry.register_builtins()
     for backend in backends:
         registry.register(backend, override=True)
-    monkeypatch.setattr(registry_module, "_default", registry)
+    monkeypatch.setattr(registry_module.DEFAULT, "value", registry)
     return registry

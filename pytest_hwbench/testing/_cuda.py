@@ -583,7 +583,7 @@ class FakeCuda:
             if hasattr(torch.cuda, function):
                 monkeypatch.setattr(torch.cuda, function, getattr(self, function))
         # Detection is cached per process: start from scratch now, restore the old cache later.
-        monkeypatch.setattr(registry_module, "_default", None)
+        monkeypatch.setattr(registry_module.DEFAULT, "value", None)
         monkeypatch.setattr(_nvml, "_state", None)
         return self
 
@@ -1327,7 +1327,7 @@ def cpu_only_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     for function in _OPTIONAL_FUNCTIONS:
         if hasattr(torch.cuda, function):
             monkeypatch.setattr(torch.cuda, function, optional[function])
-    monkeypatch.setattr(registry_module, "_default", None)
+    monkeypatch.setattr(registry_module.DEFAULT, "value", None)
     _forget_nvml_state(monkeypatch)
 
 

@@ -319,7 +319,7 @@ class FakeMPS:
         from pytest_hwbench.hardware import registry as registry_module
 
         # Detection is cached per process: the next lookup must see this machine, not the last.
-        monkeypatch.setattr(registry_module, "_default", None)
+        monkeypatch.setattr(registry_module.DEFAULT, "value", None)
         monkeypatch.setattr(mps_module, "query_mac_host", self._host)
         monkeypatch.setattr(mps_module, "probe_mps_dtype", self._probe)
         backends_api: dict[str, Callable[..., Any]] = {

@@ -488,7 +488,7 @@ class FakeXPU:
         from pytest_hwbench.hardware import registry as registry_module
 
         # Detection is cached per process: the next lookup must see this machine, not the last.
-        monkeypatch.setattr(registry_module, "_default", None)
+        monkeypatch.setattr(registry_module.DEFAULT, "value", None)
         modules = [torch.xpu, getattr(torch.xpu, "memory", None)]
         for name, function in self._api().items():
             for module in modules:

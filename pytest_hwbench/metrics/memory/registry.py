@@ -16,6 +16,8 @@ import threading
 from importlib import metadata
 from typing import TYPE_CHECKING
 
+from pytest_hwbench._lazy import ProcessDefault
+
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.metrics.memory.base import MemoryMetric
@@ -149,24 +151,21 @@ class MemoryMetricRegistry:
                 )
 
 
-_default: MemoryMetricRegistry | None = None
-_default_lock = threading.Lock()
+def _build_default() -> MemoryMetricRegistry:
+    registry = MemoryMetricRegistry()
+    registry.register_builtins()
+    registry.load_entry_points()
+    return registry
+
+
+_DEFAULT = ProcessDefault(_build_default)
 
 
 def default_memory_metric_registry() -> MemoryMetricRegistry:
     """The process-wide table: built-ins, then entry points (the pytest hook adds the rest)."""
-    global _default
-    with _default_lock:
-        if _default is None:
-            registry = MemoryMetricRegistry()
-            registry.register_builtins()
-            registry.load_entry_points()
-            _default = registry
-        return _default
+    return _DEFAULT.get()
 
 
 def reset_default_memory_metric_registry() -> None:
     """Drop the process-wide table, so the next use rebuilds it (for tests)."""
-    global _default
-    with _default_lock:
-        _default = None
+    _DEFAULT.reset()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import sys
 import types
 import warnings
-from importlib import metadata
+from collections.abc import Callable
 
 import pytest
 
@@ -120,33 +120,22 @@ def test_refresh_reaches_every_backend() -> None:
     assert not backend.is_available()
 
 
-def _install_entry_points(monkeypatch: pytest.MonkeyPatch, *entries: tuple[str, str]) -> None:
-    points = metadata.EntryPoints(
-        metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
-        for name, value in entries
-    )
-
-    def entry_points(**params: str) -> metadata.EntryPoints:
-        assert params == {"group": ENTRY_POINT_GROUP}
-        return points
-
-    monkeypatch.setattr(metadata, "entry_points", entry_points)
-
-
-def test_entry_point_backend_is_registered_after_builtins(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_point_backend_is_registered_after_builtins(
+    monkeypatch: pytest.MonkeyPatch, install_entry_points: Callable[..., None]
+) -> None:
     module = types.ModuleType("acme_tpu")
     module.TPUBackend = TPUBackend  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "acme_tpu", module)
-    _install_entry_points(monkeypatch, ("tpu", "acme_tpu:TPUBackend"))
+    install_entry_points(ENTRY_POINT_GROUP, ("tpu", "acme_tpu:TPUBackend"))
     assert hardware.default_registry().names() == ["cpu", "cuda", "rocm", "mps", "xpu", "tpu"]
     assert "tpu" in hardware.get_available_hardware()
     assert hardware.get_hardware_backend("tpu").device_count() == 8
 
 
 def test_broken_entry_point_is_a_warning_and_an_unavailable_backend(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, install_entry_points: Callable[..., None]
 ) -> None:
-    _install_entry_points(monkeypatch, ("npu", "no_such_module_xyz:NPUBackend"))
+    install_entry_points(ENTRY_POINT_GROUP, ("npu", "no_such_module_xyz:NPUBackend"))
     with pytest.warns(HardwareDetectionWarning, match="'npu' failed to load.*no_such_module_xyz"):
         registry = hardware.default_registry()
     broken = registry.get("npu")
@@ -156,11 +145,13 @@ def test_broken_entry_point_is_a_warning_and_an_unavailable_backend(
     assert "npu" not in hardware.get_available_hardware()
 
 
-def test_entry_point_that_is_not_a_backend_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_point_that_is_not_a_backend_is_reported(
+    monkeypatch: pytest.MonkeyPatch, install_entry_points: Callable[..., None]
+) -> None:
     module = types.ModuleType("acme_bad")
     module.thing = 42  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "acme_bad", module)
-    _install_entry_points(monkeypatch, ("bad", "acme_bad:thing"))
+    install_entry_points(ENTRY_POINT_GROUP, ("bad", "acme_bad:thing"))
     with pytest.warns(HardwareDetectionWarning, match="is not a HardwareBackend"):
         assert not hardware.default_registry().get("bad").is_available()
 

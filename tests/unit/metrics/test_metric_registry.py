@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import types
-from importlib import metadata
+from collections.abc import Callable
 
 import pytest
 
@@ -111,39 +111,26 @@ def test_a_dotted_metric_needs_the_backend_it_measures() -> None:
         MemoryMetricRegistry().register("acme:Metric")
 
 
-def _install_entry_points(monkeypatch: pytest.MonkeyPatch, *entries: tuple[str, str]) -> None:
-    points = metadata.EntryPoints(
-        metadata.EntryPoint(name=name, value=value, group=ENTRY_POINT_GROUP)
-        for name, value in entries
-    )
-    real = metadata.entry_points
-
-    def entry_points(**params: str) -> metadata.EntryPoints:
-        if params == {"group": ENTRY_POINT_GROUP}:
-            return points
-        return real(**params)
-
-    monkeypatch.setattr(metadata, "entry_points", entry_points)
-
-
-def test_entry_point_metric_measures_its_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_point_metric_measures_its_platform(
+    monkeypatch: pytest.MonkeyPatch, install_entry_points: Callable[..., None]
+) -> None:
     module = types.ModuleType("acme_tpu_metric")
     module.CounterMetric = CounterMetric  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "acme_tpu_metric", module)
-    _install_entry_points(monkeypatch, ("tpu", "acme_tpu_metric:CounterMetric"))
+    install_entry_points(ENTRY_POINT_GROUP, ("tpu", "acme_tpu_metric:CounterMetric"))
     registry = default_memory_metric_registry()
     assert registry.metric_class_for(FakeBackend("tpu")) is CounterMetric
     assert registry.metric_class_for(CPUBackend()) is CPUMemoryMetric
 
 
 def test_broken_entry_point_metric_is_a_warning_and_host_measuring(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, install_entry_points: Callable[..., None]
 ) -> None:
     module = types.ModuleType("acme_not_metric")
     module.thing = 42  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "acme_not_metric", module)
-    _install_entry_points(
-        monkeypatch, ("npu", "no_such_module_xyz:NPUMetric"), ("ipu", "acme_not_metric:thing")
+    install_entry_points(
+        ENTRY_POINT_GROUP, ("npu", "no_such_module_xyz:NPUMetric"), ("ipu", "acme_not_metric:thing")
     )
     with pytest.warns(HardwareDetectionWarning) as caught:
         registry = default_memory_metric_registry()
