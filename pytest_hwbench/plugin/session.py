@@ -7,12 +7,12 @@ registers only the per-test hooks the run needs, and offers the fixtures a small
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench.plugin import xdist
 from pytest_hwbench.plugin.measuring import CallHooks, GuardHooks, Measurer
 from pytest_hwbench.plugin.options import HwbenchOptions, is_xdist_controller
 from pytest_hwbench.plugin.planning import Planner, TestPlan
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
 
 __all__ = ["HwbenchSession"]
+
+
+def _pinned_devices() -> str | None:
+    """The GPUs this xdist worker was pinned to, if it was (see `xdist.pinned_devices`).
+
+    Only a worker that applied a plan has loaded the xdist module: other runs do not import it.
+    """
+    xdist = sys.modules.get("pytest_hwbench.plugin.xdist")
+    return None if xdist is None else xdist.pinned_devices()
 
 
 class HwbenchSession:
@@ -51,7 +60,7 @@ class HwbenchSession:
         )
         #: Entries, the report, compare and the terminal summary.
         self.reporting = Reporter(
-            config, options, top_rows, self.machine_inventory, xdist.pinned_devices()
+            config, options, top_rows, self.machine_inventory, _pinned_devices()
         )
         self._call_hooks: CallHooks | None = None
         self._report_hooks: ReportHooks | None = None
