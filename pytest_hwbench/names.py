@@ -14,6 +14,7 @@ __all__ = [
     "BACKEND_FIXTURE",
     "BENCHMARK_RESULT_KEY",
     "DEVICE_FIXTURE",
+    "FAILURE_KEY",
     "GPU_PLAN_ENV",
     "HARDWARE_MARKER",
     "HOST_PLATFORM",
@@ -64,5 +65,7 @@ SESSION_PLUGIN_NAME = "hwbench_session"
 
 #: A test's memory results (its metric's `get_metrics()` with the timeline), for its entry.
 MEMORY_RESULT_KEY = pytest.StashKey[dict[str, Any]]()
+#: Why a test failed when a check of ours failed it (a memory limit, a leak), for its entry.
+FAILURE_KEY = pytest.StashKey[dict[str, Any]]()
 #: The timing statistics of a test's ``hw_benchmark`` run, for its entry.
 BENCHMARK_RESULT_KEY = pytest.StashKey[dict[str, Any]]()

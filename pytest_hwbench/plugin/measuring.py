@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench.names import MEMORY_RESULT_KEY
+from pytest_hwbench.names import FAILURE_KEY, MEMORY_RESULT_KEY
 from pytest_hwbench.plugin.summary import SummaryRow, TopRows
 from pytest_hwbench.units import format_bytes
 
@@ -151,10 +151,12 @@ class Measurer:
         primary = metric.primary_series
         stats = metrics["series"].get(primary)
         if stats is not None:
-            self.enforce_limit(limit, platform, primary, stats, metric.get_memory_timeline().marks)
+            marks = metric.get_memory_timeline().marks
+            self.enforce_limit(item, limit, platform, primary, stats, marks)
 
     def enforce_limit(
         self,
+        item: pytest.Item,
         limit: MemoryLimit,
         platform: str,
         primary: str,
@@ -177,7 +179,14 @@ class Measurer:
             value = mark.values.get(primary)
             shown = format_bytes(value - stats["start_bytes"], signed=True) if value else "?"
             lines.append(f"  mark {mark.label!r} at {mark.t:.3f}s: {shown}")
-        pytest.fail("\n".join(lines), pytrace=False)
+        message = "\n".join(lines)
+        item.stash[FAILURE_KEY] = {
+            "kind": "memory_limit",
+            "message": message,
+            "limit_bytes": limit_bytes,
+            "series": primary,
+        }
+        pytest.fail(message, pytrace=False)
 
     def setup(self, item: pytest.Item) -> None:
         """Fail tests whose hardware is absent under --hw-unavailable=fail; leak baseline."""
@@ -204,13 +213,19 @@ class Measurer:
         after = metric.read_current()[metric.primary_series]
         tolerance = self.planner.plan(item).leak_tolerance or 0
         if after - before > tolerance:
-            pytest.fail(
+            message = (
                 f"memory leak on {self.planner.platform_of(item)}: {metric.primary_series!r} grew "
                 f"by {format_bytes(after - before)} over the test (before "
                 f"{format_bytes(before)}, after {format_bytes(after)}), tolerance "
-                f"{format_bytes(tolerance)}",
-                pytrace=False,
+                f"{format_bytes(tolerance)}"
             )
+            item.stash[FAILURE_KEY] = {
+                "kind": "leak",
+                "message": message,
+                "limit_bytes": tolerance,
+                "series": metric.primary_series,
+            }
+            pytest.fail(message, pytrace=False)
 
 
 class CallHooks:
@@ -255,7 +270,7 @@ class CallHooks:
                         "peak_delta_bytes": growth,
                         "exact_peak": True,
                     }
-                    measurer.enforce_limit(plan.limit, platform, "rss", stats, ())
+                    measurer.enforce_limit(item, plan.limit, platform, "rss", stats, ())
                 return result
             if probe is not None:
                 measurer.probe_refused()

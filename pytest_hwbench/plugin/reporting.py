@@ -2,20 +2,24 @@
 
 Each test's measurements travel on its teardown report (`ReportHooks`), so under xdist the
 controller gathers every worker's tests without measuring anything itself. `Reporter` turns the
-phase reports into entries, journals them, and at the end compares and writes the report.
+phase reports into entries, journals them, and at the end writes the report, then compares,
+then summarizes. Nothing here stops the run or changes an outcome: each failure of ours becomes
+a warning, a line in the terminal and an ``errors`` item of a report marked incomplete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform as platform_module
-from collections.abc import Callable, Generator
+import warnings
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench.names import BENCHMARK_RESULT_KEY, MEMORY_RESULT_KEY
+from pytest_hwbench.names import BENCHMARK_RESULT_KEY, FAILURE_KEY, MEMORY_RESULT_KEY
 from pytest_hwbench.plugin.summary import (
     SummaryRow,
     TopRows,
@@ -27,7 +31,21 @@ if TYPE_CHECKING:
     from pytest_hwbench.plugin.options import HwbenchOptions
     from pytest_hwbench.report.writer import ReportWriter
 
-__all__ = ["ReportHooks", "Reporter", "final_outcome"]
+__all__ = ["ReportHooks", "ReportWarning", "Reporter", "final_outcome"]
+
+#: Lines of a failure's message kept in its entry.
+FAILURE_LINES = 8
+
+
+class ReportWarning(UserWarning):
+    """Something of ours failed while journaling or writing; the run went on without it."""
+
+
+def warn_report(message: str) -> None:
+    """Emit a `ReportWarning`, even where warnings are errors: it must never stop the run."""
+    # Raised by an "error" filter, it is still in the terminal summary and the report's errors.
+    with contextlib.suppress(ReportWarning):
+        warnings.warn(message, ReportWarning, stacklevel=2)
 
 
 def final_outcome(phases: dict[str, pytest.TestReport]) -> tuple[str, str | None]:
@@ -51,6 +69,20 @@ def final_outcome(phases: dict[str, pytest.TestReport]) -> tuple[str, str | None
     return "passed", None
 
 
+def _first_lines(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    kept = "\n".join(lines[:FAILURE_LINES])
+    return kept[:2000] + (" …" if len(lines) > FAILURE_LINES or len(kept) > 2000 else "")
+
+
+def _exception_failure(phases: Mapping[str, pytest.TestReport]) -> dict[str, Any]:
+    """The failure of a test that raised: the failing phase's error, in its first lines."""
+    failing = next(r for r in phases.values() if r.failed)
+    crash = getattr(failing.longrepr, "reprcrash", None)
+    message = getattr(crash, "message", None) or failing.longreprtext or str(failing.longrepr)
+    return {"kind": "exception", "message": _first_lines(str(message))}
+
+
 class Reporter:
     """Gathers entries, writes the report, compares with ``--hw-compare``'s base, summarizes."""
 
@@ -70,8 +102,12 @@ class Reporter:
         self.writer: ReportWriter | None = None
         self.entries: list[dict[str, Any]] = []
         self.comparison: Any = None
+        #: What the terminal summary says went wrong (and what to do), one line each.
+        self.problems: list[str] = []
+        self._written: Path | None = None
         self._phases: dict[str, dict[str, pytest.TestReport]] = {}
         self._distributed = False
+        self._crashed = False
         # Per run, not per test: the host and this worker's pinned GPUs do not change.
         self._host = platform_module.node()
         self._pinned = pinned_devices
@@ -83,10 +119,16 @@ class Reporter:
             "platform": platform,
             "memory": stash.get(MEMORY_RESULT_KEY, None),
             "benchmark": stash.get(BENCHMARK_RESULT_KEY, None),
+            "failure": stash.get(FAILURE_KEY, None),
             "worker": self.worker_id,
             "pinned_devices": self._pinned,
             "host": self._host,
         }
+
+    def note_problem(self, message: str) -> None:
+        """Record `message` for the terminal summary, and warn (never raising)."""
+        self.problems.append(message)
+        warn_report(f"pytest-hwbench: {message}")
 
     def open(self) -> None:
         """Open the report journal (in the process that writes the report)."""
@@ -94,16 +136,32 @@ class Reporter:
         if path is None or self.worker_id is not None:
             return
         from pytest_hwbench.hardware import host_inventory
-        from pytest_hwbench.report.writer import ReportWriter
+        from pytest_hwbench.report.writer import ReportWriter, leftover_journals
 
+        for journal in leftover_journals(path):
+            self.problems.append(
+                f"an earlier run left its journal {_display_path(journal)} (it did not finish); "
+                f"to keep its tests: hwbench recover {_display_path(journal)} -o "
+                f"{_display_path(path.with_name(path.stem + '-recovered' + path.suffix))}"
+            )
         self._distributed = self.config.pluginmanager.has_plugin("dsession")
         # The inventory is taken at the end: reading device properties initializes CUDA, which
         # must not happen before tests that fork. Under xdist the controller never touches the
         # hardware at all: each worker sends its own inventory when it finishes.
         self.writer = ReportWriter(path, {"hosts": {}} if self._distributed else host_inventory())
+        self._report_writer_errors(0)
+
+    def _report_writer_errors(self, seen: int) -> None:
+        writer = self.writer
+        if writer is not None:
+            for error in writer.errors[seen:]:
+                self.note_problem(f"--hw-report: {error}")
 
     def add(self, report: pytest.TestReport) -> None:
         """Gather each test's phase reports into one entry once its teardown report arrives."""
+        if report.when not in ("setup", "call", "teardown"):
+            self._add_crashed(report)
+            return
         phases = self._phases.setdefault(report.nodeid, {})
         phases[report.when] = report
         if report.when != "teardown":
@@ -111,54 +169,126 @@ class Reporter:
         del self._phases[report.nodeid]
         data: dict[str, Any] = getattr(report, "hwbench", None) or {}
         outcome, skip_reason = final_outcome(phases)
+        memory = data.get("memory")
         entry: dict[str, Any] = {
             "nodeid": report.nodeid,
             "outcome": outcome,
             "platform": data.get("platform"),
-            "device": (data.get("memory") or {}).get("device", {}).get("device"),
+            "device": (memory or {}).get("device", {}).get("device"),
             "duration_s": sum(r.duration for r in phases.values()),
             "worker": data.get("worker"),
             "pinned_devices": data.get("pinned_devices"),
             "host": data.get("host"),
-            "memory": data.get("memory"),
+            "memory": memory,
             "benchmark": data.get("benchmark"),
         }
         if entry["device"] is None and entry["platform"] is not None:
             entry["device"] = entry["platform"]
         if skip_reason is not None:
             entry["skip_reason"] = skip_reason
+        if outcome in ("failed", "error"):
+            entry["failure"] = data.get("failure") or _exception_failure(phases)
+        self._keep(entry)
+
+    def _add_crashed(self, report: pytest.TestReport) -> None:
+        """An xdist worker died running this test: it gets an entry; the report is incomplete.
+
+        The worker's measurements of the test died with it.
+        """
+        node = getattr(report, "node", None)
+        worker = getattr(getattr(node, "gateway", None), "id", None)
+        phases = self._phases.pop(report.nodeid, {})
+        self._crashed = True
+        self._keep(
+            {
+                "nodeid": report.nodeid,
+                "outcome": "crashed",
+                "platform": None,
+                "device": None,
+                "duration_s": sum(r.duration for r in phases.values()),
+                "worker": worker,
+                "host": None,
+                "memory": None,
+                "benchmark": None,
+                "failure": {"kind": "crash", "message": _first_lines(str(report.longrepr))},
+            }
+        )
+
+    def _keep(self, entry: dict[str, Any]) -> None:
         self.entries.append(entry)
-        if self.writer is not None:
-            self.writer.add_test(entry)
+        writer = self.writer
+        if writer is not None:
+            seen = len(writer.errors)
+            writer.add_test(entry)
+            self._report_writer_errors(seen)
 
     def finish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Compare with --hw-compare's base; write the report (incomplete runs say so)."""
-        if self.options.compare_base is not None and self.worker_id is None:
-            from pytest_hwbench.report.compare import compare_reports
-
-            self.comparison = compare_reports(
-                self.options.compare_base,
-                {"tests": self.entries},
-                self.options.compare_thresholds,
-                base_name=str(self.options.compare_base_path),
-                new_name="this run",
-            )
-            if self.comparison.failed and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        """Write the report, then compare with --hw-compare's base; never raises."""
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None and self.options.report_path is not None:
-            workeroutput["hwbench_machine"] = self.machine_inventory()
+            workeroutput["hwbench_machine"] = self._inventory()
             workeroutput["hwbench_worker"] = self.worker_id
-        if self.writer is None:
-            return
+        if self.writer is not None:
+            self._write_report(session, exitstatus)
+        if self.options.compare_base is not None and self.worker_id is None:
+            self._compare(session)
+
+    def _inventory(self) -> dict[str, Any]:
+        try:
+            return self.machine_inventory()
+        except Exception as exc:  # a broken backend must not cost the report
+            self.note_problem(f"the hardware inventory failed ({type(exc).__name__}: {exc})")
+            return {}
+
+    def _write_report(self, session: pytest.Session, exitstatus: int) -> None:
+        writer = self.writer
+        assert writer is not None
         if not self._distributed:
-            self.writer.machine.update(self.machine_inventory())
+            writer.machine.update(self._inventory())
+        if self._crashed:
+            writer.errors.append("an xdist worker crashed: its test's measurements are lost")
         complete = exitstatus in (
             pytest.ExitCode.OK,
             pytest.ExitCode.TESTS_FAILED,
             pytest.ExitCode.NO_TESTS_COLLECTED,
         ) and not (session.shouldstop or session.shouldfail)
-        self.writer.finish(complete=complete)
+        try:
+            self._written = writer.finish(complete=complete)
+        except OSError as exc:
+            journal = writer.journal
+            keep = (
+                f"; its journal keeps the tests: hwbench recover {_display_path(journal)} -o "
+                f"{_display_path(writer.path)}"
+                if journal is not None and journal.exists()
+                else "; the tests' results are lost"
+            )
+            self.note_problem(
+                f"--hw-report: the report could not be written to {_display_path(writer.path)} "
+                f"({type(exc).__name__}: {exc.strerror or exc}){keep}"
+            )
+            return
+        if self._written is None:
+            self.problems.append(
+                f"hwbench report: no test ran, so {_display_path(writer.path)} was not written "
+                "(an earlier report there is left as it was)"
+            )
+
+    def _compare(self, session: pytest.Session) -> None:
+        from pytest_hwbench.report.compare import compare_reports
+
+        try:
+            self.comparison = compare_reports(
+                self.options.compare_base,  # type: ignore[arg-type]
+                {"tests": self.entries},
+                self.options.compare_thresholds,
+                base_name=str(self.options.compare_base_path),
+                new_name="this run",
+            )
+        except Exception as exc:  # compare must never cost the run its summary
+            self.note_problem(f"--hw-compare failed ({type(exc).__name__}: {exc})")
+            return
+        if self.comparison.failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def take_worker_inventory(self, node: Any) -> None:
         """Take the inventory a finished xdist worker sent (a crashed worker sends none)."""
@@ -169,14 +299,37 @@ class Reporter:
             self.writer.add_machine(f"{machine.get('host')}/{worker}", machine)
 
     def summarize(self, terminalreporter: Any) -> None:
-        """The N tests with the highest peak growth per platform, and where the report went."""
+        """The top tests by peak growth, where the report went, what went wrong, and compare.
+
+        Each part on its own: one failing never hides the others or pytest's own summary.
+        """
+        for part in (self._summarize_tests, self._summarize_report, self._summarize_compare):
+            try:
+                part(terminalreporter)
+            except Exception as exc:  # the pass/fail line must always follow
+                terminalreporter.write_line(
+                    f"hwbench: the summary failed ({type(exc).__name__}: {exc})"
+                )
+
+    def _summarize_tests(self, terminalreporter: Any) -> None:
         write_untimed_summary(terminalreporter, self.entries)
         rows = self.top_rows.rows() + [
             SummaryRow.of_entry(entry) for entry in self.entries if entry.get("memory")
         ]
         write_peak_summary(terminalreporter, rows, self.options.summary)
-        if self.writer is not None:
-            terminalreporter.write_line(f"hwbench report: {_display_path(self.writer.path)}")
+
+    def _summarize_report(self, terminalreporter: Any) -> None:
+        if self._written is not None:
+            incomplete = self.writer is not None and self.writer.errors
+            terminalreporter.write_line(
+                f"hwbench report: {_display_path(self._written)}"
+                + (" (incomplete: see its errors)" if incomplete else "")
+            )
+        for problem in self.problems:
+            prefixed = problem if problem.startswith("hwbench") else f"hwbench: {problem}"
+            terminalreporter.write_line(prefixed)
+
+    def _summarize_compare(self, terminalreporter: Any) -> None:
         if self.comparison is not None:
             terminalreporter.write_sep("-", "hwbench: comparison with --hw-compare")
             for line in self.comparison.format_table().rstrip("\n").splitlines():
@@ -202,8 +355,13 @@ class ReportHooks:
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """See `Reporter.add`."""
-        self.reporter.add(report)
+        """See `Reporter.add`; a failure of ours is reported, never raised into pytest."""
+        try:
+            self.reporter.add(report)
+        except Exception as exc:
+            self.reporter.note_problem(
+                f"the report entry of {report.nodeid} failed ({type(exc).__name__}: {exc})"
+            )
 
 
 def _display_path(path: Path) -> str:

@@ -16,6 +16,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Benchmark",
     "Entry",
+    "Failure",
     "Mark",
     "Memory",
     "Report",
@@ -128,9 +129,22 @@ class _EntryRequired(TypedDict):
     memory: Memory | None
 
 
+class _FailureRequired(TypedDict):
+    kind: str
+    message: str
+
+
+class Failure(_FailureRequired, total=False):
+    """Why a test did not pass: memory_limit, leak, exception or crash, and the limit if any."""
+
+    limit_bytes: int
+    series: str
+
+
 class Entry(_EntryRequired, total=False):
     """One test of a report."""
 
+    failure: Failure
     benchmark: Benchmark | None
     skip_reason: str
     worker: str | None
@@ -138,15 +152,19 @@ class Entry(_EntryRequired, total=False):
     pinned_devices: str | None
 
 
-class Report(TypedDict):
-    """A whole report: header, the machine's inventory, one entry per test."""
-
+class _ReportRequired(TypedDict):
     schema: str
     created: str
     pytest_hwbench: str
     complete: bool
     machine: dict[str, Any]
     tests: list[Entry]
+
+
+class Report(_ReportRequired, total=False):
+    """A whole report: header, the machine's inventory, one entry per test."""
+
+    errors: list[str]
 
 
 def finite_number(value: object) -> float | None:

@@ -7,11 +7,16 @@ writes a file writes a temporary file and renames it over the target (`atomic_te
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
+import math
 import os
+import secrets
+import stat
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,15 +28,111 @@ __all__ = [
     "ReportWriter",
     "atomic_text_file",
     "journal_path",
+    "leftover_journals",
     "recover_partial",
 ]
 
 _JOURNAL_SUFFIX = ".partial.jsonl"
+#: The longest file name most file systems take (NAME_MAX); a journal name is kept under it.
+_NAME_MAX = 255
 
 
-def journal_path(report_path: Path) -> Path:
-    """Where tests are journaled while a run is in progress (next to the report)."""
-    return report_path.with_name(report_path.name + _JOURNAL_SUFFIX)
+def journal_path(report_path: Path, run_id: str | None = None) -> Path:
+    """Where a run journals its tests while it is in progress, beside the report.
+
+    With `run_id` the name is this run's own (``hw.json.<run>.partial.jsonl``), so runs that
+    share a report path never share (or delete) a journal; without it, the common prefix every
+    run's journal of this report has. A report name too long for a journal name beside it is
+    shortened, with a digest of the whole name so two long names stay apart.
+    """
+    name = report_path.name
+    room = _NAME_MAX - len(_JOURNAL_SUFFIX) - 2 - len(run_id or "") - 2
+    if len(name.encode("utf-8", "surrogateescape")) > room:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        name = f"{name[: max(room // 2, 8)]}~{digest}"
+    if run_id is None:
+        return report_path.with_name(f"{name}.")
+    return report_path.with_name(f"{name}.{run_id}{_JOURNAL_SUFFIX}")
+
+
+def leftover_journals(report_path: Path) -> list[Path]:
+    """Journals of earlier runs of this report that did not finish (their process is gone).
+
+    A journal whose process still runs here is another run's, in progress, and left alone.
+    """
+    prefix = journal_path(report_path).name
+    found = []
+    try:
+        names = os.listdir(report_path.parent)
+    except OSError:
+        return []
+    for name in sorted(names):
+        legacy = name == report_path.name + _JOURNAL_SUFFIX
+        if not (legacy or (name.startswith(prefix) and name.endswith(_JOURNAL_SUFFIX))):
+            continue
+        run = name[len(prefix) : -len(_JOURNAL_SUFFIX)]
+        pid_text = run.split("-", 1)[0]
+        if not legacy and pid_text.isdigit() and _process_alive(int(pid_text)):
+            continue
+        found.append(report_path.with_name(name))
+    return found
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's process, alive
+        return True
+    return True
+
+
+def _json_line(obj: Any) -> str:
+    """`obj` as one line of JSON; NaN and infinities become null (JSON has no such numbers)."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _regular_or_absent(path: Path) -> None:
+    """Refuse to replace what is not a regular file (a device, a FIFO, a socket, a directory)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        raise IsADirectoryError(
+            errno.EISDIR if stat.S_ISDIR(mode) else errno.EEXIST,
+            f"not a regular file ({_file_kind(mode)}); give the path of a file to write",
+            str(path),
+        )
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 @contextlib.contextmanager
@@ -40,12 +141,15 @@ def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
 
     Written to a temporary file beside it, synced, then renamed over `path`: a reader never sees
     half a file, and a failure leaves whatever was there before. A symlink is followed: its
-    target is replaced, the link stays.
+    target is replaced, the link stays. What exists there must be a regular file: a device, a
+    FIFO, a socket or a directory raises `OSError` before anything is written. Text that is not
+    valid Unicode (a node id from a non-UTF-8 file name) is written back as the bytes it was.
     """
     target = Path(os.path.realpath(path))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    _regular_or_absent(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:200]}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -59,36 +163,126 @@ def atomic_text_file(path: str | os.PathLike[str]) -> Iterator[TextIO]:
         raise
 
 
+class _Journal:
+    """A run's journal file: one JSON object a line, appended, flushed per line.
+
+    Writes go through a raw descriptor after checking it is still this file: a test may close
+    descriptors it did not open, and a reused number would send our lines into its file. A lost
+    descriptor (closed, or its directory deleted) is replaced by reopening the path (rewriting
+    it whole when it is gone), so the journal keeps every line.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+        self._identity: tuple[int, int] | None = None
+        self._open(os.O_CREAT | os.O_EXCL)
+
+    def _open(self, extra_flags: int) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | extra_flags
+        fd = os.open(self.path, flags, 0o666)
+        info = os.fstat(fd)
+        self._fd, self._identity = fd, (info.st_dev, info.st_ino)
+
+    def _still_ours(self) -> bool:
+        try:
+            info = os.fstat(self._fd)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self._identity and info.st_nlink > 0
+
+    def write(self, line: str, replay: Callable[[], Iterable[str]]) -> None:
+        """Append `line`; if the file was lost, rewrite it from `replay()` (every line so far)."""
+        data = (line + "\n").encode("utf-8", "surrogateescape")
+        if not self._still_ours():
+            self._reopen(replay)
+        _write_all(self._fd, data)
+
+    def _reopen(self, replay: Callable[[], Iterable[str]]) -> None:
+        self._fd = -1  # never close a number that may be someone else's file now
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open(os.O_CREAT | os.O_TRUNC)
+        for line in replay():
+            _write_all(self._fd, (line + "\n").encode("utf-8", "surrogateescape"))
+
+    def close(self, *, remove: bool) -> None:
+        """Close the file, and delete it when the report it backs is safely written."""
+        if self._fd >= 0 and self._still_ours():
+            os.close(self._fd)
+        self._fd = -1
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 class ReportWriter:
     """Collects test entries; journals each one as it arrives; writes the report at the end.
 
-    The journal (``REPORT.partial.jsonl``) is one JSON object a line, flushed per test: if the
-    process dies mid-run, `recover_partial` turns it into a report marked incomplete.
+    Nothing here raises into the test run: a journal that cannot be written (a full disk, a
+    directory a test deleted) is recorded in `errors`, the entries stay in memory, and the
+    report says it is incomplete. The journal (``REPORT.<run>.partial.jsonl``) is this run's
+    own: if the process dies mid-run, `recover_partial` turns it into a report.
     """
 
     def __init__(self, path: Path, machine: Mapping[str, Any]) -> None:
         self.path = path
-        self.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(timezone.utc)
+        self.created = now.isoformat(timespec="seconds")
         self.machine = dict(machine)
         self.tests: list[dict[str, Any]] = []
+        #: What went wrong while journaling or writing, one sentence each (also in the report).
+        self.errors: list[str] = []
+        self._lines: list[str] = []  # every journal line, to rewrite a lost journal
         self._lock = threading.Lock()
-        self._journal = open(journal_path(path), "w", encoding="utf-8")  # noqa: SIM115
-        self._write_journal_line({"header": self._header(complete=False)})
+        run_id = f"{os.getpid()}-{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+        self._journal: _Journal | None = None
+        try:
+            self._journal = _Journal(journal_path(path, run_id))
+        except OSError as exc:
+            self._fail("cannot open the journal", exc)
+        self._append({"header": self._header(complete=False)})
+
+    @property
+    def journal(self) -> Path | None:
+        """The run's journal, or None when it could not be written."""
+        return None if self._journal is None else self._journal.path
 
     def _header(self, *, complete: bool) -> dict[str, Any]:
-        return {
+        header = {
             "schema": SCHEMA_VERSION,
             "created": self.created,
             "pytest_hwbench": __version__,
             "complete": complete,
             "machine": self.machine,
         }
+        if self.errors:
+            header["errors"] = list(self.errors)
+        return header
 
-    def _write_journal_line(self, obj: Mapping[str, Any]) -> None:
-        if self._journal.closed:
+    def _fail(self, what: str, exc: BaseException) -> None:
+        detail = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) else str(exc)
+        self.errors.append(f"{what}: {type(exc).__name__}: {detail}")
+
+    def _append(self, obj: Mapping[str, Any]) -> None:
+        try:
+            line = _json_line(obj)
+        except (TypeError, ValueError) as exc:  # an object JSON cannot hold
+            self._fail("an entry could not be journaled", exc)
             return
-        self._journal.write(json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n")
-        self._journal.flush()
+        self._lines.append(line)
+        if self._journal is None:
+            return
+        try:
+            self._journal.write(line, lambda: self._lines[:-1])
+        except OSError as exc:
+            self._fail("journaling stopped (the entries are kept in memory)", exc)
+            self._journal = None
 
     def add_machine(self, key: str, inventory: Mapping[str, Any]) -> None:
         """Record another host's inventory (xdist workers on other machines)."""
@@ -96,49 +290,88 @@ class ReportWriter:
             hosts = self.machine.setdefault("hosts", {})
             if key not in hosts:
                 hosts[key] = dict(inventory)
-                self._write_journal_line({"host": {key: dict(inventory)}})
+                self._append({"host": {key: dict(inventory)}})
 
     def add_test(self, entry: Mapping[str, Any]) -> None:
-        """Add one finished test's entry (and journal it at once)."""
+        """Add one finished test's entry (and journal it at once); never raises."""
         with self._lock:
             self.tests.append(dict(entry))
-            self._write_journal_line({"test": entry})
+            self._append({"test": entry})
 
     def document(self, *, complete: bool) -> dict[str, Any]:
-        """The whole report as a JSON-able dict."""
+        """The whole report as a JSON-able dict (incomplete whenever something went wrong)."""
         with self._lock:
-            return {**self._header(complete=complete), "tests": list(self.tests)}
+            header = self._header(complete=complete and not self.errors)
+            return {**header, "tests": list(self.tests)}
 
-    def finish(self, *, complete: bool) -> Path:
-        """Write the report atomically and drop the journal."""
-        # json.dumps, not json.dump: only the one-shot form runs the C encoder (~20x faster).
-        text = json.dumps(self.document(complete=complete), separators=(",", ":"), allow_nan=False)
+    def finish(self, *, complete: bool) -> Path | None:
+        """Write the report atomically and drop the journal; None when no test ran.
+
+        A run that ran no test (``--collect-only``, everything deselected) replaces no report.
+        Raises `OSError` when the report cannot be written: the journal then stays, for
+        ``hwbench recover``.
+        """
+        if not self.tests:
+            if self._journal is not None:
+                self._journal.close(remove=True)
+            return None
+        text = _json_line(self.document(complete=complete))
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a test may have deleted it
         with atomic_text_file(self.path) as fh:
             fh.write(text)
-        self._journal.close()
-        journal_path(self.path).unlink(missing_ok=True)
+        if self._journal is not None:
+            self._journal.close(remove=True)
         return self.path
 
 
 def recover_partial(journal: Path) -> dict[str, Any]:
-    """Rebuild a report (``complete: false``) from the journal a crashed run left behind."""
+    """Rebuild a report (``complete: false``) from the journal a crashed run left behind.
+
+    Every readable line is kept: a line cut short or damaged (the one being written when the
+    process died, a disk that filled) is skipped, and the report's ``errors`` say how many were.
+    A test entry the schema refuses is skipped the same way.
+    """
+    from pytest_hwbench.report.loader import validate_report
+
     header: dict[str, Any] | None = None
     tests: list[dict[str, Any]] = []
     hosts: dict[str, Any] = {}
-    with open(journal, encoding="utf-8") as fh:
+    skipped = 0
+    with open(journal, encoding="utf-8", errors="surrogateescape") as fh:
         for line in fh:
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
-                break  # the line being written when the process died
-            if "header" in obj:
+            except ValueError:
+                skipped += 1
+                continue
+            if not isinstance(obj, dict):
+                skipped += 1
+            elif isinstance(obj.get("header"), dict) and header is None:
                 header = obj["header"]
             elif "test" in obj:
                 tests.append(obj["test"])
-            elif "host" in obj:
+            elif isinstance(obj.get("host"), dict):
                 hosts.update(obj["host"])
+            else:
+                skipped += 1
     if header is None:
         raise ReportError(f"{journal}: not a pytest-hwbench journal (no header line)")
+    machine = header.get("machine")
+    header["machine"] = machine = dict(machine) if isinstance(machine, dict) else {}
     if hosts:
-        header["machine"].setdefault("hosts", {}).update(hosts)
-    return {**header, "complete": False, "tests": tests}
+        machine.setdefault("hosts", {}).update(hosts)
+    errors = [str(e) for e in header.get("errors") or () if isinstance(e, str)]
+    report = {**header, "complete": False, "errors": errors, "tests": []}
+    for entry in tests:
+        try:
+            validate_report({**report, "tests": [entry]}, str(journal))
+        except ReportError:
+            skipped += 1
+            continue
+        report["tests"].append(entry)
+    if skipped:
+        errors.append(f"recovered from {journal.name}: {skipped} unreadable line(s) skipped")
+    if not errors:
+        del report["errors"]
+    validate_report(report, str(journal))
+    return report

@@ -11,7 +11,6 @@ import pytest
 
 from pytest_hwbench.hardware.cpu import clear_refs_writable
 from pytest_hwbench.report import recover_partial
-from pytest_hwbench.report.writer import journal_path
 
 Loader = Callable[[Path], dict[str, Any]]
 linux_exact = pytest.mark.skipif(
@@ -76,7 +75,7 @@ def test_report_has_one_entry_per_test_with_timelines(
     assert tests["test_gpu"]["skip_reason"] == "cuda: torch was built without CUDA"
     assert tests["test_fails"]["outcome"] == "failed"
     assert tests["test_fails"]["memory"]["series"]["rss"]["end_bytes"] > 0
-    assert not journal_path(report_path).exists()
+    assert tests["test_fails"]["failure"]["kind"] == "exception"
     leftovers = [p.name for p in report_path.parent.iterdir() if p.name != "hw.json"]
     assert leftovers == []
     result.stdout.fnmatch_lines(
@@ -156,7 +155,8 @@ def test_hard_crash_leaves_a_recoverable_journal(
     result = pytester.runpytest_subprocess(f"--hw-report={report_path}")
     assert result.ret == 137
     assert not report_path.exists()
-    recovered = recover_partial(journal_path(report_path))
+    (journal,) = report_path.parent.glob("hw.json.*.partial.jsonl")
+    recovered = recover_partial(journal)
     assert recovered["complete"] is False
     assert [t["nodeid"].split("::")[1] for t in recovered["tests"]] == ["test_first", "test_second"]
     assert recovered["tests"][0]["memory"]["series"]["rss"]["peak_bytes"] > 0
@@ -169,7 +169,7 @@ def test_hard_crash_leaves_a_recoverable_journal(
             "-m",
             "pytest_hwbench",
             "recover",
-            str(journal_path(report_path)),
+            str(journal),
             "-o",
             str(report_path),
         ],
@@ -180,3 +180,17 @@ def test_hard_crash_leaves_a_recoverable_journal(
     assert proc.returncode == 0, proc.stderr
     assert "recovered 2 tests" in proc.stdout
     assert load_valid_report(report_path)["tests"] == recovered["tests"]
+
+    # The next run names the leftover journal and how to recover it, and leaves it alone.
+    journal_before = journal.read_bytes()
+    pytester.makepyfile("def test_again():\n    pass\n")
+    again = pytester.runpytest_subprocess(f"--hw-report={report_path}")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(
+        [f"hwbench: an earlier run left its journal *{journal.name} (it did not finish); "
+         f"to keep its tests: hwbench recover *{journal.name} -o *hw-recovered.json"]
+    )  # fmt: skip
+    assert journal.read_bytes() == journal_before
+    assert [t["nodeid"] for t in load_valid_report(report_path)["tests"]] == [
+        "test_hard_crash_leaves_a_recoverable_journal.py::test_again"
+    ]

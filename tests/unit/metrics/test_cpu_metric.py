@@ -275,7 +275,8 @@ def test_sampler_ticks_reach_the_timeline_and_their_backlog_stays_bounded() -> N
         while record.timeline.samples_seen < PENDING_TICKS_MAX and time.monotonic() < deadline:
             time.sleep(0.01)  # nobody reads the results meanwhile
         assert record.timeline.samples_seen >= PENDING_TICKS_MAX  # filed by the thread itself
-        assert len(metric._record.pending) < PENDING_TICKS_MAX
+        # At most the bound: the tick that reaches it files the backlog right after parking.
+        assert len(metric._record.pending) <= PENDING_TICKS_MAX
         seen = metric.get_memory_timeline().samples_seen
         assert not metric._record.pending or metric._record.pending[0][0] > metric._t0_ns
         assert seen > PENDING_TICKS_MAX
