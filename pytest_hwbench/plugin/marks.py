@@ -34,6 +34,7 @@ __all__ = [
     "MarkerError",
     "MemoryLimit",
     "carries_our_markers",
+    "check_single_marks",
     "is_ours",
     "marker_help_lines",
     "our_marks",
@@ -122,6 +123,14 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
 
     if isinstance(requires_arg, (str, Capability)):
         requires_arg = (requires_arg,)
+    if not isinstance(requires_arg, (list, tuple, set, frozenset)) or not all(
+        isinstance(r, (str, Capability)) for r in requires_arg
+    ):
+        raise _marker_error(
+            HARDWARE_MARKER,
+            f"requires must be a capability name or a sequence of them, got {requires_arg!r}; "
+            f"valid capabilities: {', '.join(c.value for c in Capability)}",
+        )
     try:
         requires = Capability.parse_all(requires_arg)
     except UnknownCapabilityError as exc:
@@ -166,7 +175,7 @@ def parse_memory_limit(mark: pytest.Mark, registry: RegistryGetter) -> MemoryLim
         if mark.kwargs:
             known = registry()
             for platform, size in mark.kwargs.items():
-                if platform not in known:
+                if platform not in known.names():  # exact: "CPU" would never apply
                     raise _marker_error(
                         name,
                         f"unknown platform {platform!r}; registered platforms: "
@@ -211,6 +220,18 @@ def marker_help_lines() -> list[str]:
         description = " ".join(rest.split()).removesuffix(".")
         lines.append(f"{usage.strip().strip('`.')}: {description[:1].lower()}{description[1:]}")
     return lines
+
+
+def check_single_marks(node: pytest.Item | pytest.Collector) -> None:
+    """Refuse two marks of one kind of ours on one function (pytest would use one silently)."""
+    seen: set[str] = set()
+    for mark in node.own_markers:
+        if mark.name in OUR_MARKERS:
+            if mark.name in seen:
+                raise _marker_error(
+                    mark.name, f"given twice on {node.name}; give one (the two would not combine)"
+                )
+            seen.add(mark.name)
 
 
 def our_marks(node: pytest.Item | pytest.Collector) -> dict[str, pytest.Mark]:

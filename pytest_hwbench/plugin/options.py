@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -189,13 +190,31 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-def value_or_ini(config: pytest.Config, name: str) -> Any:
+class _Setting(NamedTuple):
+    """An option's value, and where it came from, as the user would write it."""
+
+    value: Any
+    source: str  # "--hw-devices" or "ini hw_devices"
+
+
+_FLAGS = {option.dest: option.flags[0] for option in _OPTIONS}
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    """Ini key `name`; a value pytest cannot read (``maybe`` for a bool) is a usage error."""
+    try:
+        return config.getini(name)
+    except ValueError as exc:
+        raise _usage(f"ini {name}: {exc}") from None
+
+
+def setting(config: pytest.Config, name: str) -> _Setting:
     """The command-line value of `name` if given, else its ini value (which has the default)."""
     value = config.getoption(name, default=None)
-    if value is None or value is False:
-        ini_value = config.getini(name)
-        return value if ini_value in (None, "") else ini_value
-    return value
+    if value is not None and value is not False:
+        return _Setting(value, _FLAGS.get(name, f"--{name.replace('_', '-')}"))
+    ini_value = _ini(config, name)
+    return _Setting(value if ini_value in (None, "") else ini_value, f"ini {name}")
 
 
 class HwbenchOptions(NamedTuple):
@@ -247,12 +266,35 @@ def _usage(message: str) -> pytest.UsageError:
     return pytest.UsageError(f"pytest-hwbench: {message}")
 
 
-def _check_report_path(raw: str, base: Path) -> Path:
+def _check_report_path(raw: str, source: str, base: Path) -> Path:
+    """The report's absolute path: a regular file or nothing yet, in a directory we can write.
+
+    A directory, a device (``/dev/null``), a FIFO or a socket is refused before any test runs:
+    the report is written by renaming a new file over it, which would replace the node.
+    """
     path = Path(os.path.expanduser(raw))
     if not path.is_absolute():
         path = base / path
-    if path.is_dir():
-        raise _usage(f"--hw-report={raw}: is a directory; give a file path such as {raw}/hw.json")
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None  # not there yet: whether its directory can be made is checked below
+    except OSError as exc:
+        raise _usage(
+            f"{source}={raw}: cannot reach {path.parent} ({exc.strerror or exc}); "
+            "choose a path in a directory you can enter and write"
+        ) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise _usage(f"{source}={raw}: is a directory; give a file path such as {raw}/hw.json")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise _usage(
+            f"{source}={raw}: is not a regular file (a device, FIFO or socket), and writing the "
+            "report would replace it; give the path of a file such as hw.json"
+        )
+    if len(os.fsencode(path.name)) > 255:
+        raise _usage(
+            f"{source}={raw}: the file name is longer than 255 bytes; choose a shorter one"
+        )
     parent = path.parent
     import tempfile
 
@@ -262,23 +304,23 @@ def _check_report_path(raw: str, base: Path) -> Path:
             pass
     except OSError as exc:
         raise _usage(
-            f"--hw-report={raw}: cannot write to {parent} ({exc.strerror or exc}); "
+            f"{source}={raw}: cannot write to {parent} ({exc.strerror or exc}); "
             "choose a writable path"
         ) from None
     return path
 
 
-def _parse_interval(raw: str) -> float:
+def _parse_interval(raw: str, source: str) -> float:
     from pytest_hwbench.metrics.memory.sampler import MIN_INTERVAL_S
     from pytest_hwbench.units import SizeError, parse_duration
 
     try:
         interval_s = parse_duration(raw)
     except SizeError as exc:
-        raise _usage(f"--hw-interval: {exc}") from None
+        raise _usage(f"{source}: {exc}") from None
     if interval_s < MIN_INTERVAL_S:
         raise _usage(
-            f"--hw-interval={raw}: below the 1ms minimum (exact peaks come from "
+            f"{source}={raw}: below the 1ms minimum (exact peaks come from "
             "high-water marks; the sampler only draws the shape)"
         )
     return interval_s
@@ -300,64 +342,65 @@ def resolve_options(
 
     `registry` is only called when an option names platforms: building it imports every backend.
     """
-    raw_devices = str(value_or_ini(config, "hw_devices") or "all").strip().lower()
+    raw_devices, source = setting(config, "hw_devices")
+    raw_devices = str(raw_devices or "all").strip().lower()
     devices: tuple[str, ...] | None = None
     if raw_devices != "all":
         names = tuple(dict.fromkeys(n.strip() for n in raw_devices.split(",") if n.strip()))
         known = registry()
-        unknown = [n for n in names if n not in known]
+        unknown = [n for n in names if n not in known.names()]
         if unknown or not names:
             raise _usage(
-                f"--hw-devices={raw_devices}: unknown platform {', '.join(unknown) or '(none)'}; "
+                f"{source}={raw_devices}: unknown platform {', '.join(unknown) or '(none)'}; "
                 f"valid: all, or a comma-separated list of {', '.join(known.names())}"
             )
         devices = names
 
-    raw_report = config.getoption("hw_report", default=None)
+    raw_report, source = setting(config, "hw_report")
     # A path on the command line is relative to where pytest runs; one in an ini file, to it.
     report_base = Path.cwd()
-    if not raw_report:
-        raw_report = config.getini("hw_report")
+    if source.startswith("ini"):
         report_base = config.inipath.parent if config.inipath else config.rootpath
-    report_path = _check_report_path(str(raw_report), report_base) if raw_report else None
+    report_path = _check_report_path(str(raw_report), source, report_base) if raw_report else None
 
-    raw_interval = value_or_ini(config, "hw_interval")
-    interval_s = _parse_interval(str(raw_interval)) if raw_interval else None
+    raw_interval, source = setting(config, "hw_interval")
+    interval_s = _parse_interval(str(raw_interval), source) if raw_interval else None
 
-    sampler = str(value_or_ini(config, "hw_sampler") or "thread").strip().lower()
+    sampler, source = setting(config, "hw_sampler")
+    sampler = str(sampler or "thread").strip().lower()
     if sampler not in SAMPLERS:
-        raise _usage(f"--hw-sampler={sampler}: valid samplers: {', '.join(SAMPLERS)}")
+        raise _usage(f"{source}={sampler}: valid samplers: {', '.join(SAMPLERS)}")
 
-    unavailable = str(value_or_ini(config, "hw_unavailable") or "skip").strip().lower()
+    unavailable, source = setting(config, "hw_unavailable")
+    unavailable = str(unavailable or "skip").strip().lower()
     if unavailable not in UNAVAILABLE_POLICIES:
-        raise _usage(
-            f"--hw-unavailable={unavailable}: valid policies: {', '.join(UNAVAILABLE_POLICIES)}"
-        )
+        raise _usage(f"{source}={unavailable}: valid policies: {', '.join(UNAVAILABLE_POLICIES)}")
 
-    raw_summary = str(value_or_ini(config, "hw_summary") or "0").strip()
+    raw_summary, source = setting(config, "hw_summary")
+    raw_summary = str(raw_summary or "0").strip()
     if not raw_summary.isdigit():
-        raise _usage(f"--hw-summary={raw_summary}: give a number of tests (0 turns it off)")
+        raise _usage(f"{source}={raw_summary}: give a number of tests (0 turns it off)")
 
-    raw_limit = config.getini("hw_memory_limit")
+    raw_limit = _ini(config, "hw_memory_limit")
     memory_limit = _parse_ini_size("hw_memory_limit", raw_limit) if raw_limit else None
-    raw_tolerance = config.getini("hw_leak_tolerance")
+    raw_tolerance = _ini(config, "hw_leak_tolerance")
     leak_tolerance = _parse_ini_size("hw_leak_tolerance", raw_tolerance) if raw_tolerance else 2**20
 
-    raw_gpus = value_or_ini(config, "hw_gpus_per_worker")
+    raw_gpus, source = setting(config, "hw_gpus_per_worker")
     gpus_per_worker: int | None = None
     if raw_gpus not in (None, ""):
         text = str(raw_gpus).strip()
         if not text.isdigit() or int(text) < 1:
-            raise _usage(f"--hw-gpus-per-worker={text}: give a whole number of GPUs >= 1")
+            raise _usage(f"{source}={text}: give a whole number of GPUs >= 1")
         gpus_per_worker = int(text)
 
-    raw_warmup = str(config.getini("hw_benchmark_warmup") or BENCHMARK_WARMUP_DEFAULT).strip()
+    raw_warmup = str(_ini(config, "hw_benchmark_warmup") or BENCHMARK_WARMUP_DEFAULT).strip()
     if not raw_warmup.isdigit():
         raise _usage(f"ini hw_benchmark_warmup={raw_warmup!r}: give a number of calls (0 or more)")
-    if config.getini("hw_peak_flops"):
+    if _ini(config, "hw_peak_flops"):
         from pytest_hwbench.plugin.benchmark.peaks import parse_peak_lines
 
-        parse_peak_lines(config.getini("hw_peak_flops"))  # a typo fails now, not in a test
+        parse_peak_lines(_ini(config, "hw_peak_flops"))  # a typo fails now, not in a test
 
     compare_base, compare_path, thresholds = _resolve_compare(config)
 
@@ -366,14 +409,14 @@ def resolve_options(
         report_path=report_path,
         interval_s=interval_s,
         sampler=sampler,
-        profile_all=bool(value_or_ini(config, "hw_profile_all")),
+        profile_all=bool(setting(config, "hw_profile_all").value),
         unavailable=unavailable,
         summary=int(raw_summary),
-        leak_check=bool(value_or_ini(config, "hw_leak_check")),
+        leak_check=bool(setting(config, "hw_leak_check").value),
         leak_tolerance_bytes=leak_tolerance,
         memory_limit_bytes=memory_limit,
         gpus_per_worker=gpus_per_worker,
-        gpus_share=bool(value_or_ini(config, "hw_gpus_share")),
+        gpus_share=bool(setting(config, "hw_gpus_share").value),
         compare_base=compare_base,
         compare_base_path=compare_path,
         compare_thresholds=thresholds,
@@ -385,8 +428,8 @@ def _resolve_compare(
     config: pytest.Config,
 ) -> tuple[Report | None, Path | None, tuple[Any, ...]]:
     """Load the base report and parse thresholds now, so a typo fails before the run."""
-    raw_fail = config.getoption("hw_compare_fail", default=None) or config.getini("hw_compare_fail")
-    raw_base = value_or_ini(config, "hw_compare")
+    raw_fail = config.getoption("hw_compare_fail", default=None) or _ini(config, "hw_compare_fail")
+    raw_base = setting(config, "hw_compare").value
     if not raw_base:
         if raw_fail:
             raise _usage("--hw-compare-fail needs --hw-compare=BASE.json to compare with")

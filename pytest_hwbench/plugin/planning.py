@@ -24,6 +24,7 @@ from pytest_hwbench.plugin.marks import (
     HardwareRequirement,
     MarkerError,
     MemoryLimit,
+    check_single_marks,
     our_marks,
     parse_hardware_marker,
     parse_leak_limit,
@@ -116,6 +117,7 @@ class Planner:
         definition = metafunc.definition
         marks = our_marks(definition)
         try:
+            check_single_marks(definition)
             requirement = self._requirement(marks.get(HARDWARE_MARKER))
             self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
             self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))

@@ -115,6 +115,10 @@ class MemoryMetric(MemoryReader):
 
     def record_memory(self, label: str | None = None) -> MemorySample:
         """Take a sample now (after synchronizing the device); a label also makes it a mark."""
+        if label is not None and not isinstance(label, str):
+            raise TypeError(
+                f"record_memory() takes a str label (or none), got {type(label).__name__} {label!r}"
+            )
         with self._lock:
             if self.state is not MetricState.RUNNING:
                 raise MemoryMetricError(
