@@ -84,10 +84,13 @@ def _cmd_recover(args: argparse.Namespace) -> int:
             fh.write(json.dumps(report))
     except OSError as exc:
         return _fail("recover", f"cannot write {args.output}: {exc.strerror or exc}")
+    count = len(report["tests"])
     sys.stdout.write(
-        f"recovered {len(report['tests'])} test{'s' if len(report['tests']) != 1 else ''} "
-        f"into {args.output} (marked incomplete)\n"
+        f"recovered {count} test{'s' if count != 1 else ''} into {args.output} (marked "
+        "incomplete)\n"
     )
+    for error in report.get("errors") or ():
+        sys.stdout.write(f"  {error}\n")
     return 0
 
 
@@ -182,6 +185,9 @@ def _add_format_commands(commands: Any) -> None:
         help="; ".join(f"{fmt.name}: {fmt.help}" for fmt in exports),
     )
     export.add_argument("-o", "--output", help="where to write it (default: standard output)")
+    flags = {option.flag: option for fmt in exports for option in fmt.options}
+    for option in flags.values():
+        export.add_argument(option.flag, action="store_true", help=option.help)
     export.set_defaults(handler=_cmd_export)
 
 

@@ -180,6 +180,7 @@ class Measurer:
             shown = format_bytes(value - stats["start_bytes"], signed=True) if value else "?"
             lines.append(f"  mark {mark.label!r} at {mark.t:.3f}s: {shown}")
         message = "\n".join(lines)
+        self.top_rows.over_limit.add(item.nodeid)
         item.stash[FAILURE_KEY] = {
             "kind": "memory_limit",
             "message": message,

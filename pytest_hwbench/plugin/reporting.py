@@ -316,7 +316,12 @@ class Reporter:
         rows = self.top_rows.rows() + [
             SummaryRow.of_entry(entry) for entry in self.entries if entry.get("memory")
         ]
-        write_peak_summary(terminalreporter, rows, self.options.summary)
+        over_limit = self.top_rows.over_limit | {
+            entry["nodeid"]
+            for entry in self.entries
+            if (entry.get("failure") or {}).get("kind") == "memory_limit"
+        }
+        write_peak_summary(terminalreporter, rows, self.options.summary, over_limit)
 
     def _summarize_report(self, terminalreporter: Any) -> None:
         if self._written is not None:

@@ -6,7 +6,7 @@ The top tests per platform are kept as tests finish, bounded, whatever the run's
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from typing import Any, NamedTuple
 
 from pytest_hwbench.units import format_bytes
@@ -53,6 +53,8 @@ class TopRows:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        #: Node ids of the tests that failed a memory limit (marked in the summary).
+        self.over_limit: set[str] = set()
         self._added = 0
         # Min-heaps of (growth, -order, row): the root is the row the next better one evicts.
         self._heaps: dict[str, list[tuple[int, int, SummaryRow]]] = {}
@@ -82,8 +84,16 @@ class TopRows:
         return [row for _, _, row in sorted(ranked, key=lambda entry: -entry[1])]
 
 
-def write_peak_summary(terminalreporter: Any, rows: Iterable[SummaryRow], top_n: int) -> None:
-    """The `top_n` tests with the highest peak growth per platform, under one heading."""
+def write_peak_summary(
+    terminalreporter: Any,
+    rows: Iterable[SummaryRow],
+    top_n: int,
+    over_limit: Set[str] = frozenset(),
+) -> None:
+    """The `top_n` tests with the highest peak growth per platform, under one heading.
+
+    Tests in `over_limit` (they failed a memory limit) are marked ``OVER LIMIT``.
+    """
     by_platform: dict[str, list[SummaryRow]] = {}
     for row in rows:
         by_platform.setdefault(row.platform, []).append(row)
@@ -98,6 +108,7 @@ def write_peak_summary(terminalreporter: Any, rows: Iterable[SummaryRow], top_n:
                 f"  {format_bytes(row.growth_bytes, signed=True):>12}  "
                 f"peak {format_bytes(row.peak_bytes):>10}  "
                 f"{row.series} ({'exact' if row.exact else 'sampled'})  {row.nodeid}"
+                + ("  OVER LIMIT" if row.nodeid in over_limit else "")
             )
 
 

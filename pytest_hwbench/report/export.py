@@ -27,15 +27,24 @@ def _label(entry: Mapping[str, Any]) -> str:
     return entry_label(str(entry.get("nodeid", "?")), device)
 
 
-def github_action_benchmark(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+#: Outcomes whose figures are history: a failed test's peak or time would be charted as if real.
+_MEASURED_OUTCOMES = frozenset({"passed", "xfailed", "xpassed"})
+
+
+def github_action_benchmark(
+    report: Mapping[str, Any], *, include_failed: bool = False
+) -> list[dict[str, Any]]:
     """The customSmallerIsBetter JSON: peak memory growth (bytes) and benchmark medians (s).
 
-    One figure per measured test and device, and one per timed benchmark; skipped tests are left
-    out.
+    One figure per measured test and device, and one per timed benchmark. Skipped tests are left
+    out, and so are failed, errored and crashed ones unless `include_failed`: a test that failed
+    its memory limit, or stopped early, is not a point of its history.
     """
     results: dict[str, dict[str, Any]] = {}
     for entry in report.get("tests") or []:
         if not isinstance(entry, Mapping) or entry.get("outcome") == "skipped":
+            continue
+        if not include_failed and entry.get("outcome") not in _MEASURED_OUTCOMES:
             continue
         label = _label(entry)
         stats = primary_stats(entry)
@@ -69,13 +78,13 @@ def github_action_benchmark(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(results.values())
 
 
-#: Each export format: what it makes of a report, as JSON-able data.
-EXPORTS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
+#: Each export format: what it makes of a report (with its options), as JSON-able data.
+EXPORTS: Mapping[str, Callable[..., Any]] = {
     "github-action-benchmark": github_action_benchmark,
 }
 
 
-def export_report(report: Mapping[str, Any], fmt: str) -> Any:
+def export_report(report: Mapping[str, Any], fmt: str, **options: Any) -> Any:
     """The report in export format `fmt` (a key of `EXPORTS`), as JSON-able data."""
     try:
         exporter = EXPORTS[fmt]
@@ -83,4 +92,4 @@ def export_report(report: Mapping[str, Any], fmt: str) -> Any:
         raise ValueError(
             f"unknown export format {fmt!r}; known: {', '.join(sorted(EXPORTS))}"
         ) from None
-    return exporter(report)
+    return exporter(report, **options)

@@ -81,10 +81,10 @@ def _write_trace(report: Report, out: TextIO, options: Mapping[str, Any]) -> str
 
 
 def _export_writer(
-    export: Callable[[Mapping[str, Any]], Any],
+    export: Callable[..., Any],
 ) -> Callable[[Report, TextIO, Mapping[str, Any]], str]:
     def write(report: Report, out: TextIO, options: Mapping[str, Any]) -> str:
-        data = export(report)
+        data = export(report, **options)
         out.write(json.dumps(data, indent=2) + "\n")
         return _plural(len(data), "figure") if isinstance(data, list) else "done"
 
@@ -113,9 +113,17 @@ FORMATS: Mapping[str, OutputFormat] = {
             _write_trace,
             command=True,
         ),
-        *(
-            OutputFormat(name, _first_line(export.__doc__), _export_writer(export), timelines=False)
-            for name, export in EXPORTS.items()
+        OutputFormat(
+            "github-action-benchmark",
+            _first_line(EXPORTS["github-action-benchmark"].__doc__),
+            _export_writer(EXPORTS["github-action-benchmark"]),
+            options=(
+                FormatOption(
+                    "--include-failed",
+                    "also export failed, errored and crashed tests (left out by default)",
+                ),
+            ),
+            timelines=False,
         ),
     )
 }

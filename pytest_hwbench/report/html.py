@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 INSTALL_HINT = "pip install 'pytest-hwbench[html]'"
-_KNOWN_OUTCOMES = frozenset({"passed", "failed", "skipped", "error", "xfailed", "xpassed"})
+_KNOWN_OUTCOMES = frozenset(
+    {"passed", "failed", "skipped", "error", "xfailed", "xpassed", "crashed"}
+)
 
 
 class MissingExtraError(ImportError):
@@ -93,6 +95,7 @@ def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
         "device": entry.get("device"),
         "platform": entry.get("platform"),
         "skip_reason": entry.get("skip_reason"),
+        "failure": entry.get("failure"),
         "worker": entry.get("worker"),
         "host": entry.get("host"),
         "duration_s": entry.get("duration_s"),
@@ -134,8 +137,12 @@ def _test_row(index: int, entry: Mapping[str, Any]) -> str:
         )
     else:
         duration_cell = '<td class="num" data-v="">-</td>'
-    title = f' title="{_e(entry["skip_reason"])}"' if entry.get("skip_reason") else ""
+    failure = entry.get("failure")
+    hover = entry.get("skip_reason") or (failure.get("message") if failure else None)
+    title = f' title="{_e(hover)}"' if hover else ""
     css = outcome if outcome in _KNOWN_OUTCOMES else "other"
+    if failure and failure.get("kind") in ("memory_limit", "leak"):
+        outcome = f"{outcome} ({str(failure['kind']).replace('_', ' ')})"
     return (
         f'<tr class="test" data-i="{index}" tabindex="0">'
         f'<td class="id">{_e(entry.get("nodeid", ""))}</td>'

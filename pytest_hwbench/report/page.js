@@ -87,7 +87,18 @@
                           font: {size: 11, color: "#444"}});
       });
     }
-    var ps = m.stats[primary];
+    var ps = m.stats[primary], failure = m.failure;
+    if (ps && failure && typeof failure.limit_bytes === "number" &&
+        (!failure.series || failure.series === primary) && failure.kind === "memory_limit") {
+      // The limit bounds peak growth: the line stands at the start plus the limit.
+      var at = (ps.start_bytes + failure.limit_bytes) / scale;
+      shapes.push({type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: at, y1: at,
+                   line: {color: "#6a1b9a", width: 2}});
+      annotations.push({xref: "paper", x: 1, xanchor: "right", yref: "y", y: at,
+                        yanchor: "bottom", showarrow: false,
+                        text: "memory limit: start + " + fmtBytes(failure.limit_bytes),
+                        font: {size: 11, color: "#6a1b9a"}});
+    }
     if (ps && ps.exact_peak) {
       shapes.push({type: "line", xref: "paper", x0: 0, x1: 1, yref: "y",
                    y0: ps.peak_bytes / scale, y1: ps.peak_bytes / scale,
@@ -120,6 +131,11 @@
                  m.samples + " samples" + (m.downsampled ? " (downsampled, peaks kept)" : ""));
     }
     td.appendChild(el("p", facts.join(" \u00b7 "), "muted"));
+    if (d.failure) {
+      var why = el("pre", d.failure.kind.replace("_", " ") + ": " + d.failure.message, "failure");
+      td.appendChild(why);
+      if (m) m.failure = d.failure;
+    }
     if (!m) { td.appendChild(el("p", "Memory was not measured for this test.")); return; }
     td.appendChild(statsTable(m));
     m.warnings.forEach(function (w) { td.appendChild(el("p", w, "warn")); });
