@@ -219,7 +219,14 @@ def pytest_benchmark_update_machine_info(
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
-    """pytest-xdist: take the inventory a finished worker sent (a crashed worker sends none)."""
+    """pytest-xdist: a worker is down; take its inventory, or give a crashed one's GPUs away.
+
+    A crashed worker's replacement starts right after this hook and takes over its GPUs.
+    """
+    if error is not None and os.environ.get(GPU_PLAN_ENV):
+        from pytest_hwbench.plugin.xdist import release_crashed_worker
+
+        release_crashed_worker(str(getattr(node.gateway, "id", "")))
     state = node.config.stash.get(_state_key, None)
     if state is not None and state.session is not None:
         state.session.take_worker_inventory(node)

@@ -9,6 +9,7 @@ the platform's visibility variable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -28,6 +29,7 @@ __all__ = [
     "discover_devices",
     "pinned_devices",
     "plan",
+    "release_crashed_worker",
 ]
 
 
@@ -37,18 +39,32 @@ class GpuPlanError(ValueError):
 
 @dataclass(frozen=True)
 class GpuPlan:
-    """Which visibility variable to set, over which devices, K per worker, shared or not."""
+    """Which visibility variable to set, over which devices, K per worker, shared or not.
+
+    xdist names its first workers ``gw0`` to ``gw<workers-1>`` and each replacement of a crashed
+    worker with the next number: the k-th replacement takes over the k-th crashed worker's GPUs
+    (`freed`, in the order the workers crashed), never a live worker's.
+    """
 
     variable: str
     devices: tuple[str, ...]
     per_worker: int
     share: bool
+    workers: int = 0
+    freed: tuple[tuple[str, ...], ...] = ()
 
     def for_worker(self, worker_index: int) -> tuple[str, ...]:
         """The devices worker ``gw<worker_index>`` sees (wrapping around only when shared)."""
+        replacement = worker_index - self.workers
+        if self.workers and 0 <= replacement < len(self.freed):
+            return self.freed[replacement]
         n = len(self.devices)
         start = worker_index * self.per_worker
         return tuple(self.devices[(start + j) % n] for j in range(self.per_worker))
+
+    def with_crashed(self, worker_index: int) -> GpuPlan:
+        """The plan once worker ``gw<worker_index>`` crashed: its GPUs go to its replacement."""
+        return dataclasses.replace(self, freed=(*self.freed, self.for_worker(worker_index)))
 
     def to_json(self) -> str:
         """The plan as the JSON the workers read from `GPU_PLAN_ENV`."""
@@ -58,6 +74,8 @@ class GpuPlan:
                 "devices": list(self.devices),
                 "per_worker": self.per_worker,
                 "share": self.share,
+                "workers": self.workers,
+                "freed": [list(devices) for devices in self.freed],
             }
         )
 
@@ -70,6 +88,8 @@ class GpuPlan:
             tuple(str(d) for d in data["devices"]),
             int(data["per_worker"]),
             bool(data["share"]),
+            int(data.get("workers", 0)),
+            tuple(tuple(str(d) for d in devices) for devices in data.get("freed", ())),
         )
 
 
@@ -91,7 +111,15 @@ def discover_devices(
             if value is not None:
                 entries = tuple(e for e in (p.strip() for p in value.split(",")) if e)
                 # "-1" hides every device, as an empty value does.
-                return variable, tuple(e for e in entries if not re.fullmatch(r"-\d+", e))
+                devices = tuple(e for e in entries if not re.fullmatch(r"-\d+", e))
+                repeated = sorted({d for d in devices if devices.count(d) > 1})
+                if repeated:
+                    raise GpuPlanError(
+                        f"{variable}={value} names {', '.join(repeated)} more than once: the "
+                        "runtime does not see that as more GPUs (CUDA sees none at all); name "
+                        "each device once"
+                    )
+                return variable, devices
     fallback: str | None = None
     for backend in backends:
         if not backend.visibility_variables:
@@ -124,7 +152,7 @@ def plan(
         raise GpuPlanError(
             f"--hw-gpus-per-worker={per_worker} exceeds the {len(devices)} visible GPUs"
         )
-    return GpuPlan(variable, devices, per_worker, share)
+    return GpuPlan(variable, devices, per_worker, share, workers)
 
 
 #: What `apply_worker_assignment` set in this process, e.g. ("CUDA_VISIBLE_DEVICES", "2,3").
@@ -148,6 +176,19 @@ def apply_worker_assignment(environ: dict[str, str] | None = None) -> tuple[str,
     global applied
     applied = (gpu_plan.variable, value)
     return applied
+
+
+def release_crashed_worker(worker_id: str, environ: dict[str, str] | None = None) -> None:
+    """In the controller: worker `worker_id` crashed, so its replacement gets its GPUs.
+
+    xdist starts the replacement right after, with the controller's environment: the plan there
+    is updated first.
+    """
+    env = os.environ if environ is None else environ
+    raw_plan = env.get(GPU_PLAN_ENV)
+    match = re.fullmatch(r"gw(\d+)", worker_id)
+    if raw_plan and match is not None:
+        env[GPU_PLAN_ENV] = GpuPlan.from_json(raw_plan).with_crashed(int(match.group(1))).to_json()
 
 
 def pinned_devices() -> str | None:

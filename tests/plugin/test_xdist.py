@@ -142,3 +142,63 @@ def test_crashed_worker_loses_no_other_test(
         f"test_fine[{i}]" for i in range(6)
     }
     assert all(tests[f"test_fine[{i}]"]["memory"] is not None for i in range(6))
+    # The crashed test has an entry that says so, and the report does not claim to be whole.
+    crashed = tests["test_crash"]
+    assert crashed["outcome"] == "crashed"
+    assert crashed["worker"] in ("gw0", "gw1")
+    assert crashed["failure"]["kind"] == "crash"
+    assert f"worker '{crashed['worker']}' crashed while running" in crashed["failure"]["message"]
+    report = load_valid_report(report_path)
+    assert report["complete"] is False
+    assert any("worker crashed" in error for error in report["errors"])
+
+
+def test_a_crashed_workers_replacement_takes_over_its_gpus(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    seen = pytester.mkdir("seen")
+    monkeypatch.setenv("SEEN_DIR", str(seen))
+    pytester.makeconftest(
+        """
+        import os
+
+        def pytest_runtest_setup(item):
+            # gw1 dies in its first test, once: its replacement then runs the rest.
+            marker = os.path.join(os.environ["SEEN_DIR"], "crashed")
+            if os.environ["PYTEST_XDIST_WORKER"] == "gw1" and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import os
+        import time
+        import pytest
+
+        @pytest.mark.parametrize("i", range(12))
+        def test_record(i):
+            time.sleep(0.1)
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            with open(os.path.join(os.environ["SEEN_DIR"], f"{worker}-{i}"), "w") as fh:
+                fh.write(os.environ["CUDA_VISIBLE_DEVICES"])
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "--hw-gpus-per-worker=1")
+    result.assert_outcomes(passed=11, failed=1)  # the test gw1 died in
+    by_worker: dict[str, set[str]] = {}
+    for path in seen.glob("gw*"):
+        by_worker.setdefault(path.name.split("-")[0], set()).add(path.read_text())
+    # gw1 held GPU 1 when it died: its replacement gw2 took GPU 1, not gw0's GPU 0.
+    assert by_worker == {"gw0": {"0"}, "gw2": {"1"}}
+
+
+def test_a_device_named_twice_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,0,0")
+    pytester.makepyfile("def test_never():\n    raise AssertionError('must not run')\n")
+    result = pytester.runpytest_subprocess("-n", "2", "--hw-gpus-per-worker=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*CUDA_VISIBLE_DEVICES=0,0,0 names 0 more than once*"])

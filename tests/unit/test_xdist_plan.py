@@ -92,3 +92,26 @@ def test_bad_gpus_per_worker_is_a_usage_error(pytester: pytest.Pytester) -> None
     result = pytester.runpytest("--hw-gpus-per-worker=two")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--hw-gpus-per-worker=two: give a whole number of GPUs >= 1"])
+
+
+def test_replacements_take_over_the_crashed_workers_gpus_in_crash_order() -> None:
+    plan_ = GpuPlan("CUDA_VISIBLE_DEVICES", ("0", "1", "2", "3"), 1, share=False, workers=4)
+    # gw2 crashes, then gw0: their replacements are gw4 and gw5, in that order.
+    after = plan_.with_crashed(2).with_crashed(0)
+    assert [after.for_worker(i) for i in (1, 3, 4, 5)] == [("1",), ("3",), ("2",), ("0",)]
+    # A replacement that crashes in turn hands the same GPUs to the next one (gw6).
+    again = after.with_crashed(4)
+    assert again.for_worker(6) == ("2",)
+    assert GpuPlan.from_json(again.to_json()) == again
+
+
+def test_the_controller_updates_the_plan_a_replacement_inherits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_hwbench.plugin.xdist import release_crashed_worker
+
+    env = {GPU_PLAN_ENV: GpuPlan("CUDA_VISIBLE_DEVICES", ("4", "5"), 1, False, 2).to_json()}
+    release_crashed_worker("gw1", env)
+    monkeypatch.setattr(xdist, "applied", None)
+    env["PYTEST_XDIST_WORKER"] = "gw2"  # the replacement, started with that environment
+    assert apply_worker_assignment(env) == ("CUDA_VISIBLE_DEVICES", "5")
