@@ -204,7 +204,7 @@ def _ini(config: pytest.Config, name: str) -> Any:
     """Ini key `name`; a value pytest cannot read (``maybe`` for a bool) is a usage error."""
     try:
         return config.getini(name)
-    except ValueError as exc:
+    except (ValueError, pytest.UsageError) as exc:  # pytest 9 wraps its ValueError
         raise _usage(f"ini {name}: {exc}") from None
 
 

@@ -242,8 +242,10 @@ class ReportWriter:
         self._lock = threading.Lock()
         run_id = f"{os.getpid()}-{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
         self._journal: _Journal | None = None
+        self._journaling = False  # whether lines still go to the journal
         try:
             self._journal = _Journal(journal_path(path, run_id))
+            self._journaling = True
         except OSError as exc:
             self._fail("cannot open the journal", exc)
         self._append({"header": self._header(complete=False)})
@@ -266,7 +268,9 @@ class ReportWriter:
         return header
 
     def _fail(self, what: str, exc: BaseException) -> None:
-        detail = f"{exc.strerror} ({exc.filename})" if isinstance(exc, OSError) else str(exc)
+        detail = str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            detail = exc.strerror + (f" ({exc.filename})" if exc.filename else "")
         self.errors.append(f"{what}: {type(exc).__name__}: {detail}")
 
     def _append(self, obj: Mapping[str, Any]) -> None:
@@ -276,13 +280,13 @@ class ReportWriter:
             self._fail("an entry could not be journaled", exc)
             return
         self._lines.append(line)
-        if self._journal is None:
+        if self._journal is None or not self._journaling:
             return
         try:
             self._journal.write(line, lambda: self._lines[:-1])
         except OSError as exc:
             self._fail("journaling stopped (the entries are kept in memory)", exc)
-            self._journal = None
+            self._journaling = False
 
     def add_machine(self, key: str, inventory: Mapping[str, Any]) -> None:
         """Record another host's inventory (xdist workers on other machines)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -281,3 +283,51 @@ def test_every_command_reads_a_real_report(
     # RSS growth: 0 when earlier tests in this process left freed pages that the test reuses.
     assert isinstance(item["value"], int)
     assert item["unit"] == "bytes"
+
+
+def _writers(report: Path, journal: Path, out: Path) -> dict[str, list[str]]:
+    return {
+        "html": ["html", str(report), "-o", str(out), "--no-charts"],
+        "trace": ["trace", str(report), "-o", str(out)],
+        "export": ["export", str(report), "--format", "github-action-benchmark", "-o", str(out)],
+        "recover": ["recover", str(journal), "-o", str(out)],
+    }
+
+
+@pytest.fixture
+def report_and_journal(write_report: Writer, tmp_path: Path) -> tuple[Path, Path]:
+    data = report(entry("a"))
+    header = {k: v for k, v in data.items() if k != "tests"}
+    journal = tmp_path / "hw.json.1-2.partial.jsonl"
+    journal.write_text(
+        json.dumps({"header": header}) + "\n" + json.dumps({"test": data["tests"][0]}) + "\n"
+    )
+    return write_report(data, "r.json"), journal
+
+
+@pytest.mark.parametrize("command", ["html", "trace", "export", "recover"])
+def test_every_command_refuses_to_replace_a_special_file(
+    report_and_journal: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert main(_writers(*report_and_journal, fifo)[command]) == 2
+    assert "not a regular file (a FIFO)" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("command", ["html", "trace", "export", "recover"])
+def test_every_command_writes_through_a_symlink_the_same_way(
+    report_and_journal: tuple[Path, Path], tmp_path: Path, command: str
+) -> None:
+    target = tmp_path / "real-output"
+    target.write_text("old")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert main(_writers(*report_and_journal, link)[command]) == 0
+    assert link.is_symlink()  # the link stays; its target holds the new output
+    assert target.read_text() != "old"
+    assert link.read_text() == target.read_text()
