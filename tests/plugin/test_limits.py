@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from pytest_hwbench.hardware.cpu import clear_refs_writable
@@ -8,6 +13,8 @@ pytestmark = pytest.mark.skipif(
     not clear_refs_writable(),
     reason="limit tests rely on exact CPU peaks (Linux, writable /proc/self/clear_refs)",
 )
+
+MiB = 2**20
 
 ALLOCATE = """
 import mmap
@@ -196,3 +203,70 @@ def test_leak_check_leaves_absent_hardware_skipped(pytester: pytest.Pytester) ->
     result = pytester.runpytest("--hw-leak-check", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED * cuda: torch was built without CUDA"])
+
+
+def test_a_failed_entry_says_why_everywhere(
+    pytester: pytest.Pytester,
+    report_path: Path,
+    load_valid_report: Callable[[Path], dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    pytester.makepyfile(
+        ALLOCATE
+        + """
+import pytest
+
+KEEP = []
+
+@pytest.mark.memory_limit("8MiB")
+def test_over_limit(memory_profile):
+    data = allocate(40)
+    del data
+
+@pytest.mark.memory_leak_limit("4MiB")
+def test_leaks(memory_profile):
+    KEEP.append(allocate(32))
+
+def test_raises(memory_profile):
+    raise ValueError("a plain failure")
+
+def test_fine(memory_profile):
+    pass
+"""
+    )
+    result = pytester.runpytest(f"--hw-report={report_path}")
+    result.assert_outcomes(passed=2, failed=2, errors=1)  # the leak errs at teardown
+    result.stdout.fnmatch_lines(["*MiB*rss (exact)*::test_over_limit  OVER LIMIT"])
+    report = load_valid_report(report_path)
+    tests = {t["nodeid"].split("::")[1]: t for t in report["tests"]}
+    over = tests["test_over_limit"]["failure"]
+    assert (over["kind"], over["limit_bytes"], over["series"]) == ("memory_limit", 8 * MiB, "rss")
+    assert over["message"].startswith("memory limit exceeded on cpu: peak growth ")
+    assert "> limit 8.0 MiB (@pytest.mark.memory_limit)" in over["message"]
+    leak = tests["test_leaks"]["failure"]
+    assert (leak["kind"], leak["limit_bytes"]) == ("leak", 4 * MiB)
+    raised = tests["test_raises"]["failure"]
+    assert raised == {"kind": "exception", "message": "ValueError: a plain failure"}
+    assert "failure" not in tests["test_fine"]
+
+    # The page says why, and has the limit to draw; the export leaves failures out of history.
+    from pytest_hwbench.cli import main
+
+    page = tmp_path / "r.html"
+    assert main(["html", str(report_path), "-o", str(page), "--no-charts"]) == 0
+    text = page.read_text()
+    assert "failed (memory limit)" in text
+    assert "error (leak)" in text
+    assert '"kind":"memory_limit"' in text  # the page's data: the script draws the limit
+    assert f'"limit_bytes":{8 * MiB}' in text
+    exported = tmp_path / "e.json"
+    assert main(["export", str(report_path), "--format", "github-action-benchmark",
+                 "-o", str(exported)]) == 0  # fmt: skip
+    assert _exported_tests(exported) == {"test_fine"}
+    assert main(["export", str(report_path), "--format", "github-action-benchmark",
+                 "-o", str(exported), "--include-failed"]) == 0  # fmt: skip
+    assert _exported_tests(exported) == set(tests)
+
+
+def _exported_tests(path: Path) -> set[str]:
+    return {figure["name"].split("::")[1].split(" ")[0] for figure in json.loads(path.read_text())}
