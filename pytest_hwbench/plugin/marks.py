@@ -8,7 +8,6 @@ help lines: hardware is imported only where a marker names it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,19 +19,14 @@ from pytest_hwbench.names import (
     OUR_FIXTURES,
     OUR_MARKERS,
 )
-from pytest_hwbench.units import SizeError, format_bytes, parse_size
 
 if TYPE_CHECKING:
-    # Imported where a hardware marker is parsed: the session loads this module in runs that
-    # only profile memory and never ask about hardware.
-    from pytest_hwbench.hardware.base import Capability, HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
+    from pytest_hwbench.plugin.requirements import HardwareRequirement, MemoryLimit
 
 __all__ = [
     "MARKERS",
-    "HardwareRequirement",
     "MarkerError",
-    "MemoryLimit",
     "carries_our_markers",
     "check_single_marks",
     "is_ours",
@@ -51,39 +45,6 @@ class MarkerError(ValueError):
     """A marker with bad arguments; the message names the bad value and the valid choices."""
 
 
-@dataclass(frozen=True)
-class HardwareRequirement:
-    """What ``@pytest.mark.hardware(...)`` asks of a platform."""
-
-    platforms: tuple[str, ...]
-    requires: frozenset[Capability] = frozenset()
-    min_memory_bytes: int | None = None
-    min_count: int = 1
-
-    def unmet_reason(self, backend: HardwareBackend) -> str | None:
-        """Why `backend` cannot run the test ("cuda: torch was built without CUDA"), or None."""
-        name = backend.name
-        if not backend.is_available():
-            return f"{name}: {backend.unavailable_reason()}"
-        count = backend.device_count()
-        if count < self.min_count:
-            return f"{name}: needs {self.min_count} devices, {count} visible"
-        try:
-            caps = backend.capabilities(0)
-            total = backend.properties(0).total_memory_bytes
-        except Exception as exc:
-            return f"{name}: could not query the device ({type(exc).__name__}: {exc})"
-        missing = sorted(c.value for c in self.requires - caps)
-        if missing:
-            return f"{name}: lacks {', '.join(missing)}"
-        if self.min_memory_bytes is not None and total < self.min_memory_bytes:
-            return (
-                f"{name}: needs {format_bytes(self.min_memory_bytes)} of device memory, "
-                f"has {format_bytes(total)}"
-            )
-        return None
-
-
 def _marker_error(marker: str, message: str) -> MarkerError:
     return MarkerError(f"@pytest.mark.{marker}: {message}")
 
@@ -95,6 +56,10 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
     (capabilities such as 'bf16', device memory such as '16GiB', device count); with the
     hw_device fixture, run once per platform.
     """
+    # What parsing needs loads here, not with this module (pytest loads it in every run).
+    from pytest_hwbench.plugin.requirements import HardwareRequirement
+    from pytest_hwbench.units import SizeError, parse_size
+
     known = registry()
     unknown_kwargs = set(mark.kwargs) - {"requires", "min_memory", "min_count"}
     if unknown_kwargs:
@@ -146,25 +111,15 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
     return HardwareRequirement(tuple(dict.fromkeys(names)), requires, min_memory_bytes, min_count)
 
 
-@dataclass(frozen=True)
-class MemoryLimit:
-    """A byte limit on peak growth, for every platform or per platform."""
-
-    default_bytes: int | None = None
-    per_platform: Mapping[str, int] = field(default_factory=dict)
-    source: str = ""
-
-    def for_platform(self, platform: str) -> int | None:
-        """The limit that applies on `platform`, or None."""
-        return self.per_platform.get(platform, self.default_bytes)
-
-
 def parse_memory_limit(mark: pytest.Mark, registry: RegistryGetter) -> MemoryLimit:
     """``memory_limit(size=None, **per_platform)``.
 
     Fail the test when its peak memory growth exceeds size ('2GiB', '500MB', bytes), or per
     platform: memory_limit(cuda='2GiB', cpu='500MiB').
     """
+    from pytest_hwbench.plugin.requirements import MemoryLimit
+    from pytest_hwbench.units import SizeError, parse_size
+
     name = mark.name
     args = tuple(mark.args)
     if len(args) > 1:
@@ -195,6 +150,8 @@ def parse_leak_limit(mark: pytest.Mark, registry: RegistryGetter) -> int:
     Fail the test when its device memory after teardown exceeds what it held before by more
     than size.
     """
+    from pytest_hwbench.units import SizeError, parse_size
+
     if len(mark.args) != 1 or mark.kwargs:
         raise _marker_error(LEAK_LIMIT_MARKER, "give one size, e.g. memory_leak_limit('1MiB')")
     try:

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from pytest_hwbench.metrics.memory._host import RSSPeakProbe
     from pytest_hwbench.metrics.memory.base import MemoryMetric
     from pytest_hwbench.metrics.memory.timeline import MemoryMark
-    from pytest_hwbench.plugin.marks import MemoryLimit
     from pytest_hwbench.plugin.options import HwbenchOptions
     from pytest_hwbench.plugin.planning import Planner
+    from pytest_hwbench.plugin.requirements import MemoryLimit
 
 __all__ = ["CallHooks", "GuardHooks", "Measurer"]
 

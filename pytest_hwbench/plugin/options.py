@@ -190,13 +190,6 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-class _Setting(NamedTuple):
-    """An option's value, and where it came from, as the user would write it."""
-
-    value: Any
-    source: str  # "--hw-devices" or "ini hw_devices"
-
-
 _FLAGS = {option.dest: option.flags[0] for option in _OPTIONS}
 
 
@@ -208,13 +201,16 @@ def _ini(config: pytest.Config, name: str) -> Any:
         raise _usage(f"ini {name}: {exc}") from None
 
 
-def setting(config: pytest.Config, name: str) -> _Setting:
-    """The command-line value of `name` if given, else its ini value (which has the default)."""
+def setting(config: pytest.Config, name: str) -> tuple[Any, str]:
+    """The command-line value of `name` if given, else its ini value (which has the default).
+
+    With it, where it came from as the user would write it: "--hw-devices", "ini hw_devices".
+    """
     value = config.getoption(name, default=None)
     if value is not None and value is not False:
-        return _Setting(value, _FLAGS.get(name, f"--{name.replace('_', '-')}"))
+        return value, _FLAGS.get(name, f"--{name.replace('_', '-')}")
     ini_value = _ini(config, name)
-    return _Setting(value if ini_value in (None, "") else ini_value, f"ini {name}")
+    return (value if ini_value in (None, "") else ini_value), f"ini {name}"
 
 
 class HwbenchOptions(NamedTuple):
@@ -409,14 +405,14 @@ def resolve_options(
         report_path=report_path,
         interval_s=interval_s,
         sampler=sampler,
-        profile_all=bool(setting(config, "hw_profile_all").value),
+        profile_all=bool(setting(config, "hw_profile_all")[0]),
         unavailable=unavailable,
         summary=int(raw_summary),
-        leak_check=bool(setting(config, "hw_leak_check").value),
+        leak_check=bool(setting(config, "hw_leak_check")[0]),
         leak_tolerance_bytes=leak_tolerance,
         memory_limit_bytes=memory_limit,
         gpus_per_worker=gpus_per_worker,
-        gpus_share=bool(setting(config, "hw_gpus_share").value),
+        gpus_share=bool(setting(config, "hw_gpus_share")[0]),
         compare_base=compare_base,
         compare_base_path=compare_path,
         compare_thresholds=thresholds,
@@ -429,7 +425,7 @@ def _resolve_compare(
 ) -> tuple[Report | None, Path | None, tuple[Any, ...]]:
     """Load the base report and parse thresholds now, so a typo fails before the run."""
     raw_fail = config.getoption("hw_compare_fail", default=None) or _ini(config, "hw_compare_fail")
-    raw_base = setting(config, "hw_compare").value
+    raw_base = setting(config, "hw_compare")[0]
     if not raw_base:
         if raw_fail:
             raise _usage("--hw-compare-fail needs --hw-compare=BASE.json to compare with")

@@ -21,15 +21,14 @@ from pytest_hwbench.names import (
     PROFILE_FIXTURE,
 )
 from pytest_hwbench.plugin.marks import (
-    HardwareRequirement,
     MarkerError,
-    MemoryLimit,
     check_single_marks,
     our_marks,
     parse_hardware_marker,
     parse_leak_limit,
     parse_memory_limit,
 )
+from pytest_hwbench.plugin.requirements import HardwareRequirement, MemoryLimit
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry

@@ -54,7 +54,6 @@ def test_a_run_that_does_not_use_the_plugin_loads_only_its_front_door(
         "pytest_hwbench",
         "pytest_hwbench._version",
         "pytest_hwbench.names",
-        "pytest_hwbench.units",
         "pytest_hwbench.plugin",
         "pytest_hwbench.plugin.hookspecs",
         "pytest_hwbench.plugin.marks",

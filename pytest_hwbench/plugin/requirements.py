@@ -1,0 +1,64 @@
+"""What markers ask for, once parsed: a platform requirement and a memory limit.
+
+Apart from the markers' table (`marks`), which pytest loads in every run for the help lines:
+these load with the first marker parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pytest_hwbench.units import format_bytes
+
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.base import Capability, HardwareBackend
+
+__all__ = ["HardwareRequirement", "MemoryLimit"]
+
+
+@dataclass(frozen=True)
+class HardwareRequirement:
+    """What ``@pytest.mark.hardware(...)`` asks of a platform."""
+
+    platforms: tuple[str, ...]
+    requires: frozenset[Capability] = frozenset()
+    min_memory_bytes: int | None = None
+    min_count: int = 1
+
+    def unmet_reason(self, backend: HardwareBackend) -> str | None:
+        """Why `backend` cannot run the test ("cuda: torch was built without CUDA"), or None."""
+        name = backend.name
+        if not backend.is_available():
+            return f"{name}: {backend.unavailable_reason()}"
+        count = backend.device_count()
+        if count < self.min_count:
+            return f"{name}: needs {self.min_count} devices, {count} visible"
+        try:
+            caps = backend.capabilities(0)
+            total = backend.properties(0).total_memory_bytes
+        except Exception as exc:
+            return f"{name}: could not query the device ({type(exc).__name__}: {exc})"
+        missing = sorted(c.value for c in self.requires - caps)
+        if missing:
+            return f"{name}: lacks {', '.join(missing)}"
+        if self.min_memory_bytes is not None and total < self.min_memory_bytes:
+            return (
+                f"{name}: needs {format_bytes(self.min_memory_bytes)} of device memory, "
+                f"has {format_bytes(total)}"
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """A byte limit on peak growth, for every platform or per platform."""
+
+    default_bytes: int | None = None
+    per_platform: Mapping[str, int] = field(default_factory=dict)
+    source: str = ""
+
+    def for_platform(self, platform: str) -> int | None:
+        """The limit that applies on `platform`, or None."""
+        return self.per_platform.get(platform, self.default_bytes)
