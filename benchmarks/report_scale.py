@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -268,7 +269,9 @@ def main() -> int:
             if not options.no_browser:
                 rows += browser_figures(page)
         trace_s, proc = run(["trace", str(out / "tenth.json"), "-o", str(out / "trace.json")])
-        events = proc.stdout.split()[1] if proc.returncode == 0 else "failed"
+        # "wrote PATH (SIZE, N trace events; open it in ...)"
+        said = re.search(r"([\d,]+) trace events", proc.stdout)
+        events = said.group(1) if proc.returncode == 0 and said else "failed"
         rows.append(
             (
                 f"hwbench trace (a tenth: {max(1, options.tests // 10)} tests)",

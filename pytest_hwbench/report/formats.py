@@ -8,13 +8,12 @@ choices and help follow.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from pytest_hwbench.report.export import EXPORTS
-from pytest_hwbench.report.model import Report
+from pytest_hwbench.report.model import Report, finite_json
 
 __all__ = ["FORMATS", "FormatOption", "OutputFormat", "export_formats"]
 
@@ -85,7 +84,7 @@ def _export_writer(
 ) -> Callable[[Report, TextIO, Mapping[str, Any]], str]:
     def write(report: Report, out: TextIO, options: Mapping[str, Any]) -> str:
         data = export(report, **options)
-        out.write(json.dumps(data, indent=2) + "\n")
+        out.write(finite_json(data, indent=2) + "\n")
         return _plural(len(data), "figure") if isinstance(data, list) else "done"
 
     return write

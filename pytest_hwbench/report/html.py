@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import html
 import importlib
-import json
-import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from pytest_hwbench.report.model import benchmark_median_s, primary_stats, torch_runtimes
+from pytest_hwbench.report.model import (
+    benchmark_median_s,
+    finite_json,
+    primary_stats,
+    torch_runtimes,
+)
 from pytest_hwbench.report.writer import atomic_text_file
 from pytest_hwbench.units import format_bytes, format_duration
 
@@ -66,23 +69,9 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _finite(obj: Any) -> Any:
-    """`obj` with NaN and infinities replaced by None (JSON.parse refuses them)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def _script_json(obj: Any) -> str:
     """JSON safe inside a ``<script>`` element: no ``</script>``, ``<!--`` or ``-->`` can form."""
-    try:
-        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+    text = finite_json(obj)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

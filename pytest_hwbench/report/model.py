@@ -7,6 +7,7 @@ series, its benchmark median, its label), so each is computed in one place.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "Timeline",
     "benchmark_median_s",
     "entry_label",
+    "finite_json",
     "finite_number",
     "primary_stats",
     "schema_path",
@@ -165,6 +167,29 @@ class Report(_ReportRequired, total=False):
     """A whole report: header, the machine's inventory, one entry per test."""
 
     errors: list[str]
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def finite_json(obj: Any, *, indent: int | None = None) -> str:
+    """`obj` as JSON that every reader takes: NaN and infinities become null (JSON has none).
+
+    Compact unless `indent` is given; the C encoder runs, and the tree is only walked again in
+    the rare case that a non-finite number is there.
+    """
+    separators = (",", ":") if indent is None else (",", ": ")
+    try:
+        return json.dumps(obj, separators=separators, indent=indent, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(obj), separators=separators, indent=indent, allow_nan=False)
 
 
 def finite_number(value: object) -> float | None:

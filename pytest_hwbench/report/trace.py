@@ -7,12 +7,16 @@ in https://ui.perfetto.dev or ``chrome://tracing``; times there are microseconds
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
-from pytest_hwbench.report.model import benchmark_median_s, finite_number, primary_stats
+from pytest_hwbench.report.model import (
+    benchmark_median_s,
+    finite_json,
+    finite_number,
+    primary_stats,
+)
 from pytest_hwbench.report.writer import atomic_text_file
 from pytest_hwbench.units import format_bytes
 
@@ -175,10 +179,10 @@ def write_events(report: Mapping[str, Any], out: TextIO) -> int:
     count = 0
     out.write('{"traceEvents":[\n')
     for event in iter_trace_events(report):
-        out.write((",\n" if count else "") + json.dumps(event, separators=(",", ":")))
+        out.write((",\n" if count else "") + finite_json(event))
         count += 1
     out.write('\n],"displayTimeUnit":"ms","otherData":')
-    out.write(json.dumps(_other_data(report), separators=(",", ":")) + "}\n")
+    out.write(finite_json(_other_data(report)) + "}\n")
     return count
 
 

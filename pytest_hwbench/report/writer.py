@@ -10,7 +10,6 @@ import contextlib
 import errno
 import hashlib
 import json
-import math
 import os
 import secrets
 import stat
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_hwbench._version import __version__
-from pytest_hwbench.report.model import SCHEMA_VERSION, ReportError
+from pytest_hwbench.report.model import SCHEMA_VERSION, ReportError, finite_json
 
 __all__ = [
     "ReportWriter",
@@ -88,24 +87,6 @@ def _process_alive(pid: int) -> bool:
     except OSError:  # EPERM: someone else's process, alive
         return True
     return True
-
-
-def _json_line(obj: Any) -> str:
-    """`obj` as one line of JSON; NaN and infinities become null (JSON has no such numbers)."""
-    try:
-        return json.dumps(obj, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _regular_or_absent(path: Path) -> None:
@@ -275,7 +256,7 @@ class ReportWriter:
 
     def _append(self, obj: Mapping[str, Any]) -> None:
         try:
-            line = _json_line(obj)
+            line = finite_json(obj)
         except (TypeError, ValueError) as exc:  # an object JSON cannot hold
             self._fail("an entry could not be journaled", exc)
             return
@@ -319,7 +300,7 @@ class ReportWriter:
             if self._journal is not None:
                 self._journal.close(remove=True)
             return None
-        text = _json_line(self.document(complete=complete))
+        text = finite_json(self.document(complete=complete))
         self.path.parent.mkdir(parents=True, exist_ok=True)  # a test may have deleted it
         with atomic_text_file(self.path) as fh:
             fh.write(text)

@@ -331,3 +331,18 @@ def test_every_command_writes_through_a_symlink_the_same_way(
     assert link.is_symlink()  # the link stays; its target holds the new output
     assert target.read_text() != "old"
     assert link.read_text() == target.read_text()
+
+
+def test_an_overflowing_number_is_never_written_back_as_infinity(
+    write_report: Writer, tmp_path: Path
+) -> None:
+    path = write_report(report(entry("a")), "r.json")
+    # 1e999 is valid JSON text, but Python reads it as infinity: outputs must still be JSON.
+    path.write_text(path.read_text().replace('"duration_s":', '"duration_s":1e999,"x":', 1))
+    trace = tmp_path / "t.json"
+    assert main(["trace", str(path), "-o", str(trace)]) == 0
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} written")
+
+    json.loads(trace.read_text(), parse_constant=refuse)
