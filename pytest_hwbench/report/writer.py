@@ -165,12 +165,17 @@ class _Journal:
         info = os.fstat(fd)
         self._fd, self._identity = fd, (info.st_dev, info.st_ino)
 
-    def _still_ours(self) -> bool:
+    def _same_file(self) -> os.stat_result | None:
+        """The descriptor's file when it is still the journal's (a closed one has none)."""
         try:
             info = os.fstat(self._fd)
         except OSError:
-            return False
-        return (info.st_dev, info.st_ino) == self._identity and info.st_nlink > 0
+            return None
+        return info if (info.st_dev, info.st_ino) == self._identity else None
+
+    def _still_ours(self) -> bool:
+        info = self._same_file()
+        return info is not None and info.st_nlink > 0  # unlinked: its directory was deleted
 
     def write(self, line: str, replay: Callable[[], Iterable[str]]) -> None:
         """Append `line`; if the file was lost, rewrite it from `replay()` (every line so far)."""
@@ -180,7 +185,9 @@ class _Journal:
         _write_all(self._fd, data)
 
     def _reopen(self, replay: Callable[[], Iterable[str]]) -> None:
-        self._fd = -1  # never close a number that may be someone else's file now
+        if self._fd >= 0 and self._same_file() is not None:
+            os.close(self._fd)  # ours, but unlinked; a number now someone else's stays open
+        self._fd = -1
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open(os.O_CREAT | os.O_TRUNC)
         for line in replay():
@@ -188,7 +195,7 @@ class _Journal:
 
     def close(self, *, remove: bool) -> None:
         """Close the file, and delete it when the report it backs is safely written."""
-        if self._fd >= 0 and self._still_ours():
+        if self._fd >= 0 and self._same_file() is not None:
             os.close(self._fd)
         self._fd = -1
         if remove:
