@@ -7,6 +7,7 @@ registered backend (initializing the platforms that are there).
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,8 +17,11 @@ if TYPE_CHECKING:
 __all__ = ["backend_inventory", "hardware_inventory", "host_inventory", "torch_build"]
 
 
-def backend_inventory(backend: HardwareBackend) -> dict[str, Any]:
-    """One backend: availability, reason, and each device's properties and capabilities."""
+def backend_inventory(backend: HardwareBackend, *, capabilities: bool = True) -> dict[str, Any]:
+    """One backend: availability, reason, and each device's properties and capabilities.
+
+    ``capabilities=False`` leaves them ``null`` (probing them may import torch or run a kernel).
+    """
     entry: dict[str, Any] = {
         "name": backend.name,
         "torch_device_type": backend.torch_device_type,
@@ -31,7 +35,9 @@ def backend_inventory(backend: HardwareBackend) -> dict[str, Any]:
             entry["devices"].append(
                 {
                     "properties": backend.properties(index).to_dict(),
-                    "capabilities": sorted(c.value for c in backend.capabilities(index)),
+                    "capabilities": sorted(c.value for c in backend.capabilities(index))
+                    if capabilities
+                    else None,
                 }
             )
         except Exception as exc:  # one broken device must not hide the others
@@ -74,13 +80,35 @@ def torch_build(registry: HardwareRegistry | None = None) -> dict[str, Any]:
     return build
 
 
-def hardware_inventory(registry: HardwareRegistry | None = None) -> dict[str, Any]:
-    """The machine's hardware as JSON-able data: host, torch build and every registered backend."""
+#: Why an inventory that may not import torch left the rest unprobed.
+NOT_PROBED = "torch was not imported by this run: only the host was described, from the OS"
+
+
+def hardware_inventory(
+    registry: HardwareRegistry | None = None, *, import_torch: bool = True
+) -> dict[str, Any]:
+    """The machine's hardware as JSON-able data: host, torch build and every registered backend.
+
+    With ``import_torch=False`` and torch not imported yet (a run whose tests never used it),
+    nothing imports it: the host is described from the OS (its model and memory, capabilities
+    left unprobed), the torch build is unknown, and ``not_probed`` names the other backends.
+    """
     from pytest_hwbench.hardware.registry import default_registry
 
     registry = registry or default_registry()
+    if import_torch or "torch" in sys.modules:
+        return {
+            **host_inventory(),
+            "torch": torch_build(registry),
+            "backends": [backend_inventory(backend) for backend in registry],
+        }
+    hosts = [backend for backend in registry if backend.is_host]
     return {
         **host_inventory(),
-        "torch": torch_build(registry),
-        "backends": [backend_inventory(backend) for backend in registry],
+        "torch": {"version": None, "not_probed": NOT_PROBED},
+        "backends": [backend_inventory(backend, capabilities=False) for backend in hosts],
+        "not_probed": {
+            "reason": NOT_PROBED,
+            "backends": [backend.name for backend in registry if not backend.is_host],
+        },
     }

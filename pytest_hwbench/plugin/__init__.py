@@ -279,4 +279,4 @@ def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
 @pytest.fixture(scope="session")
 def hw_info(request: pytest.FixtureRequest) -> dict[str, Any]:
     """The machine's hardware inventory (the same data as ``hwbench info --json``)."""
-    return get_session(request.config).machine_inventory()
+    return get_session(request.config).machine_inventory(import_torch=True)

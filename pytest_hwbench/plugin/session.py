@@ -132,11 +132,16 @@ class HwbenchSession:
         if needs.guard:
             self.enable_guard_hooks()
 
-    def machine_inventory(self) -> dict[str, Any]:
-        """The hardware inventory of the host running tests (imports torch: only there)."""
+    def machine_inventory(self, *, import_torch: bool = False) -> dict[str, Any]:
+        """The hardware inventory of the host running tests.
+
+        torch is imported only when asked (the ``hw_info`` fixture): a report of a run whose
+        tests never imported it describes the host from the OS instead (a second of start-up
+        and a bigger heap for every later garbage collection, saved).
+        """
         from pytest_hwbench.hardware import hardware_inventory
 
-        return hardware_inventory(self._registry())
+        return hardware_inventory(self._registry(), import_torch=import_torch)
 
     def take_worker_inventory(self, node: Any) -> None:
         """Take the inventory a finished xdist worker sent (a crashed worker sends none)."""

@@ -148,13 +148,17 @@ def _inventory_html(name: str | None, inventory: Mapping[str, Any]) -> str:
         f"host {inventory.get('host', '?')}",
         str(inventory.get("platform", "")),
         f"Python {inventory.get('python', '?')}",
-        f"torch {torch_info.get('version', '?')}" + (f" ({builds})" if builds else ""),
+        f"torch {torch_info.get('version') or 'not probed'}" + (f" ({builds})" if builds else ""),
         f"pytest-hwbench {inventory.get('pytest_hwbench', '?')}",
     ]
     out = ['<section class="host">']
     if name is not None:
         out.append(f"<h3>{_e(name)}</h3>")
     out.append(f"<p>{' · '.join(_e(f) for f in facts if f)}</p>")
+    unprobed = inventory.get("not_probed")
+    if isinstance(unprobed, Mapping):
+        names = ", ".join(map(str, unprobed.get("backends") or ())) or "-"
+        out.append(f'<p class="muted">Not probed: {_e(names)} ({_e(unprobed.get("reason"))}).</p>')
     out.append(
         '<table class="inv"><thead><tr><th>backend</th><th>status</th><th>devices</th>'
         "</tr></thead><tbody>"
@@ -180,7 +184,8 @@ def _inventory_html(name: str | None, inventory: Mapping[str, Any]) -> str:
                 details.append(format_bytes(props["total_memory_bytes"]))
             if props.get("compute_capability") is not None:
                 details.append(f"compute capability {props['compute_capability']}")
-            caps = ", ".join(str(c) for c in device.get("capabilities") or []) or "none"
+            listed = device.get("capabilities")
+            caps = "not probed" if listed is None else ", ".join(map(str, listed)) or "none"
             devices.append(
                 f"[{_e(props.get('index', '?'))}] <b>{_e(props.get('name', '?'))}</b> "
                 f"{_e(' · '.join(d for d in details if d))}"

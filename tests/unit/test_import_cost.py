@@ -99,3 +99,33 @@ def test_profile_all_without_a_report_loads_no_metric_machinery(
     assert "pytest_hwbench.metrics.memory.base" not in modules
     assert "pytest_hwbench.metrics.memory.factory" not in modules
     assert heavy == ""
+
+
+def test_a_report_of_a_run_that_never_imported_torch_does_not_import_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """The report describes the host from the OS; the rest is named as not probed."""
+    pytester.makeconftest(
+        """
+        import sys
+
+        def pytest_unconfigure(config):
+            print("\\ntorch loaded: " + str("torch" in sys.modules))
+        """
+    )
+    pytester.makepyfile("def test_plain():\n    assert True\n")
+    report = pytester.path / "hw.json"
+    result = pytester.runpytest_subprocess(
+        "-s", "-p", "no:cacheprovider", "--hw-profile-all", f"--hw-report={report}"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["torch loaded: False"])
+    import json
+
+    machine = json.loads(report.read_text())["machine"]
+    assert machine["torch"]["version"] is None
+    assert machine["not_probed"]["backends"] == ["cuda", "rocm", "mps", "xpu"]
+    (cpu,) = machine["backends"]
+    assert cpu["name"] == "cpu"
+    assert cpu["devices"][0]["properties"]["total_memory_bytes"] > 0
+    assert cpu["devices"][0]["capabilities"] is None
