@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench.names import FAILURE_KEY, MEMORY_RESULT_KEY
+from pytest_hwbench.names import FAILURE_KEY, HOST_PLATFORM, MEMORY_RESULT_KEY
 from pytest_hwbench.plugin.summary import SummaryRow, TopRows
 from pytest_hwbench.units import format_bytes
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
     from pytest_hwbench.metrics.memory._host import RSSPeakProbe
     from pytest_hwbench.metrics.memory.base import MemoryMetric
+    from pytest_hwbench.metrics.memory.stretch import HostStretch
     from pytest_hwbench.metrics.memory.timeline import MemoryMark
     from pytest_hwbench.plugin.options import HwbenchOptions
     from pytest_hwbench.plugin.planning import Planner
@@ -56,6 +57,7 @@ class Measurer:
         self._on_metric_use = on_metric_use
         self._probe_refused = False
         self._rss_probe: RSSPeakProbe | None = None
+        self._stretch: HostStretch | None = None
 
     # -- metrics -----------------------------------------------------------------------------------
 
@@ -97,6 +99,8 @@ class Measurer:
             properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
             properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
         if self.keep_results:
+            # The device's properties are the machine inventory's: once a run, not per test.
+            metrics["device"] = {k: v for k, v in metrics["device"].items() if k != "properties"}
             metrics["platform"] = platform
             metrics["primary_series"] = primary
             metrics["timeline"] = metric.get_memory_timeline().to_dict()
@@ -128,8 +132,33 @@ class Measurer:
         """A probe was refused (a needed VmHWM reset was): measure with metrics from now on."""
         self._probe_refused = True
         probe, self._rss_probe = self._rss_probe, None
+        self._stretch = None
         if probe is not None:
             probe.close()
+
+    def host_stretch(self) -> HostStretch | None:
+        """The run's `HostStretch` (the probe's, for reports); None where there is no probe."""
+        stretch = self._stretch
+        if stretch is None:
+            probe = self.rss_probe()
+            if probe is None:
+                return None
+            from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S
+            from pytest_hwbench.metrics.memory.stretch import HostStretch
+
+            host = self._registry().get(HOST_PLATFORM)
+            device = {"platform": host.name, "index": 0, "device": host.device_label(0)}
+            interval_s = self.options.interval_s or DEFAULT_INTERVAL_S
+            stretch = self._stretch = HostStretch(probe, interval_s, device)
+        return stretch
+
+    def keep_stretch(self, item: pytest.Item, memory: dict[str, Any]) -> None:
+        """Keep a stretch's results for `item`'s entry and its junitxml properties."""
+        stats = memory["series"]["rss"]
+        properties = item.user_properties
+        properties.append(("hw_peak_bytes:rss", stats["peak_bytes"]))
+        properties.append(("hw_peak_delta_bytes:rss", stats["peak_delta_bytes"]))
+        item.stash[MEMORY_RESULT_KEY] = memory
 
     # -- limits and leaks --------------------------------------------------------------------------
 
@@ -247,7 +276,22 @@ class CallHooks:
         """
         measurer = self.measurer
         plan = measurer.planner.plan(item)
-        if plan.profile_by_hook and not measurer.keep_results and plan.on_host:
+        if plan.profile_by_hook and plan.on_host and measurer.keep_results:
+            # A report keeps each test's memory: start, exact peak and end, a timeline if long.
+            stretch = measurer.host_stretch()
+            if stretch is not None and stretch.begin():
+                try:
+                    result = yield
+                finally:
+                    memory = stretch.end()
+                    measurer.keep_stretch(item, memory)
+                if plan.limit is not None:
+                    stats = memory["series"]["rss"]
+                    measurer.enforce_limit(item, plan.limit, plan.platform, "rss", stats, ())
+                return result
+            if stretch is not None:
+                measurer.probe_refused()
+        elif plan.profile_by_hook and plan.on_host:
             probe = measurer.rss_probe()
             if probe is not None and probe.begin():
                 try:

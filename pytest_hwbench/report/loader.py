@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from pytest_hwbench.report.model import SCHEMA_VERSION, Report, ReportError, schema_path
+from pytest_hwbench.report.model import READABLE_VERSIONS, Report, ReportError, schema_path
 
 __all__ = ["load_report", "validate_report"]
 
@@ -62,10 +62,10 @@ def validate_report(data: object, source: str = "report") -> Report:
     """`data` as a `Report`, once it is one of this version and valid against the schema."""
     if not isinstance(data, dict) or "schema" not in data:
         raise ReportError(f"{source}: not a pytest-hwbench report (no 'schema' key)")
-    if data["schema"] != SCHEMA_VERSION:
+    if data["schema"] not in READABLE_VERSIONS:
         raise ReportError(
             f"{source}: schema {data['schema']!r} is not supported; this version reads "
-            f"{SCHEMA_VERSION!r}"
+            f"{' and '.join(map(repr, READABLE_VERSIONS))}"
         )
     validate, invalid = _validator()
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 __all__ = [
+    "READABLE_VERSIONS",
     "SCHEMA_VERSION",
     "Benchmark",
     "Entry",
@@ -33,7 +34,10 @@ __all__ = [
     "torch_runtimes",
 ]
 
-SCHEMA_VERSION = "pytest-hwbench/1"
+SCHEMA_VERSION = "pytest-hwbench/2"
+#: The versions this version reads: 2 adds null timelines for short tests, device properties
+#: only in the machine inventory, failures, crashes and errors; 1 is read as it is.
+READABLE_VERSIONS = ("pytest-hwbench/1", "pytest-hwbench/2")
 
 
 class ReportError(ValueError):
@@ -99,7 +103,7 @@ class Memory(TypedDict):
     warnings: list[str]
     platform: str
     primary_series: str
-    timeline: Timeline
+    timeline: Timeline | None
 
 
 class Benchmark(TypedDict, total=False):

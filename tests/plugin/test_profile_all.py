@@ -101,3 +101,54 @@ def test_summary_keeps_only_the_top_n_growths_in_order(pytester: pytest.Pytester
     rows = result.outlines[start + 1 : start + 3]
     assert [row.rsplit("::", 1)[-1] for row in rows] == ["test_40", "test_24"], result.outlines
     assert not any(line.endswith(("::test_16", "::test_8")) for line in result.outlines)
+
+
+@pytest.mark.skipif(not clear_refs_writable(), reason="exact CPU peaks need clear_refs (Linux)")
+def test_a_report_keeps_a_timeline_only_for_tests_that_outlive_an_interval(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import mmap
+        import time
+
+        import pytest
+
+        def test_short():
+            pass
+
+        def test_long():
+            buffer = mmap.mmap(-1, 24 * 2**20)
+            for i in range(0, len(buffer), 4096):
+                buffer[i] = 1
+            time.sleep(0.1)
+
+        @pytest.mark.memory_limit("1MiB")
+        def test_over():
+            buffer = mmap.mmap(-1, 8 * 2**20)
+            for i in range(0, len(buffer), 4096):
+                buffer[i] = 1
+        """
+    )
+    report_path = pytester.path / "hw.json"
+    result = pytester.runpytest(
+        "--hw-profile-all", "--hw-interval=5ms", f"--hw-report={report_path}"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    entries = {e["nodeid"].split("::")[-1]: e for e in json.loads(report_path.read_text())["tests"]}
+    short = entries["test_short"]["memory"]
+    assert short["timeline"] is None  # ended inside one interval: start, exact peak and end
+    assert short["samples"] == 2
+    rss = short["series"]["rss"]
+    assert rss["exact_peak"] is True
+    assert rss["start_bytes"] <= rss["peak_bytes"]
+    assert rss["end_bytes"] <= rss["peak_bytes"]
+    assert short["device"] == {"platform": "cpu", "index": 0, "device": "cpu"}
+    long = entries["test_long"]["memory"]
+    assert long["series"]["rss"]["peak_delta_bytes"] >= 23 * MiB
+    assert long["samples"] >= 10
+    assert len(long["timeline"]["t"]) == len(long["timeline"]["series"]["rss"]) >= 10
+    assert long["timeline"]["t"] == sorted(long["timeline"]["t"])
+    over = entries["test_over"]
+    assert over["failure"]["kind"] == "memory_limit"
+    assert over["memory"]["series"]["rss"]["peak_delta_bytes"] >= 7 * MiB

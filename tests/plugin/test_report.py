@@ -53,7 +53,7 @@ def test_report_has_one_entry_per_test_with_timelines(
     result = pytester.runpytest(f"--hw-report={report_path}", "--hw-interval=5ms")
     result.assert_outcomes(passed=2, failed=1, skipped=1)
     report = load_valid_report(report_path)
-    assert report["schema"] == "pytest-hwbench/1"
+    assert report["schema"] == "pytest-hwbench/2"
     assert report["complete"] is True
     assert [b["name"] for b in report["machine"]["backends"]][:2] == ["cpu", "cuda"]
     tests = {t["nodeid"].split("::")[1]: t for t in report["tests"]}

@@ -221,7 +221,7 @@ def test_lean_load_reads_indented_json(tmp_path: Path) -> None:
         ("{not json", "not JSON"),
         ('"a string"', "no 'schema' key"),
         ('{"tests": []}', "no 'schema' key"),
-        ('{"schema": "pytest-hwbench/2", "tests": []}', "'pytest-hwbench/2' is not supported"),
+        ('{"schema": "pytest-hwbench/3", "tests": []}', "'pytest-hwbench/3' is not supported"),
         ('{"schema": "pytest-hwbench/1", "tests": []}', "must contain ['complete', 'created'"),
         ('{"schema": "pytest-hwbench/1", "created": "x", "pytest_hwbench": "0", "complete": true, '
          '"machine": {}, "tests": {}}', "report: tests must be array"),

@@ -1,0 +1,112 @@
+"""`HostStretch`: a host test's memory for a report, at little more than the peak probe's cost.
+
+A full `CPUMemoryMetric` per test (a timeline, the sampler, the device's description) costs a
+report of thousands of short tests more than the tests themselves. Most tests end inside one
+sampling interval, where a timeline holds two points: a stretch keeps the start, the exact peak
+(the run-long `RSSPeakProbe`) and the end, and samples only when the test outlives an interval:
+the sampler thread parks readings, and only then is a timeline built.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pytest_hwbench.metrics.memory._host import (
+    RSSPeakProbe,
+    read_rss_bytes,
+    read_rss_raw,
+    rss_from_raw,
+)
+from pytest_hwbench.metrics.memory.sampler import get_sampler
+
+__all__ = ["HostStretch"]
+
+
+class HostStretch:
+    """The RSS of one stretch of code (a test): start, exact peak, end, and samples if long.
+
+    One object serves a whole run: `begin` and `end` around each test. Linux only, as the probe.
+    """
+
+    __slots__ = ("_t0_ns", "_ticks", "_token", "device", "interval_s", "probe", "sampler_error")
+
+    def __init__(self, probe: RSSPeakProbe, interval_s: float, device: dict[str, Any]) -> None:
+        self.probe = probe
+        self.interval_s = interval_s
+        #: What a report says of the measured device (the host).
+        self.device = device
+        self.sampler_error: str | None = None
+        self._ticks: list[tuple[int, bytes | int]] = []
+        self._token: int | None = None
+        self._t0_ns = 0
+
+    def begin(self) -> bool:
+        """Start a stretch; False where the probe's VmHWM reset was refused."""
+        if not self.probe.begin():
+            return False
+        self._ticks = []
+        self._t0_ns = time.perf_counter_ns()
+        # A tick only parks statm's bytes: the sampler holds the GIL as briefly as it can.
+        self._token = get_sampler().add(self._tick, self.interval_s, self._on_error)
+        return True
+
+    def _tick(self, now_ns: int) -> None:
+        self._ticks.append((now_ns, read_rss_raw()))
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.sampler_error = (
+            f"background sampling stopped after an error ({type(exc).__name__}: {exc}); the "
+            "timeline ends there, exact peaks are unaffected"
+        )
+
+    def end(self) -> dict[str, Any]:
+        """End the stretch: its results in a report's ``memory`` form (timeline null if short)."""
+        if self._token is not None:
+            get_sampler().remove(self._token)
+            self._token = None
+        end_ns = time.perf_counter_ns()
+        peak = self.probe.end()
+        end_bytes = read_rss_bytes()
+        start = self.probe.start_bytes
+        t0 = self._t0_ns
+        ticks = [(t, rss_from_raw(raw)) for t, raw in self._ticks if t >= t0]
+        sampled = [start, *(value for _, value in ticks), end_bytes]
+        warnings = [self.sampler_error] if self.sampler_error else []
+        self.sampler_error = None
+        return {
+            "device": self.device,
+            "running": False,
+            "interval_s": self.interval_s,
+            "sampler": "thread",
+            "samples": len(sampled),
+            "duration_s": (end_ns - t0) / 1e9,
+            "series": {
+                "rss": {
+                    "start_bytes": start,
+                    "end_bytes": end_bytes,
+                    "min_bytes": min(sampled),
+                    "peak_bytes": max(peak, end_bytes),
+                    "peak_delta_bytes": max(peak, end_bytes) - start,
+                    "sampled_peak_bytes": max(sampled),
+                    "exact_peak": True,
+                }
+            },
+            "warnings": warnings,
+            "platform": self.device["platform"],
+            "primary_series": "rss",
+            "timeline": self._timeline(ticks, start, end_bytes, end_ns) if ticks else None,
+        }
+
+    def _timeline(
+        self, ticks: list[tuple[int, int]], start: int, end: int, end_ns: int
+    ) -> dict[str, Any]:
+        from pytest_hwbench.metrics.memory.timeline import MemorySample, MemoryTimeline
+
+        t0 = self._t0_ns
+        timeline = MemoryTimeline(("rss",), interval_s=self.interval_s)
+        timeline.append(MemorySample(0.0, {"rss": start}))
+        for t, value in ticks:
+            timeline.append(MemorySample((t - t0) / 1e9, {"rss": value}))
+        timeline.append(MemorySample((end_ns - t0) / 1e9, {"rss": end}))
+        return timeline.to_dict()
