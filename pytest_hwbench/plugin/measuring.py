@@ -101,6 +101,7 @@ class Measurer:
         if self.keep_results:
             # The device's properties are the machine inventory's: once a run, not per test.
             metrics["device"] = {k: v for k, v in metrics["device"].items() if k != "properties"}
+            del metrics["running"]  # always false once stopped
             metrics["platform"] = platform
             metrics["primary_series"] = primary
             metrics["timeline"] = metric.get_memory_timeline().to_dict()

@@ -175,15 +175,17 @@ class Reporter:
             "outcome": outcome,
             "platform": data.get("platform"),
             "device": (memory or {}).get("device", {}).get("device"),
-            "duration_s": sum(r.duration for r in phases.values()),
-            "worker": data.get("worker"),
-            "pinned_devices": data.get("pinned_devices"),
+            # Sub-100 ns digits of pytest's durations are noise, and bytes in every entry.
+            "duration_s": round(sum(r.duration for r in phases.values()), 7),
             "host": data.get("host"),
             "memory": memory,
-            "benchmark": data.get("benchmark"),
         }
         if entry["device"] is None and entry["platform"] is not None:
             entry["device"] = entry["platform"]
+        # Absent rather than null: most entries have none of these (a report of thousands).
+        for key in ("worker", "pinned_devices", "benchmark"):
+            if data.get(key) is not None:
+                entry[key] = data[key]
         if skip_reason is not None:
             entry["skip_reason"] = skip_reason
         if outcome in ("failed", "error"):

@@ -143,9 +143,14 @@ def test_a_report_keeps_a_timeline_only_for_tests_that_outlive_an_interval(
     assert rss["exact_peak"] is True
     assert rss["start_bytes"] <= rss["peak_bytes"]
     assert rss["end_bytes"] <= rss["peak_bytes"]
-    assert short["device"] == {"platform": "cpu", "index": 0, "device": "cpu"}
+    # Format 2 leaves out what the entry says already: the device, the platform, min and sampled.
+    assert "device" not in short
+    assert "min_bytes" not in rss
+    assert (entries["test_short"]["platform"], entries["test_short"]["device"]) == ("cpu", "cpu")
     long = entries["test_long"]["memory"]
     assert long["series"]["rss"]["peak_delta_bytes"] >= 23 * MiB
+    assert long["device"] == {"platform": "cpu", "index": 0, "device": "cpu"}
+    assert long["series"]["rss"]["min_bytes"] <= long["series"]["rss"]["start_bytes"]
     assert long["samples"] >= 10
     assert len(long["timeline"]["t"]) == len(long["timeline"]["series"]["rss"]) >= 10
     assert long["timeline"]["t"] == sorted(long["timeline"]["t"])
