@@ -133,7 +133,9 @@ class Measurer:
         """A probe was refused (a needed VmHWM reset was): measure with metrics from now on."""
         self._probe_refused = True
         probe, self._rss_probe = self._rss_probe, None
-        self._stretch = None
+        stretch, self._stretch = self._stretch, None
+        if stretch is not None:
+            stretch.close()
         if probe is not None:
             probe.close()
 
@@ -151,6 +153,7 @@ class Measurer:
             device = {"platform": host.name, "index": 0, "device": host.device_label(0)}
             interval_s = self.options.interval_s or DEFAULT_INTERVAL_S
             stretch = self._stretch = HostStretch(probe, interval_s, device)
+            self.config.add_cleanup(stretch.close)
         return stretch
 
     def keep_stretch(self, item: pytest.Item, memory: dict[str, Any]) -> None:

@@ -100,7 +100,12 @@ class Reporter:
         self.machine_inventory = machine_inventory
         self.worker_id: str | None = getattr(config, "workerinput", {}).get("workerid")
         self.writer: ReportWriter | None = None
+        #: Every entry, kept only for --hw-compare: a report of thousands of tests keeps its
+        #: entries as JSON text in the writer, and the summary keeps bounded rows.
         self.entries: list[dict[str, Any]] = []
+        self._keep_entries = options.compare_base is not None
+        #: Benchmarks that ran untimed: tests per reason.
+        self.untimed: dict[str, int] = {}
         self.comparison: Any = None
         #: What the terminal summary says went wrong (and what to do), one line each.
         self.problems: list[str] = []
@@ -217,7 +222,21 @@ class Reporter:
         )
 
     def _keep(self, entry: dict[str, Any]) -> None:
-        self.entries.append(entry)
+        if self._keep_entries:
+            self.entries.append(entry)
+        memory = entry.get("memory")
+        if memory:
+            top_rows = self.top_rows
+            stats = memory["series"].get(memory["primary_series"], {})
+            if top_rows.would_keep(entry["platform"] or "?", stats.get("peak_delta_bytes", 0)):
+                top_rows.add(SummaryRow.of_entry(entry))
+        failure = entry.get("failure")
+        if failure is not None and failure.get("kind") == "memory_limit":
+            self.top_rows.over_limit.add(entry["nodeid"])
+        benchmark = entry.get("benchmark")
+        if benchmark:  # workers' tests too, under xdist
+            for warning in benchmark.get("warnings") or ():
+                self.untimed[str(warning)] = self.untimed.get(str(warning), 0) + 1
         writer = self.writer
         if writer is not None:
             seen = len(writer.errors)
@@ -314,16 +333,9 @@ class Reporter:
                 )
 
     def _summarize_tests(self, terminalreporter: Any) -> None:
-        write_untimed_summary(terminalreporter, self.entries)
-        rows = self.top_rows.rows() + [
-            SummaryRow.of_entry(entry) for entry in self.entries if entry.get("memory")
-        ]
-        over_limit = self.top_rows.over_limit | {
-            entry["nodeid"]
-            for entry in self.entries
-            if (entry.get("failure") or {}).get("kind") == "memory_limit"
-        }
-        write_peak_summary(terminalreporter, rows, self.options.summary, over_limit)
+        write_untimed_summary(terminalreporter, self.untimed)
+        rows = self.top_rows.rows()
+        write_peak_summary(terminalreporter, rows, self.options.summary, self.top_rows.over_limit)
 
     def _summarize_report(self, terminalreporter: Any) -> None:
         if self._written is not None:

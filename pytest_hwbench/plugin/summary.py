@@ -112,15 +112,10 @@ def write_peak_summary(
             )
 
 
-def write_untimed_summary(terminalreporter: Any, entries: Iterable[Mapping[str, Any]]) -> None:
-    """Say which hw_benchmark tests ran without timings, and why."""
-    untimed: dict[str, list[str]] = {}
-    for entry in entries:  # workers' tests too, under xdist
-        for warning in (entry.get("benchmark") or {}).get("warnings") or ():
-            untimed.setdefault(str(warning), []).append(entry["nodeid"])
+def write_untimed_summary(terminalreporter: Any, untimed: Mapping[str, int]) -> None:
+    """Say which hw_benchmark tests ran without timings, and why (tests counted per reason)."""
     if not untimed:
         return
     terminalreporter.write_sep("-", "hwbench: benchmarks without timings")
-    for warning, nodeids in untimed.items():
-        count = len(nodeids)
+    for warning, count in untimed.items():
         terminalreporter.write_line(f"{count} test{'s' if count != 1 else ''}: {warning}")

@@ -189,11 +189,19 @@ def finite_json(obj: Any, *, indent: int | None = None) -> str:
     Compact unless `indent` is given; the C encoder runs, and the tree is only walked again in
     the rare case that a non-finite number is there.
     """
-    separators = (",", ":") if indent is None else (",", ": ")
+    if indent is not None:
+        try:
+            return json.dumps(obj, indent=indent, allow_nan=False)
+        except ValueError:
+            return json.dumps(_finite(obj), indent=indent, allow_nan=False)
     try:
-        return json.dumps(obj, separators=separators, indent=indent, allow_nan=False)
+        return _COMPACT.encode(obj)
     except ValueError:
-        return json.dumps(_finite(obj), separators=separators, indent=indent, allow_nan=False)
+        return _COMPACT.encode(_finite(obj))
+
+
+#: One encoder for every compact line: json.dumps with arguments builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def finite_number(value: object) -> float | None:

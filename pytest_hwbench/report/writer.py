@@ -215,7 +215,9 @@ class ReportWriter:
     Nothing here raises into the test run: a journal that cannot be written (a full disk, a
     directory a test deleted) is recorded in `errors`, the entries stay in memory, and the
     report says it is incomplete. The journal (``REPORT.<run>.partial.jsonl``) is this run's
-    own: if the process dies mid-run, `recover_partial` turns it into a report.
+    own: if the process dies mid-run, `recover_partial` turns it into a report. Each entry is
+    encoded once: its journal line is kept, and the report is those lines spliced together
+    (text, which the garbage collector never walks, rather than thousands of dicts).
     """
 
     def __init__(self, path: Path, machine: Mapping[str, Any]) -> None:
@@ -223,7 +225,8 @@ class ReportWriter:
         now = datetime.now(timezone.utc)
         self.created = now.isoformat(timespec="seconds")
         self.machine = dict(machine)
-        self.tests: list[dict[str, Any]] = []
+        #: How many tests were added.
+        self.test_count = 0
         #: What went wrong while journaling or writing, one sentence each (also in the report).
         self.errors: list[str] = []
         self._lines: list[str] = []  # every journal line, to rewrite a lost journal
@@ -287,14 +290,16 @@ class ReportWriter:
     def add_test(self, entry: Mapping[str, Any]) -> None:
         """Add one finished test's entry (and journal it at once); never raises."""
         with self._lock:
-            self.tests.append(dict(entry))
+            self.test_count += 1
             self._append({"test": entry})
 
-    def document(self, *, complete: bool) -> dict[str, Any]:
-        """The whole report as a JSON-able dict (incomplete whenever something went wrong)."""
+    def report_text(self, *, complete: bool) -> str:
+        """The whole report as JSON text (incomplete whenever something went wrong)."""
         with self._lock:
-            header = self._header(complete=complete and not self.errors)
-            return {**header, "tests": list(self.tests)}
+            header = finite_json(self._header(complete=complete and not self.errors))
+            # Each test's line is '{"test":ENTRY}': its entry is the text between.
+            tests = ",".join(line[8:-1] for line in self._lines if line.startswith('{"test":'))
+            return f'{header[:-1]},"tests":[{tests}]}}'
 
     def finish(self, *, complete: bool) -> Path | None:
         """Write the report atomically and drop the journal; None when no test ran.
@@ -303,11 +308,11 @@ class ReportWriter:
         Raises `OSError` when the report cannot be written: the journal then stays, for
         ``hwbench recover``.
         """
-        if not self.tests:
+        if not self.test_count:
             if self._journal is not None:
                 self._journal.close(remove=True)
             return None
-        text = finite_json(self.document(complete=complete))
+        text = self.report_text(complete=complete)
         self.path.parent.mkdir(parents=True, exist_ok=True)  # a test may have deleted it
         with atomic_text_file(self.path) as fh:
             fh.write(text)

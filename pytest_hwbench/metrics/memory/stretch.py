@@ -26,10 +26,20 @@ __all__ = ["HostStretch"]
 class HostStretch:
     """The RSS of one stretch of code (a test): start, exact peak, end, and samples if long.
 
-    One object serves a whole run: `begin` and `end` around each test. Linux only, as the probe.
+    One object serves a whole run: `begin` and `end` around each test, `close` after the last.
+    Linux only, as the probe.
     """
 
-    __slots__ = ("_t0_ns", "_ticks", "_token", "device", "interval_s", "probe", "sampler_error")
+    __slots__ = (
+        "_active",
+        "_t0_ns",
+        "_ticks",
+        "_token",
+        "device",
+        "interval_s",
+        "probe",
+        "sampler_error",
+    )
 
     def __init__(self, probe: RSSPeakProbe, interval_s: float, device: dict[str, Any]) -> None:
         self.probe = probe
@@ -40,6 +50,7 @@ class HostStretch:
         self._ticks: list[tuple[int, bytes | int]] = []
         self._token: int | None = None
         self._t0_ns = 0
+        self._active = False
 
     def begin(self) -> bool:
         """Start a stretch; False where the probe's VmHWM reset was refused."""
@@ -47,12 +58,24 @@ class HostStretch:
             return False
         self._ticks = []
         self._t0_ns = time.perf_counter_ns()
-        # A tick only parks statm's bytes: the sampler holds the GIL as briefly as it can.
-        self._token = get_sampler().add(self._tick, self.interval_s, self._on_error)
+        self._active = True
+        if self._token is None:
+            # One client for the whole run, not one per stretch: its ticks park a reading only
+            # while a stretch is on, and the stretches of thousands of short tests cost no
+            # registering. (The thread polls at this interval while idle anyway.)
+            self._token = get_sampler().add(self._tick, self.interval_s, self._on_error)
         return True
 
+    def close(self) -> None:
+        """No stretch follows: stop the sampler's client."""
+        self._active = False
+        if self._token is not None:
+            get_sampler().remove(self._token)
+            self._token = None
+
     def _tick(self, now_ns: int) -> None:
-        self._ticks.append((now_ns, read_rss_raw()))
+        if self._active:  # a tick only parks statm's bytes: the GIL is held as briefly as it can
+            self._ticks.append((now_ns, read_rss_raw()))
 
     def _on_error(self, exc: BaseException) -> None:
         self.sampler_error = (
@@ -62,9 +85,7 @@ class HostStretch:
 
     def end(self) -> dict[str, Any]:
         """End the stretch: its results in a report's ``memory`` form (timeline null if short)."""
-        if self._token is not None:
-            get_sampler().remove(self._token)
-            self._token = None
+        self._active = False
         end_ns = time.perf_counter_ns()
         peak = self.probe.end()
         end_bytes = read_rss_bytes()
