@@ -58,3 +58,15 @@ def test_plugin_overhead_quick() -> None:
     for competitor in ("memray", "monitor"):
         assert competitor in variants or f"{competitor}: skipped, " in output, output
     assert "torch in the pytest process with hwbench installed but unused:" in output
+
+
+def test_real_suite_says_how_to_set_it_up(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "real_suite.py"), "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"no suite in {tmp_path}: run with --setup first" in proc.stdout

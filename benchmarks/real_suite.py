@@ -1,0 +1,124 @@
+"""What profiling and a report cost a real torch library's test suite, run as its users run it.
+
+The suite: linear_operator 0.6's tests (4,905 tests, CPU, numerical linear algebra on small
+tensors; the sdist from PyPI ships them), in a virtual environment of their own with torch
+2.13.0, linear_operator 0.6 and this checkout installed. Three variants, interleaved round by
+round with the order rotated (and mirrored every other round), so a busy host slows all alike:
+
+- ``plain``: ``-p no:hwbench``, as if the plugin were not installed;
+- ``profile-all``: ``--hw-profile-all``;
+- ``+report``: ``--hw-profile-all --hw-report=...``, the plugin's CI command.
+
+Prints each variant's median wall time, and its ratio to plain (the median of the per-round
+ratios, with their range). The target: ``+report`` at most 1.03x plain.
+
+    .venv/bin/python benchmarks/real_suite.py --setup      # once: the venv and the suite (~1 min)
+    .venv/bin/python benchmarks/real_suite.py --rounds 5   # ~3 x 5 runs of ~40 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The suite, pinned: its sdist carries the tests, its wheel does not.
+PACKAGE = "linear_operator==0.6"
+SDIST = "linear_operator-0.6"
+TORCH = "torch==2.13.0"
+REPORT_MAX_RATIO = 1.03
+
+VARIANTS = {
+    "plain": ["-p", "no:hwbench"],
+    "profile-all": ["--hw-profile-all"],
+    "+report": ["--hw-profile-all", "--hw-report={report}"],
+}
+
+
+def setup(workdir: Path) -> None:
+    """Create the suite's virtual environment and unpack its tests (needs the package index)."""
+    venv = workdir / "venv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, TORCH], check=True)  # first: the package's range must not pull another
+    subprocess.run([*pip, PACKAGE, "-e", str(ROOT)], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "download", "-q", PACKAGE,
+             "--no-binary", ":all:", "--no-deps", "-d", tmp],
+            check=True,
+        )  # fmt: skip
+        (archive,) = Path(tmp).glob("*.tar.gz")
+        with tarfile.open(archive) as tar:
+            tar.extractall(workdir, filter="data")
+    print(f"suite ready in {workdir / SDIST}")
+
+
+def run(workdir: Path, variant: str, report: Path) -> float:
+    """One run of the whole suite; its wall time in seconds (the suite must pass)."""
+    args = [a.format(report=report) for a in VARIANTS[variant]]
+    command = [str(workdir / "venv" / "bin" / "python"), "-m", "pytest", "-q", "-p",
+               "no:cacheprovider", "test", *args]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=workdir / SDIST, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=ROOT / ".real-suite")
+    parser.add_argument("--setup", action="store_true", help="make the venv and unpack the suite")
+    parser.add_argument("--rounds", type=int, default=5)
+    options = parser.parse_args()
+    workdir = options.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    if options.setup:
+        setup(workdir)
+        return 0
+    if not (workdir / SDIST / "test").is_dir():
+        print(f"no suite in {workdir}: run with --setup first (needs the package index)")
+        return 2
+    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    names = list(VARIANTS)
+    report = workdir / "hw-report.json"
+    for round_index in range(options.rounds):
+        order = names[round_index % len(names) :] + names[: round_index % len(names)]
+        if round_index % 2:
+            order.reverse()
+        for name in order:
+            times[name].append(run(workdir, name, report))
+        shown = ", ".join(f"{name} {times[name][-1]:.1f}s" for name in order)
+        print(f"  round {round_index + 1}/{options.rounds}: {shown}", flush=True)
+    print(f"\n{PACKAGE} tests, {options.rounds} interleaved rounds\n")
+    header = f"{'variant':<12} {'median s':>9} {'vs plain':>9} {'range':>17}  target"
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        ratios = [t / p for t, p in zip(times[name], times["plain"], strict=True)]
+        ratio = statistics.median(ratios)
+        target = ""
+        if name == "+report":
+            verdict = "ok" if ratio <= REPORT_MAX_RATIO else "MISSED"
+            target = f"<= {REPORT_MAX_RATIO:.2f}x: {verdict}"
+        shown_range = "-" if name == "plain" else f"{min(ratios):.3f}-{max(ratios):.3f}x"
+        print(
+            f"{name:<12} {statistics.median(times[name]):>9.2f} {ratio:>8.3f}x "
+            f"{shown_range:>17}  {target}"
+        )
+    size = report.stat().st_size if report.exists() else 0
+    print(f"\nreport: {size / 2**20:.1f} MiB for the suite's tests")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
