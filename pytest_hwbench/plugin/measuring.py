@@ -94,10 +94,7 @@ class Measurer:
         metrics = metric.stop() if metric.state.value == "running" else metric.get_metrics()
         primary = metric.primary_series
         platform = self.planner.platform_of(item)
-        properties = item.user_properties
-        for name, stats in metrics["series"].items():
-            properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
-            properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
+        _add_peak_properties(item, metrics["series"])
         if self.keep_results:
             # The device's properties are the machine inventory's: once a run, not per test.
             metrics["device"] = {k: v for k, v in metrics["device"].items() if k != "properties"}
@@ -158,10 +155,7 @@ class Measurer:
 
     def keep_stretch(self, item: pytest.Item, memory: dict[str, Any]) -> None:
         """Keep a stretch's results for `item`'s entry and its junitxml properties."""
-        stats = memory["series"]["rss"]
-        properties = item.user_properties
-        properties.append(("hw_peak_bytes:rss", stats["peak_bytes"]))
-        properties.append(("hw_peak_delta_bytes:rss", stats["peak_delta_bytes"]))
+        _add_peak_properties(item, memory["series"])
         item.stash[MEMORY_RESULT_KEY] = memory
 
     # -- limits and leaks --------------------------------------------------------------------------
@@ -260,6 +254,14 @@ class Measurer:
                 "series": metric.primary_series,
             }
             pytest.fail(message, pytrace=False)
+
+
+def _add_peak_properties(item: pytest.Item, series: Mapping[str, Mapping[str, Any]]) -> None:
+    """Each series' peak and peak growth as `item`'s user properties (junitxml copies them)."""
+    properties = item.user_properties
+    for name, stats in series.items():
+        properties.append((f"hw_peak_bytes:{name}", stats["peak_bytes"]))
+        properties.append((f"hw_peak_delta_bytes:{name}", stats["peak_delta_bytes"]))
 
 
 class CallHooks:

@@ -206,20 +206,19 @@ class Reporter:
         worker = getattr(getattr(node, "gateway", None), "id", None)
         phases = self._phases.pop(report.nodeid, {})
         self._crashed = True
-        self._keep(
-            {
-                "nodeid": report.nodeid,
-                "outcome": "crashed",
-                "platform": None,
-                "device": None,
-                "duration_s": sum(r.duration for r in phases.values()),
-                "worker": worker,
-                "host": None,
-                "memory": None,
-                "benchmark": None,
-                "failure": {"kind": "crash", "message": _first_lines(str(report.longrepr))},
-            }
-        )
+        entry: dict[str, Any] = {
+            "nodeid": report.nodeid,
+            "outcome": "crashed",
+            "platform": None,
+            "device": None,
+            "duration_s": round(sum(r.duration for r in phases.values()), 7),
+            "host": None,
+            "memory": None,
+            "failure": {"kind": "crash", "message": _first_lines(str(report.longrepr))},
+        }
+        if worker is not None:  # absent rather than null, as in every other entry
+            entry["worker"] = worker
+        self._keep(entry)
 
     def _keep(self, entry: dict[str, Any]) -> None:
         if self._keep_entries:
