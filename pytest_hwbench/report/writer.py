@@ -34,6 +34,8 @@ __all__ = [
 _JOURNAL_SUFFIX = ".partial.jsonl"
 #: The longest file name most file systems take (NAME_MAX); a journal name is kept under it.
 _NAME_MAX = 255
+#: Room left for a run id ("<pid>-<UTC time>-<4 hex>", under 30 characters).
+_RUN_ID_ROOM = 40
 
 
 def journal_path(report_path: Path, run_id: str | None = None) -> Path:
@@ -45,7 +47,8 @@ def journal_path(report_path: Path, run_id: str | None = None) -> Path:
     shortened, with a digest of the whole name so two long names stay apart.
     """
     name = report_path.name
-    room = _NAME_MAX - len(_JOURNAL_SUFFIX) - 2 - len(run_id or "") - 2
+    # The same room whether or not a run id is given: the prefix must be every journal's.
+    room = _NAME_MAX - len(_JOURNAL_SUFFIX) - 2 - _RUN_ID_ROOM
     if len(name.encode("utf-8", "surrogateescape")) > room:
         digest = hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
         name = f"{name[: max(room // 2, 8)]}~{digest}"

@@ -431,3 +431,14 @@ def test_recover_keeps_every_readable_line_and_counts_the_rest(tmp_path: Path) -
     assert [t["nodeid"] for t in report["tests"]] == [f"t{i}" for i in range(5)]
     assert report["machine"] == {}
     assert report["errors"] == [f"recovered from {journal.name}: 2 unreadable line(s) skipped"]
+
+
+@pytest.mark.parametrize("length", [180, 200, 215, 245])
+def test_a_long_report_names_journal_is_found_as_a_leftover(tmp_path: Path, length: int) -> None:
+    from pytest_hwbench.report.writer import journal_path, leftover_journals
+
+    report = tmp_path / ("r" * (length - 5) + ".json")
+    journal = journal_path(report, "999999999-20260101T000000-abcd")  # no such process
+    journal.write_text("{}\n")
+    assert len(journal.name) <= 255
+    assert leftover_journals(report) == [journal]
