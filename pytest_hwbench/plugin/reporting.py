@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pytest_hwbench.plugin.options import HwbenchOptions
     from pytest_hwbench.report.writer import ReportWriter
 
-__all__ = ["ReportHooks", "ReportWarning", "Reporter", "final_outcome"]
+__all__ = ["DistributedReportHooks", "ReportHooks", "ReportWarning", "Reporter", "final_outcome"]
 
 #: Lines of a failure's message kept in its entry.
 FAILURE_LINES = 8
@@ -118,7 +118,7 @@ class Reporter:
         self._pinned = pinned_devices
 
     def test_data(self, item: pytest.Item, platform: str) -> dict[str, Any]:
-        """What `item`'s teardown report carries for the report (it travels with it, xdist)."""
+        """What `item`'s entry needs of its measurements (under xdist, its teardown report's)."""
         stash = item.stash
         return {
             "platform": platform,
@@ -162,8 +162,11 @@ class Reporter:
             for error in writer.errors[seen:]:
                 self.note_problem(f"--hw-report: {error}")
 
-    def add(self, report: pytest.TestReport) -> None:
-        """Gather each test's phase reports into one entry once its teardown report arrives."""
+    def add(self, report: pytest.TestReport, data: dict[str, Any] | None = None) -> None:
+        """Gather each test's phase reports into one entry once its teardown report arrives.
+
+        `data` is the test's `test_data`; without it, what its teardown report carries (xdist).
+        """
         if report.when not in ("setup", "call", "teardown"):
             self._add_crashed(report)
             return
@@ -172,7 +175,8 @@ class Reporter:
         if report.when != "teardown":
             return
         del self._phases[report.nodeid]
-        data: dict[str, Any] = getattr(report, "hwbench", None) or {}
+        if data is None:
+            data = getattr(report, "hwbench", None) or {}
         outcome, skip_reason = final_outcome(phases)
         memory = data.get("memory")
         entry: dict[str, Any] = {
@@ -354,32 +358,69 @@ class Reporter:
                 terminalreporter.write_line(line)
 
 
-class ReportHooks:
-    """Hooks that turn each test's phase reports into one entry: for a report, compare, xdist."""
+class _EntryHooks:
+    """What both kinds of report hooks share: entries from logged reports, never raising."""
 
     def __init__(self, reporter: Reporter, platform_of: Callable[[pytest.Item], str]) -> None:
         self.reporter = reporter
         self.platform_of = platform_of
 
+    def _data(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        """The test's data for `Reporter.add` (None: the report carries it)."""
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """See `Reporter.add`; a failure of ours is reported, never raised into pytest."""
+        try:
+            self.reporter.add(report, self._data(report))
+        except Exception as exc:
+            self.reporter.note_problem(
+                f"the report entry of {report.nodeid} failed ({type(exc).__name__}: {exc})"
+            )
+
+
+class ReportHooks(_EntryHooks):
+    """Hooks that turn each test's phase reports into one entry, in a run without xdist.
+
+    A test's entry is built from the item itself when its teardown report arrives (under xdist
+    the data travels on the report instead: `DistributedReportHooks`).
+    """
+
+    def __init__(self, reporter: Reporter, platform_of: Callable[[pytest.Item], str]) -> None:
+        super().__init__(reporter, platform_of)
+        self._item: pytest.Item | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
+        """Note the test now running: its entry reads its stash at its teardown report.
+
+        One plain call a test, where a report wrapper would run for each of its three phases.
+        """
+        self._item = item
+
+    def _data(self, report: pytest.TestReport) -> dict[str, Any] | None:
+        item = self._item
+        if report.when == "teardown" and item is not None and item.nodeid == report.nodeid:
+            return self.reporter.test_data(item, self.platform_of(item))
+        return None
+
+
+class DistributedReportHooks(_EntryHooks):
+    """The report hooks under xdist, where each test's data travels on its teardown report.
+
+    A worker puts it there; the controller builds the entry from what arrives.
+    """
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        """Put the test's measurements on its teardown report, so they travel with it (xdist)."""
+        """Put the test's measurements on its teardown report, so they travel with it."""
         report = yield
         if call.when == "teardown":
             data = self.reporter.test_data(item, self.platform_of(item))
             report.hwbench = data  # type: ignore[attr-defined]
         return report
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """See `Reporter.add`; a failure of ours is reported, never raised into pytest."""
-        try:
-            self.reporter.add(report)
-        except Exception as exc:
-            self.reporter.note_problem(
-                f"the report entry of {report.nodeid} failed ({type(exc).__name__}: {exc})"
-            )
 
 
 def _display_path(path: Path) -> str:

@@ -16,7 +16,7 @@ import pytest
 from pytest_hwbench.plugin.measuring import CallHooks, GuardHooks, Measurer
 from pytest_hwbench.plugin.options import HwbenchOptions, is_xdist_controller
 from pytest_hwbench.plugin.planning import Planner, TestPlan
-from pytest_hwbench.plugin.reporting import Reporter, ReportHooks
+from pytest_hwbench.plugin.reporting import DistributedReportHooks, Reporter, ReportHooks
 from pytest_hwbench.plugin.summary import TopRows
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class HwbenchSession:
             config, options, top_rows, self.machine_inventory, _pinned_devices()
         )
         self._call_hooks: CallHooks | None = None
-        self._report_hooks: ReportHooks | None = None
+        self._report_hooks: ReportHooks | DistributedReportHooks | None = None
         self._guard_hooks: GuardHooks | None = None
         controller = is_xdist_controller(config)
         if options.measures_every_test or controller:
@@ -93,7 +93,9 @@ class HwbenchSession:
         self.enable_test_hooks()
         if self._report_hooks is None:
             self.measuring.keep_results = True
-            self._report_hooks = ReportHooks(self.reporting, self.planning.platform_of)
+            distributed = is_xdist_controller(self.config) or self.reporting.worker_id is not None
+            hooks = DistributedReportHooks if distributed else ReportHooks
+            self._report_hooks = hooks(self.reporting, self.planning.platform_of)
             self.config.pluginmanager.register(self._report_hooks, "hwbench_report_hooks")
 
     def enable_guard_hooks(self) -> None:
