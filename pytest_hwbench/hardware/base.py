@@ -279,6 +279,29 @@ class HardwareBackend(ABC):
         """Wait for all queued work on `device` (default: the current one) to finish."""
         return None
 
+    def warm_up(self, index: int = 0, *, optimizer_step: bool = True) -> None:
+        """Pay device `index`'s one-time costs now: kernels, library handles, workspaces.
+
+        Runs tiny training steps there (`warmup.training_step`: matmul, conv, backward, an
+        optimizer step unless ``optimizer_step=False``, a matmul in each half type the device
+        has) and waits for them. The plugin calls it once per platform before its first
+        measured test (``--hw-warmup``), so that those costs land on no test. A platform with
+        more to prepare overrides this.
+        """
+        import torch
+
+        from pytest_hwbench.hardware.warmup import training_step
+
+        device = self._make_device(index)
+        capabilities = self.capabilities(index)
+        dtypes = [torch.float32]
+        if Capability.BF16 in capabilities:
+            dtypes.append(torch.bfloat16)
+        if Capability.FP16 in capabilities:
+            dtypes.append(torch.float16)
+        training_step(device, dtypes, optimizer_step=optimizer_step)
+        self.synchronize(device)
+
     def queues_work(self) -> bool:
         """Whether work can be queued on this platform's devices (the host runs it at once).
 

@@ -9,6 +9,8 @@ reads the probe inline and touches only what `Measurer` offers for it.
 from __future__ import annotations
 
 import gc
+import sys
+import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +60,107 @@ class Measurer:
         self._probe_refused = False
         self._rss_probe: RSSPeakProbe | None = None
         self._stretch: HostStretch | None = None
+        #: What each platform's warm-up cost (the report's session section), by platform.
+        self.warmups: dict[str, dict[str, Any]] = {}
+        #: Platforms warmed up: True once with an optimizer step (see `warm_up`).
+        self._warmed: dict[str, bool] = {}
+        #: Whether a measured test must first look for a platform to warm up (--hw-warmup).
+        self.warmup_pending = options.warmup
+        self._trim: Callable[[], object] | None = None
+        self._trim_resolved = False
+        #: Why freed heap cannot go back to the OS here (None: it can, or not known yet).
+        self.no_trim_reason: str | None = None
+        if not options.rss_reset:
+            from pytest_hwbench.metrics.memory._host import allow_rss_resets
+
+            allow_rss_resets(False)
+            config.add_cleanup(lambda: allow_rss_resets(True))
+
+    # -- a clean start for each measured test ------------------------------------------------------
+
+    def prepare(self, platform: str, *, asked: bool) -> str | None:
+        """Before a test is measured on `platform`: warm the platform up, free what others left.
+
+        `asked`: the test asked to be measured (memory_profile, a memory limit, a leak check).
+        It gets a full garbage collection first (tens of ms once torch is loaded, so not every
+        test of --hw-profile-all does), and its platform's warm-up includes an optimizer step
+        (see `warm_up`). Freed heap then goes back to the OS, so the test's RSS growth does not
+        depend on the tests before it. Returns a warning for the test's entry where the C
+        library cannot do that.
+        """
+        if self.warmup_pending:
+            done = self._warmed.get(platform)
+            if done is None or (asked and not done):
+                self.warm_up(platform, optimizer_step=asked)
+        if asked:
+            gc.collect()
+        if not self._trim_resolved:
+            self._resolve_trim()
+        trim = self._trim
+        if trim is None:
+            return self.no_trim_reason
+        trim()
+        return None
+
+    def _resolve_trim(self) -> None:
+        from pytest_hwbench.metrics.memory._host import NO_TRIM_REASON, heap_trimmer
+
+        self._trim_resolved = True
+        self._trim = heap_trimmer()
+        if self._trim is None:
+            self.no_trim_reason = NO_TRIM_REASON
+
+    def warm_up(self, platform: str, *, optimizer_step: bool) -> None:
+        """Run `platform`'s warm-up (`HardwareBackend.warm_up`), recording what it cost.
+
+        Only where torch is already loaded: a run whose tests never import it is not made to.
+        The optimizer step is left out until a test asks to be measured: its first call imports
+        torch._dynamo (about a second and 70 MiB on a CPU), which a suite that never trains
+        would pay for nothing. A warm-up that fails is recorded and never fails a test.
+        """
+        if "torch" not in sys.modules:
+            return  # not yet: a later test may have loaded it
+        from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
+
+        facts = self.warmups.setdefault(platform, {"seconds": 0.0})
+        self._warmed[platform] = optimizer_step
+        start = time.perf_counter()
+        try:
+            backend = self._registry().get(platform)
+            if not backend.is_available():
+                facts["skipped"] = backend.unavailable_reason()
+                self._warmed[platform] = True  # nothing to warm, now or later
+                return
+            reader = MemoryMetricFactory.create(backend)
+            before = reader.read_current()
+            backend.warm_up(0, optimizer_step=optimizer_step)
+            gc.collect()
+            if not self._trim_resolved:
+                self._resolve_trim()
+            if self._trim is not None:
+                self._trim()
+            after = reader.read_current()
+            retained = facts.setdefault("retained_bytes", {})
+            for name in after.keys() & before.keys():
+                retained[name] = retained.get(name, 0) + after[name] - before[name]
+            facts["optimizer_step"] = optimizer_step
+        except Exception as exc:  # a broken platform must not cost the run its tests
+            facts["error"] = f"{type(exc).__name__}: {exc}"
+            self._warmed[platform] = True  # not again
+        finally:
+            facts["seconds"] = round(facts["seconds"] + time.perf_counter() - start, 4)
+
+    def session_facts(self) -> dict[str, Any]:
+        """What the report's session section says of measuring: warm-ups, the process's peak."""
+        from pytest_hwbench.metrics.memory._host import process_peak_rss_bytes
+
+        facts: dict[str, Any] = {"rss_reset": "on" if self.options.rss_reset else "off"}
+        peak = process_peak_rss_bytes()
+        if peak is not None:
+            facts["process_peak_rss_bytes"] = peak
+        if self.warmups:
+            facts["warmup"] = self.warmups
+        return facts
 
     # -- metrics -----------------------------------------------------------------------------------
 
@@ -78,7 +181,10 @@ class Measurer:
         """Start measuring `item` (for the memory_profile fixture and the call wrapper)."""
         self._on_metric_use()  # a test that asked for the fixture at run time reports too
         metric = self.create(item)
+        warning = self.prepare(self.planner.platform_of(item), asked=True)
         metric.start()
+        if warning is not None:
+            metric.warnings.append(warning)
         item.stash[_metric_key] = metric
         return metric
 
@@ -225,6 +331,8 @@ class Measurer:
                 pytrace=False,
             )
         if plan.leak_tolerance is not None and plan.unmet is None:
+            if self.warmup_pending and not self._warmed.get(plan.platform):
+                self.warm_up(plan.platform, optimizer_step=True)  # one-time costs are no leak
             metric = self.create(item)
             gc.collect()
             baseline = metric.read_current()[metric.primary_series]
@@ -285,11 +393,14 @@ class CallHooks:
         if plan.profile_by_hook and plan.on_host and measurer.keep_results:
             # A report keeps each test's memory: start, exact peak and end, a timeline if long.
             stretch = measurer.host_stretch()
+            warning = measurer.prepare(plan.platform, asked=plan.limit is not None)
             if stretch is not None and stretch.begin():
                 try:
                     result = yield
                 finally:
                     memory = stretch.end()
+                    if warning is not None:
+                        memory["warnings"].append(warning)
                     measurer.keep_stretch(item, memory)
                 if plan.limit is not None:
                     stats = memory["series"]["rss"]
@@ -299,6 +410,7 @@ class CallHooks:
                 measurer.probe_refused()
         elif plan.profile_by_hook and plan.on_host:
             probe = measurer.rss_probe()
+            measurer.prepare(plan.platform, asked=plan.limit is not None)
             if probe is not None and probe.begin():
                 try:
                     result = yield
@@ -313,13 +425,15 @@ class CallHooks:
                     top_rows = measurer.top_rows
                     platform = plan.platform
                     if top_rows.would_keep(platform, growth):
-                        top_rows.add(SummaryRow(platform, growth, peak, "rss", True, item.nodeid))
+                        top_rows.add(
+                            SummaryRow(platform, growth, peak, "rss", probe.exact, item.nodeid)
+                        )
                 if plan.limit is not None:
                     stats = {
                         "start_bytes": start_bytes,
                         "peak_bytes": peak,
                         "peak_delta_bytes": growth,
-                        "exact_peak": True,
+                        "exact_peak": probe.exact,
                     }
                     measurer.enforce_limit(item, plan.limit, platform, "rss", stats, ())
                 return result

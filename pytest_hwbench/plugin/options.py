@@ -29,6 +29,8 @@ __all__ = [
 
 UNAVAILABLE_POLICIES = ("skip", "deselect", "fail")
 SAMPLERS = ("thread", "process")
+RSS_RESET_CHOICES = ("on", "off")
+WARMUP_CHOICES = ("auto", "off")
 #: Untimed calls ``hw_benchmark`` makes before timing, unless ini ``hw_benchmark_warmup`` says.
 BENCHMARK_WARMUP_DEFAULT = 1
 #: The help text's defaults, checked against the sampler's constants by a unit test.
@@ -78,6 +80,26 @@ _OPTIONS = (
         "string",
         "thread",
         metavar="KIND",
+    ),
+    _Option(
+        ("--hw-rss-reset",),
+        "hw_rss_reset",
+        "'on' (default): reset the kernel's RSS high-water mark before each host test, for its "
+        "exact peak; 'off': leave it, so that outside tools (GNU time, getrusage) keep the "
+        "process's peak, and a test's peak is exact only where it exceeds every earlier one",
+        "string",
+        "on",
+        metavar="on|off",
+    ),
+    _Option(
+        ("--hw-warmup",),
+        "hw_warmup",
+        "'auto' (default): before the first measured test on each platform, run a small "
+        "training step there (kernels, library handles, workspaces), so that one-time costs "
+        "land on no test; 'off': measure the first test with them",
+        "string",
+        "auto",
+        metavar="auto|off",
     ),
     _Option(
         ("--hw-profile-all",),
@@ -232,6 +254,8 @@ class HwbenchOptions(NamedTuple):
     compare_base_path: Path | None
     compare_thresholds: tuple[Any, ...]
     benchmark_warmup: int
+    rss_reset: bool = True
+    warmup: bool = True
 
     @property
     def measures_every_test(self) -> bool:
@@ -322,6 +346,15 @@ def _parse_interval(raw: str, source: str) -> float:
     return interval_s
 
 
+def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
+    """The setting `name`, lower-cased, which must be one of `choices` (its default if unset)."""
+    raw, source = setting(config, name)
+    value = str(raw or choices[0]).strip().lower()
+    if value not in choices:
+        raise _usage(f"{source}={value}: valid: {', '.join(choices)}")
+    return value
+
+
 def _parse_ini_size(name: str, raw: str) -> int:
     from pytest_hwbench.units import SizeError, parse_size
 
@@ -372,6 +405,9 @@ def resolve_options(
     if unavailable not in UNAVAILABLE_POLICIES:
         raise _usage(f"{source}={unavailable}: valid policies: {', '.join(UNAVAILABLE_POLICIES)}")
 
+    rss_reset = _choice(config, "hw_rss_reset", RSS_RESET_CHOICES) == "on"
+    warmup = _choice(config, "hw_warmup", WARMUP_CHOICES) == "auto"
+
     raw_summary, source = setting(config, "hw_summary")
     raw_summary = str(raw_summary or "0").strip()
     if not raw_summary.isdigit():
@@ -417,6 +453,8 @@ def resolve_options(
         compare_base_path=compare_path,
         compare_thresholds=thresholds,
         benchmark_warmup=int(raw_warmup),
+        rss_reset=rss_reset,
+        warmup=warmup,
     )
 
 

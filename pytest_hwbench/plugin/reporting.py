@@ -93,11 +93,14 @@ class Reporter:
         top_rows: TopRows,
         machine_inventory: Callable[[], dict[str, Any]],
         pinned_devices: str | None,
+        session_facts: Callable[[], dict[str, Any]],
     ) -> None:
         self.config = config
         self.options = options
         self.top_rows = top_rows
         self.machine_inventory = machine_inventory
+        #: The report's session section: how this process measured (warm-ups, its peak).
+        self.session_facts = session_facts
         self.worker_id: str | None = getattr(config, "workerinput", {}).get("workerid")
         self.writer: ReportWriter | None = None
         #: Every entry, kept only for --hw-compare: a report of thousands of tests keeps its
@@ -252,10 +255,18 @@ class Reporter:
         if workeroutput is not None and self.options.report_path is not None:
             workeroutput["hwbench_machine"] = self._inventory()
             workeroutput["hwbench_worker"] = self.worker_id
+            workeroutput["hwbench_session"] = self._session_facts()
         if self.writer is not None:
             self._write_report(session, exitstatus)
         if self.options.compare_base is not None and self.worker_id is None:
             self._compare(session)
+
+    def _session_facts(self) -> dict[str, Any]:
+        try:
+            return self.session_facts()
+        except Exception as exc:  # as the inventory: never at the report's cost
+            self.note_problem(f"the session's facts failed ({type(exc).__name__}: {exc})")
+            return {}
 
     def _inventory(self) -> dict[str, Any]:
         try:
@@ -269,6 +280,7 @@ class Reporter:
         assert writer is not None
         if not self._distributed:
             writer.machine.update(self._inventory())
+            writer.session.update(self._session_facts())
         if self._crashed:
             writer.errors.append("an xdist worker crashed: its test's measurements are lost")
         complete = exitstatus in (
@@ -321,6 +333,9 @@ class Reporter:
         if self.writer is not None and machine:
             worker = output.get("hwbench_worker") or "?"
             self.writer.add_machine(f"{machine.get('host')}/{worker}", machine)
+            session = output.get("hwbench_session")
+            if session:
+                self.writer.session.setdefault("workers", {})[worker] = session
 
     def summarize(self, terminalreporter: Any) -> None:
         """The top tests by peak growth, where the report went, what went wrong, and compare.

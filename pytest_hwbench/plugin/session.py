@@ -60,7 +60,12 @@ class HwbenchSession:
         )
         #: Entries, the report, compare and the terminal summary.
         self.reporting = Reporter(
-            config, options, top_rows, self.machine_inventory, _pinned_devices()
+            config,
+            options,
+            top_rows,
+            self.machine_inventory,
+            _pinned_devices(),
+            self.measuring.session_facts,
         )
         self._call_hooks: CallHooks | None = None
         self._report_hooks: ReportHooks | DistributedReportHooks | None = None

@@ -171,6 +171,7 @@ class Report(_ReportRequired, total=False):
     """A whole report: header, the machine's inventory, one entry per test."""
 
     errors: list[str]
+    session: dict[str, Any]
 
 
 def _finite(obj: Any) -> Any:

@@ -228,6 +228,8 @@ class ReportWriter:
         now = datetime.now(timezone.utc)
         self.created = now.isoformat(timespec="seconds")
         self.machine = dict(machine)
+        #: How the run measured: warm-ups, the process's peak RSS (filled in at the end).
+        self.session: dict[str, Any] = {}
         #: How many tests were added.
         self.test_count = 0
         #: What went wrong while journaling or writing, one sentence each (also in the report).
@@ -257,6 +259,8 @@ class ReportWriter:
             "complete": complete,
             "machine": self.machine,
         }
+        if self.session:
+            header["session"] = self.session
         if self.errors:
             header["errors"] = list(self.errors)
         return header

@@ -11,7 +11,7 @@ import functools
 import os
 import sys
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from pytest_hwbench.hardware.peak_counters import (
@@ -24,6 +24,9 @@ __all__ = [
     "RESET_SLACK_BYTES",
     "HostRSSReader",
     "RSSPeakProbe",
+    "allow_rss_resets",
+    "heap_trimmer",
+    "process_peak_rss_bytes",
     "read_rss_bytes",
     "read_rss_high_water_bytes",
     "read_rss_raw",
@@ -164,6 +167,12 @@ _maxrss_floor_bound: int | None = None
 #: Counts resets; `_maxrss_trusted_in` is the count under which ru_maxrss was seen to be the mark.
 _reset_count = 0
 _maxrss_trusted_in = -1
+#: The highest mark a reset lowered: with the mark of now, the process's lifetime peak, which a
+#: reset hides from every outside observer (getrusage, a parent's wait4, GNU time).
+_peak_before_resets = 0
+#: Whether VmHWM may be reset at all (``--hw-rss-reset=off`` leaves it to outside observers).
+_resets_allowed = True
+RESETS_OFF = "resets are off (--hw-rss-reset=off)"
 
 
 def _maxrss_bytes() -> int:
@@ -209,8 +218,9 @@ def _settle_high_water(maxrss: int, resets: int) -> int | None:
 
 def _forget_process_state() -> None:
     """In a forked child: a new pid, and no exec floor known for it yet."""
-    global _pid, _vmhwm_key, _maxrss_floor_bound, _maxrss_trusted_in
+    global _pid, _vmhwm_key, _maxrss_floor_bound, _maxrss_trusted_in, _peak_before_resets
     _forks_unseen.clear()
+    _peak_before_resets = 0
     _pid = os.getpid()
     _vmhwm_key = ("vmhwm", _pid)
     _maxrss_floor_bound = None
@@ -228,11 +238,78 @@ def vmhwm_counter() -> Hashable:
     return _vmhwm_key
 
 
+#: Why freed heap cannot be returned to the OS here (set by `heap_trimmer`), for entries' warnings.
+NO_TRIM_REASON = (
+    "the C library cannot return freed heap to the OS (no glibc malloc_trim): memory an "
+    "earlier test freed may still be resident, and this test's growth can read low"
+)
+
+
+@functools.cache
+def heap_trimmer() -> Callable[[], object] | None:
+    """A call that returns the heap's freed memory to the OS (glibc ``malloc_trim(0)``).
+
+    glibc keeps freed memory resident and hands it out again, so without a trim a test that
+    runs after a bigger one reads almost no RSS growth. None where the C library has no such
+    call (macOS, musl): `NO_TRIM_REASON` says what that means for the figures.
+    """
+    if not _IS_LINUX:
+        return None
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return functools.partial(trim, 0)
+
+
+def allow_rss_resets(allowed: bool) -> None:
+    """Whether measuring may reset VmHWM (``--hw-rss-reset``), process-wide.
+
+    Without resets, what outside tools read of the process's peak stays true, and a stretch's
+    peak is exact only where it rises above every earlier one (`RSSPeakProbe.exact`).
+    """
+    global _resets_allowed
+    _resets_allowed = allowed
+
+
+def rss_resets_allowed() -> bool:
+    """Whether measuring may reset VmHWM (see `allow_rss_resets`)."""
+    return _resets_allowed
+
+
+def process_peak_rss_bytes() -> int | None:
+    """The peak RSS of this process's whole life, resets or not; None where unknown.
+
+    On Linux, the highest mark a reset lowered or the mark of now. Elsewhere nothing resets the
+    mark: ``ru_maxrss`` is it (bytes on macOS); None without the resource module (Windows).
+    """
+    if _IS_LINUX:
+        if _forks_unseen:
+            _forget_process_state()
+        return max(_peak_before_resets, read_rss_high_water_bytes() or 0)
+    try:
+        import resource as host_resource
+    except ImportError:
+        return None
+    return int(host_resource.getrusage(host_resource.RUSAGE_SELF).ru_maxrss)
+
+
 def reset_vmhwm() -> str | None:
-    """Reset VmHWM to the current RSS (write "5" to clear_refs); returns why not, or None."""
-    global _reset_count
+    """Reset VmHWM to the current RSS (write "5" to clear_refs); returns why not, or None.
+
+    The mark it lowers is kept first (`process_peak_rss_bytes`).
+    """
+    global _reset_count, _peak_before_resets
     if not _IS_LINUX:
         return f"no clear_refs on {sys.platform}"
+    if not _resets_allowed:
+        return RESETS_OFF
+    mark = read_rss_high_water_bytes() or 0
+    if mark > _peak_before_resets:
+        _peak_before_resets = mark
     try:
         os.write(_clear_refs_file.fd(), b"5")
     except OSError as exc:
@@ -249,6 +326,9 @@ def reset_vmhwm() -> str | None:
 def reset_rss_high_water(warnings: list[str], what: str = "host rss peak") -> frozenset[str]:
     """Reset VmHWM for a metric's ``rss`` series; returns {"rss"} or records why it is sampled."""
     refused = reset_vmhwm()
+    if refused == RESETS_OFF:
+        warnings.append(f"VmHWM not reset ({refused}): {what} is sampled")
+        return frozenset()
     if refused is not None:
         warnings.append(f"clear_refs refused ({refused}): {what} is sampled")
         return frozenset()
@@ -282,14 +362,26 @@ class RSSPeakProbe:
     more than `RESET_SLACK_BYTES`. Linux only.
     """
 
-    __slots__ = ("_counter", "_folded_peak", "peak_bytes", "reset", "start_bytes")
+    __slots__ = (
+        "_counter",
+        "_folded_peak",
+        "_mark_at_begin",
+        "exact",
+        "peak_bytes",
+        "reset",
+        "start_bytes",
+    )
 
     def __init__(self, counter: Hashable) -> None:
         self._counter = counter
         self._folded_peak = 0
+        self._mark_at_begin = 0
         self.start_bytes = self.peak_bytes = 0
         #: Whether the last `begin` reset VmHWM (False: the mark was already at the RSS).
         self.reset = False
+        #: Whether the last stretch's peak is exact: always, unless resets are off and the
+        #: stretch stayed below an earlier peak (then its peak is the larger of start and end).
+        self.exact = True
 
     @classmethod
     def open(cls) -> RSSPeakProbe | None:
@@ -334,9 +426,14 @@ class RSSPeakProbe:
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
         high_water = maxrss if _maxrss_trusted_in == resets else _settle_high_water(maxrss, resets)
         rss = int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * _PAGE_SIZE
+        self._mark_at_begin = 0
         if high_water is not None and high_water - rss <= RESET_SLACK_BYTES:
             self.reset = False
             self.start_bytes = rss
+        elif not _resets_allowed:
+            self.reset = False
+            self.start_bytes = rss
+            self._mark_at_begin = high_water or 0
         else:
             if reset_shared_counter(self, counter, reset_vmhwm) is not None:
                 return False
@@ -356,6 +453,15 @@ class RSSPeakProbe:
         high_water = (
             maxrss if _maxrss_trusted_in == resets else _settle_high_water(maxrss, resets) or 0
         )
+        mark_at_begin = self._mark_at_begin
+        if mark_at_begin:  # resets are off, and the mark stood above the RSS at `begin`
+            self._mark_at_begin = 0
+            if high_water <= mark_at_begin:  # the stretch never reached an earlier peak
+                self.exact = False
+                rss = int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * _PAGE_SIZE
+                peak = self.peak_bytes = max(rss, self.start_bytes)
+                return peak
+        self.exact = True
         peak = self.peak_bytes = max(high_water, self._folded_peak, self.start_bytes)
         return peak
 

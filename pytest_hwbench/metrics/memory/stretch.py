@@ -95,13 +95,14 @@ class HostStretch:
         sampled = [start, *(value for _, value in ticks), end_bytes]
         warnings = [self.sampler_error] if self.sampler_error else []
         self.sampler_error = None
-        peak = max(peak, end_bytes)
+        # Without resets a peak below an earlier one is not in the mark: the samples bound it.
+        peak = max(peak, end_bytes) if self.probe.exact else max(peak, *sampled)
         stats = {
             "start_bytes": start,
             "end_bytes": end_bytes,
             "peak_bytes": peak,
             "peak_delta_bytes": peak - start,
-            "exact_peak": True,
+            "exact_peak": self.probe.exact,
         }
         memory: dict[str, Any] = {
             "interval_s": self.interval_s,
