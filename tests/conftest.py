@@ -7,7 +7,11 @@ import pytest
 
 # pytester's in-process runs restore sys.modules afterwards, and torch cannot be imported twice in
 # one process: importing it here keeps it loaded across every in-process run.
-import torch  # noqa: F401
+import torch
+
+# Likewise torch._dynamo, which the first optimizer step imports (the plugin's warm-up takes
+# one): imported again after a run dropped it, it fails to register its operators twice.
+import torch._dynamo  # noqa: F401
 
 from pytest_hwbench.hardware.registry import reset_default_registry
 from pytest_hwbench.metrics.memory.registry import reset_default_memory_metric_registry

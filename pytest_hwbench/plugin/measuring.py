@@ -201,6 +201,9 @@ class Measurer:
         primary = metric.primary_series
         platform = self.planner.platform_of(item)
         _add_peak_properties(item, metrics["series"])
+        scope = primary_scope(metrics, primary)
+        if scope is not None:
+            metrics["primary_scope"] = scope["label"]
         if self.keep_results:
             # The device's properties are the machine inventory's: once a run, not per test.
             metrics["device"] = {k: v for k, v in metrics["device"].items() if k != "properties"}
@@ -212,7 +215,7 @@ class Measurer:
         else:
             # No report gathers entries: keep one summary row, not the metrics and timeline.
             # Thousands of kept dicts and lists would make pytest's own GC passes slower.
-            stats = metrics["series"].get(primary)
+            stats = (scope or metrics)["series"].get(primary)
             if stats is not None:
                 self.top_rows.add(SummaryRow.of(platform, primary, stats, item.nodeid))
         return metric, metrics
@@ -282,10 +285,12 @@ class Measurer:
         else:
             return
         primary = metric.primary_series
-        stats = metrics["series"].get(primary)
+        scope = primary_scope(metrics, primary)
+        stats = (scope or metrics)["series"].get(primary)
         if stats is not None:
             marks = metric.get_memory_timeline().marks
-            self.enforce_limit(item, limit, platform, primary, stats, marks)
+            where = None if scope is None else scope["label"]
+            self.enforce_limit(item, limit, platform, primary, stats, marks, scope=where)
 
     def enforce_limit(
         self,
@@ -295,13 +300,19 @@ class Measurer:
         primary: str,
         stats: Mapping[str, Any],
         marks: Sequence[MemoryMark],
+        *,
+        scope: str | None = None,
     ) -> None:
-        """Fail the test when its peak growth on `platform` exceeds `limit`, showing the marks."""
+        """Fail the test when its peak growth on `platform` exceeds `limit`, showing the marks.
+
+        `scope`: the ``measure()`` block the growth is of, when the test measured blocks.
+        """
         limit_bytes = limit.for_platform(platform)
         if limit_bytes is None or stats["peak_delta_bytes"] <= limit_bytes:
             return
+        where = "" if scope is None else f" in measure({scope!r})"
         lines = [
-            f"memory limit exceeded on {platform}: peak growth "
+            f"memory limit exceeded on {platform}{where}: peak growth "
             f"{format_bytes(stats['peak_delta_bytes'])} > limit {format_bytes(limit_bytes)} "
             f"({limit.source})",
             f"  series {primary!r}: start {format_bytes(stats['start_bytes'])}, "
@@ -362,6 +373,21 @@ class Measurer:
                 "series": metric.primary_series,
             }
             pytest.fail(message, pytrace=False)
+
+
+def primary_scope(metrics: Mapping[str, Any], primary: str) -> Mapping[str, Any] | None:
+    """Of a test's ``measure()`` blocks, the one whose `primary` series grew most (or None).
+
+    A test that measures blocks is judged on them: its report figure and its limit.
+    """
+    best: Mapping[str, Any] | None = None
+    for scope in metrics.get("scopes") or ():
+        stats = scope["series"].get(primary)
+        if stats is not None and (
+            best is None or stats["peak_delta_bytes"] > best["series"][primary]["peak_delta_bytes"]
+        ):
+            best = scope
+    return best
 
 
 def _add_peak_properties(item: pytest.Item, series: Mapping[str, Mapping[str, Any]]) -> None:

@@ -26,6 +26,7 @@ from pytest_hwbench.plugin.summary import (
     write_peak_summary,
     write_untimed_summary,
 )
+from pytest_hwbench.report.model import primary_stats
 
 if TYPE_CHECKING:
     from pytest_hwbench.plugin.options import HwbenchOptions
@@ -233,7 +234,7 @@ class Reporter:
         memory = entry.get("memory")
         if memory:
             top_rows = self.top_rows
-            stats = memory["series"].get(memory["primary_series"], {})
+            stats: Mapping[str, Any] = primary_stats(entry) or {}
             if top_rows.would_keep(entry["platform"] or "?", stats.get("peak_delta_bytes", 0)):
                 top_rows.add(SummaryRow.of_entry(entry))
         failure = entry.get("failure")

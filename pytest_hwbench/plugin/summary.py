@@ -38,10 +38,12 @@ class SummaryRow(NamedTuple):
 
     @classmethod
     def of_entry(cls, entry: Mapping[str, Any]) -> SummaryRow:
-        """The row of a report entry with memory results."""
-        memory = entry["memory"]
-        stats = memory["series"].get(memory["primary_series"], {})
-        return cls.of(entry["platform"] or "?", memory["primary_series"], stats, entry["nodeid"])
+        """The row of a report entry with memory results (its primary scope's, if it has one)."""
+        from pytest_hwbench.report.model import primary_stats
+
+        stats: Mapping[str, Any] = primary_stats(entry) or {}
+        primary = entry["memory"]["primary_series"]
+        return cls.of(entry["platform"] or "?", primary, stats, entry["nodeid"])
 
 
 class TopRows:

@@ -217,7 +217,14 @@ def primary_stats(entry: Mapping[str, Any]) -> SeriesStats | None:
     memory = entry.get("memory")
     if not isinstance(memory, Mapping):
         return None
-    stats = memory.get("series", {}).get(memory.get("primary_series"))
+    series = memory.get("series", {})
+    label = memory.get("primary_scope")
+    if label is not None:  # a test that measured blocks is judged on its primary one
+        for scope in memory.get("scopes") or ():
+            if isinstance(scope, Mapping) and scope.get("label") == label:
+                series = scope.get("series", {})
+                break
+    stats = series.get(memory.get("primary_series"))
     return stats if isinstance(stats, Mapping) else None  # type: ignore[return-value]
 
 

@@ -31,6 +31,8 @@ class SeriesRecord:
         # reading here, so the sampler holds the GIL, which the measured code hands over on
         # every tick, for as little as possible; readers of the results file them first.
         self.pending: deque[tuple[int, object]] = deque()
+        #: While a scope is open (`MemoryMetric.measure`): each series' sampled maximum in it.
+        self.scope_max: dict[str, int] | None = None
 
     def add(self, now_ns: int, values: Mapping[str, int], label: str | None) -> MemorySample:
         """File one reading, taken at `now_ns`, as a sample (a mark, when labelled)."""
@@ -42,6 +44,11 @@ class SeriesRecord:
                 sampled_max[name] = value
             if name not in sampled_min or value < sampled_min[name]:
                 sampled_min[name] = value
+        scope_max = self.scope_max
+        if scope_max is not None:
+            for name, value in values.items():
+                if value > scope_max.get(name, -1):
+                    scope_max[name] = value
         return sample
 
     def file_pending(self, decode: Callable[[Any], Mapping[str, int]]) -> str | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,13 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
 
-__all__ = ["MemoryMetric", "MemoryMetricError", "MetricState", "fold_running_high_water"]
+__all__ = [
+    "MemoryMetric",
+    "MemoryMetricError",
+    "MemoryScope",
+    "MetricState",
+    "fold_running_high_water",
+]
 
 SAMPLERS = ("thread", "process")
 #: Sampler ticks parked before the sampler thread files them itself (a ~2.5 s backlog at 10 ms).
@@ -43,6 +51,29 @@ class MetricState(enum.Enum):
     CREATED = "created"
     RUNNING = "running"
     STOPPED = "stopped"
+
+
+@dataclass
+class MemoryScope:
+    """One ``with metric.measure(label):`` block: its own start, exact peak and growth.
+
+    `series` is filled in when the block ends, in the form of ``get_metrics()["series"]``.
+    """
+
+    label: str
+    #: Seconds from the metric's start to the block's start and end.
+    t_start: float
+    t_end: float | None = None
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scope as a report's ``memory.scopes`` item."""
+        return {
+            "label": self.label,
+            "t_start": round(self.t_start, 6),
+            "t_end": None if self.t_end is None else round(self.t_end, 6),
+            "series": self.series,
+        }
 
 
 class MemoryMetric(MemoryReader):
@@ -85,6 +116,7 @@ class MemoryMetric(MemoryReader):
         super().__init__(device, backend=backend, index=index)
         self.state = MetricState.CREATED
         self._record = SeriesRecord(self._new_timeline())
+        self._scopes: list[MemoryScope] = []
         self._t0_ns = 0
         self._end_ns: int | None = None
         self._sampler_token: int | None = None
@@ -128,6 +160,75 @@ class MemoryMetric(MemoryReader):
             self._synchronize()
             self._file_pending()
             return self._take_sample(time.perf_counter_ns(), label=label)
+
+    @contextlib.contextmanager
+    def measure(self, label: str) -> Iterator[MemoryScope]:
+        """Measure the block alone: its own start, exact peak and growth, as a `MemoryScope`.
+
+        For costs a test pays once before the code it means to measure (a model's first call
+        loads kernels and fills caches): call the step once, then measure it again inside
+        ``with metric.measure("step"):``. The high-water marks are reset at the block's start
+        (the metric's own peak keeps what came before), the timeline marks its start and end,
+        and ``get_metrics()["scopes"]`` lists every block; the pytest plugin reports a test's
+        peak growth, and checks its memory limit, on its scopes. Blocks do not nest.
+        """
+        if not isinstance(label, str) or not label.strip():
+            raise TypeError(f"measure() takes a non-empty str label, got {label!r}")
+        with counters_lock:
+            with self._lock:
+                if self.state is not MetricState.RUNNING:
+                    raise MemoryMetricError(
+                        f"measure() needs a running metric; this one is {self.state.value}"
+                    )
+                if self._record.scope_max is not None:
+                    raise MemoryMetricError(
+                        f"measure({label!r}) inside another measure() block: blocks do not nest"
+                    )
+                self._synchronize()
+                self._file_pending()
+            # What every holder of the counters saw so far stays theirs (this metric included).
+            for holder in holders_of(self._high_water_counters()):
+                holder._fold_high_water()
+            with self._lock:
+                exact = self._reset_high_water() & self._exact_series
+                first = self._take_sample(time.perf_counter_ns(), label=label)
+                scope = MemoryScope(label, t_start=first.t)
+                start_values = dict(first.values)
+                self._record.scope_max = dict(start_values)
+                self._scopes.append(scope)
+        try:
+            yield scope
+        finally:
+            with self._lock:
+                if self.state is MetricState.RUNNING:
+                    self._end_scope(scope, start_values, exact)
+
+    def _end_scope(
+        self, scope: MemoryScope, start_values: Mapping[str, int], exact: frozenset[str]
+    ) -> None:
+        self._synchronize()
+        self._file_pending()
+        high_water = self._safe_read_high_water()
+        last = self._take_sample(time.perf_counter_ns(), label=f"{scope.label}:end")
+        sampled = self._record.scope_max or {}
+        self._record.scope_max = None
+        scope.t_end = last.t
+        for name, start in start_values.items():
+            sampled_peak = max(sampled.get(name, start), last.values.get(name, start))
+            is_exact = name in exact and name in high_water
+            peak = max(sampled_peak, high_water[name]) if is_exact else sampled_peak
+            scope.series[name] = {
+                "start_bytes": start,
+                "end_bytes": last.values.get(name),
+                "peak_bytes": peak,
+                "peak_delta_bytes": peak - start,
+                "exact_peak": is_exact,
+            }
+
+    @property
+    def scopes(self) -> list[MemoryScope]:
+        """The `measure` blocks so far, in order."""
+        return list(self._scopes)
 
     def stop(self) -> dict[str, Any]:
         """End the measurement: last sample, exact peaks read; returns `get_metrics()`."""
@@ -190,7 +291,7 @@ class MemoryMetric(MemoryReader):
                     high_water[name] = max(high_water.get(name, 0), value)
             end_ns = time.perf_counter_ns() if running else (self._end_ns or self._t0_ns)
             series = self._record.statistics(high_water, self._exact_series, running)
-            return {
+            result = {
                 "device": self.describe_device(),
                 "running": running,
                 "interval_s": self.interval_s,
@@ -200,6 +301,9 @@ class MemoryMetric(MemoryReader):
                 "series": series,
                 "warnings": list(self.warnings),
             }
+            if self._scopes:
+                result["scopes"] = [scope.to_dict() for scope in self._scopes if scope.series]
+            return result
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -213,6 +317,7 @@ class MemoryMetric(MemoryReader):
 
     def _reset_results(self) -> None:
         self._record = SeriesRecord(self._new_timeline())
+        self._scopes = []
         self.warnings = [self._sampler_note] if self._sampler_note else []
         self._folded_high_water = {}
         self._exact_series = frozenset()
