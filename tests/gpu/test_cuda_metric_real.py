@@ -166,3 +166,48 @@ def test_leak_check_catches_a_tensor_kept_on_the_gpu(pytester: pytest.Pytester) 
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*memory leak on cuda: 'allocated' grew by 16.0 MiB*"])
+
+
+def test_a_measured_block_has_its_own_exact_peak_and_the_metric_keeps_the_whole() -> None:
+    """Twin of the FakeCuda test of the same name."""
+    with MemoryMetricFactory.create("cuda:0", interval="1s") as metric:
+        workspace = torch.empty(32 * MiB, dtype=torch.uint8, device="cuda:0")
+        torch.empty(100 * MiB, dtype=torch.uint8, device="cuda:0")  # a transient
+        with metric.measure("step") as scope:
+            torch.empty(10 * MiB, dtype=torch.uint8, device="cuda:0")
+        del workspace
+    step = scope.series["allocated"]
+    assert step["exact_peak"] is True
+    assert step["peak_delta_bytes"] == 10 * MiB
+    assert metric.get_metrics()["series"]["allocated"]["peak_delta_bytes"] == 132 * MiB
+
+
+FIRST_MATMUL_SUITE = """
+import torch
+
+def test_first_matmul(memory_profile):
+    a = torch.ones(256, 256, device="cuda:0")
+    (a @ a).sum().item()
+"""
+
+
+@pytest.mark.parametrize("warmup", ["auto", "off"])
+def test_the_first_cuda_test_carries_no_cublas_workspace_after_the_warm_up(
+    pytester: pytest.Pytester, warmup: str
+) -> None:
+    """Without the warm-up, the first matmul's cuBLAS workspace (MiBs, 32 on an H200) lands on
+    the first test that multiplies; with it, the test grows by its tensors alone."""
+    pytester.makepyfile(FIRST_MATMUL_SUITE)
+    report = pytester.path / "hw.json"
+    result = pytester.runpytest_subprocess(
+        "--hw-devices=cuda", f"--hw-report={report}", f"--hw-warmup={warmup}"
+    )
+    result.assert_outcomes(passed=1)
+    (entry,) = json.loads(report.read_text())["tests"]
+    growth = entry["memory"]["series"]["allocated"]["peak_delta_bytes"]
+    print(f"--hw-warmup={warmup}: first CUDA test's allocated growth {growth / MiB:.1f} MiB")
+    if warmup == "auto":
+        assert growth <= 2 * MiB  # two 256 KiB tensors and the sum, rounded by the allocator
+        assert "cuda" in json.loads(report.read_text())["session"]["warmup"]
+    else:
+        assert growth >= 4 * MiB

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pytest_hwbench.metrics.memory import MemoryMetricFactory
+from pytest_hwbench.metrics.memory.base import MemoryMetricError
 from pytest_hwbench.metrics.memory.cuda import CUDAMemoryMetric
 from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
 from pytest_hwbench.metrics.memory.rocm import ROCmMemoryMetric
@@ -234,3 +235,40 @@ def test_cuda_string_measures_the_amd_gpu_on_a_rocm_build(monkeypatch: pytest.Mo
     metric = MemoryMetricFactory.create("cuda:1")
     assert isinstance(metric, ROCmMemoryMetric)
     assert metric.device_index == 1
+
+
+def test_a_measured_block_has_its_own_exact_peak_and_the_metric_keeps_the_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cuda = fake_cuda(monkeypatch, count=1)
+    with MemoryMetricFactory.create("cuda:0", interval="1s") as metric:
+        workspace = cuda.allocate(0, 32 * MiB)  # a first call's one-time cost, kept
+        cuda.free(cuda.allocate(0, 100 * MiB))  # and its transient
+        with metric.measure("step") as scope:
+            cuda.free(cuda.allocate(0, 10 * MiB))  # between samples: the mark alone sees it
+        cuda.free(workspace)
+    step = scope.series["allocated"]
+    assert step["exact_peak"] is True
+    assert step["start_bytes"] == 32 * MiB
+    assert step["peak_delta_bytes"] == 10 * MiB
+    whole = metric.get_metrics()["series"]["allocated"]
+    assert whole["peak_delta_bytes"] == 132 * MiB  # the reset for the block hid nothing
+    assert [s["label"] for s in metric.get_metrics()["scopes"]] == ["step"]
+    assert [m.label for m in metric.get_memory_timeline().marks] == ["step", "step:end"]
+
+
+def test_measure_refuses_nesting_a_stopped_metric_and_a_bad_label(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch, count=1)
+    metric = MemoryMetricFactory.create("cuda:0")
+    not_running = pytest.raises(MemoryMetricError, match="needs a running metric; this one is")
+    with not_running, metric.measure("step"):
+        pass
+    with metric:
+        nested = pytest.raises(MemoryMetricError, match="blocks do not nest")
+        with metric.measure("outer"), nested, metric.measure("inner"):
+            pass
+        with pytest.raises(TypeError, match="non-empty str label"), metric.measure(""):
+            pass
+    assert [s["label"] for s in metric.get_metrics()["scopes"]] == ["outer"]
