@@ -2,7 +2,8 @@
 
 They mirror pytest-benchmark's ``--benchmark-compare-fail``: a relative one (``peak:+10%``) fails
 when ``new / base * 100 - 100`` exceeds it, an absolute one (``time:+5ms``) when ``new - base``
-does; only increases fail.
+does; only increases fail. A combined one (``peak:+10%,+1MiB``) fails only when both are
+exceeded: a small test's few kB of noise are many percent, a big test's few percent many MiB.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ Metric = Literal["peak", "time"]
 
 THRESHOLD_FORMS = (
     "METRIC:[+]CHANGE, METRIC being peak (peak memory growth) or time (benchmark median, "
-    "else test duration) and CHANGE a percentage (peak:+10%, time:5%) or an amount: a size for "
+    "else test duration) and CHANGE a percentage (peak:+10%, time:5%), an amount: a size for "
     "peak (peak:+256MiB, peak:+100MB, or plain bytes) or a duration for time (time:+5ms, "
-    "time:0.5s, or plain seconds)"
+    "time:0.5s, or plain seconds), or both, comma-separated, to fail only when both are "
+    "crossed (peak:+10%,+1MiB)"
 )
 _THRESHOLD_RE = re.compile(
     r"^\s*(?P<metric>[a-z]+)\s*:\s*(?P<plus>\+)?\s*(?P<amount>[^%]*?)\s*(?P<percent>%)?\s*$"
@@ -56,6 +58,8 @@ class Threshold:
     """Percent when `relative`, else bytes (``peak``) or seconds (``time``)."""
     relative: bool
     text: str = ""
+    also: float | None = None
+    """With a relative limit: an amount (bytes or seconds) that must be exceeded as well."""
 
     def change(self, base: float, new: float) -> float:
         """The change this threshold measures: percent of `base` if relative, else a difference."""
@@ -68,30 +72,64 @@ class Threshold:
 
     def crossed(self, base: float, new: float) -> bool:
         """Whether `base` -> `new` exceeds the threshold (strictly, as in pytest-benchmark)."""
+        if self.also is not None and not new - base > self.also:
+            return False
         return self.change(base, new) > self.limit
 
     def limit_text(self) -> str:
-        """The allowed growth: ``+10%``, ``+256.0 MiB``, ``+5.00 ms``."""
+        """The allowed growth: ``+10%``, ``+256.0 MiB``, ``+5.00 ms``, ``+10% and +1.0 MiB``."""
         if self.relative:
+            if self.also is not None:
+                return f"+{self.limit:g}% and {_amount_text(self.metric, self.also)}"
             return f"+{self.limit:g}%"
-        if self.metric == "peak":
-            return format_bytes(self.limit, signed=True)
-        return f"+{format_duration(self.limit)}" if self.limit else "+0 s"
+        return _amount_text(self.metric, self.limit)
 
     def describe(self) -> str:
-        """The threshold as a user would write it: ``peak:+10%``, ``time:+5.00 ms``."""
-        return f"{self.metric}:{self.limit_text()}"
+        """The threshold as a user would write it: ``peak:+10%``, ``peak:+10%,+1.0 MiB``."""
+        return f"{self.metric}:{self.limit_text().replace(' and ', ',')}"
 
     def format_change(self, base: float, new: float) -> str:
         """The measured change in this threshold's terms: ``+16.7%``, ``+2.0 MiB``, ``+1.20 ms``."""
         value = self.change(base, new)
-        if self.relative:
-            return f"{value:+.1f}%" if math.isfinite(value) else f"{value:+}% (base was 0)"
-        return format_amount(self.metric, value)
+        if not self.relative:
+            return format_amount(self.metric, value)
+        if not math.isfinite(value):  # from 0: a percentage says nothing, the amount does
+            return f"{format_amount(self.metric, new - base)} (base was 0)"
+        if self.also is not None:
+            return f"{value:+.1f}% and {format_amount(self.metric, new - base)}"
+        return f"{value:+.1f}%"
+
+
+def _amount_text(metric: str, amount: float) -> str:
+    if metric == "peak":
+        return format_bytes(amount, signed=True)
+    return f"+{format_duration(amount)}" if amount else "+0 s"
 
 
 def parse_threshold(text: str) -> Threshold:
-    """Read ``peak:+10%``, ``peak:10%``, ``peak:+256MiB``, ``time:+5ms``, ``time:5%`` or raise."""
+    """Read ``peak:+10%``, ``peak:+256MiB``, ``time:+5ms``, ``peak:+10%,+1MiB``... or raise."""
+    metric_part, _, changes = text.partition(":")
+    if "," not in changes:
+        return _parse_single(text)
+    parts = [part.strip() for part in changes.split(",")]
+    if len(parts) != 2:
+        raise ThresholdError(
+            f"bad threshold {text!r}: combine one percentage and one amount; "
+            f"expected {THRESHOLD_FORMS}"
+        )
+    first, second = (_parse_single(f"{metric_part}:{part}") for part in parts)
+    relative, absolute = (first, second) if first.relative else (second, first)
+    if not relative.relative or absolute.relative:
+        raise ThresholdError(
+            f"bad threshold {text!r}: combine one percentage and one amount, as in "
+            f"{metric_part.strip()}:+10%,+1MiB; expected {THRESHOLD_FORMS}"
+        )
+    return Threshold(
+        relative.metric, relative.limit, relative=True, text=text.strip(), also=absolute.limit
+    )
+
+
+def _parse_single(text: str) -> Threshold:
     match = _THRESHOLD_RE.match(text)
     if match is None:
         raise ThresholdError(f"bad threshold {text!r}: expected {THRESHOLD_FORMS}")

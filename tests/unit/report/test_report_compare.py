@@ -72,6 +72,34 @@ def test_relative_threshold_from_zero() -> None:
     assert "base was 0" in threshold.format_change(0, 4096)
 
 
+def test_a_combined_threshold_fails_only_when_both_limits_are_crossed() -> None:
+    threshold = parse_threshold("peak:+10%,+1MiB")
+    assert parse_threshold("peak:1MiB, 10%").describe() == threshold.describe()  # any order
+    assert not threshold.crossed(0, 512 * 1024)  # +inf% but only 512 KiB: a small test's noise
+    assert not threshold.crossed(100 * MiB, 105 * MiB)  # +5 MiB but only +5%
+    assert threshold.crossed(10 * MiB, 12 * MiB)  # +20% and +2 MiB
+    assert threshold.describe() == "peak:+10%,+1.0 MiB"
+    assert threshold.format_change(10 * MiB, 12 * MiB) == "+20.0% and +2.0 MiB"
+    assert threshold.format_change(0, 2 * MiB) == "+2.0 MiB (base was 0)"
+    comparison = compare_reports(
+        report(entry("small", growth=0), entry("big", growth=10 * MiB)),
+        report(entry("small", growth=300 * 1024), entry("big", growth=12 * MiB)),
+        [threshold],
+    )
+    assert [c.new.nodeid for c in comparison.failures] == ["big"]
+    assert "+20.0% and +2.0 MiB > +10% and +1.0 MiB (peak:+10%,+1.0 MiB)" in (
+        comparison.failures[0].failures[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["peak:+10%,+20%", "peak:+1MiB,+2MiB", "peak:+10%,+1MiB,+2MiB", "peak:+10%,"]
+)
+def test_a_combination_must_be_one_percentage_and_one_amount(text: str) -> None:
+    with pytest.raises(ThresholdError, match="bad threshold"):
+        parse_threshold(text)
+
+
 def test_absolute_threshold() -> None:
     threshold = parse_threshold("time:+5ms")
     assert not threshold.crossed(0.100, 0.105)
