@@ -47,16 +47,15 @@ def train_step(
 
 
 @pytest.fixture
-def mlp(hw_device, warm_up) -> nn.Sequential:
-    model = make_mlp().to(hw_device).train()
+def mlp(hw_device) -> nn.Sequential:
+    return make_mlp().to(hw_device).train()
 
-    def step() -> None:
-        # On a throwaway copy, so the measured model keeps its fresh initialisation.
-        spare = copy.deepcopy(model)
-        train_step(spare, torch.optim.AdamW(spare.parameters()), *make_batch(8, hw_device))
 
-    warm_up(step)
-    return model
+def first_step_on_a_copy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+    """The first training step at these shapes, on a throwaway copy of `model`: kernels,
+    workspaces and the optimizer's code paths are set up, and `model` keeps its initialisation."""
+    spare = copy.deepcopy(model)
+    train_step(spare, torch.optim.AdamW(spare.parameters()), inputs, targets)
 
 
 # Growth: gradients, AdamW's two moments and the test's copy of the weights (4 x 6 MiB of fp32
@@ -66,27 +65,27 @@ def mlp(hw_device, warm_up) -> nn.Sequential:
 @pytest.mark.parametrize("batch_size", [32, 256])
 def test_training_step(mlp, hw_device, memory_profile, batch_size):
     inputs, targets = make_batch(batch_size, hw_device)
+    first_step_on_a_copy(mlp, inputs, targets)
     optimizer = torch.optim.AdamW(mlp.parameters(), lr=1e-3)
     before = [p.detach().clone() for p in mlp.parameters()]
-    memory_profile.record_memory("after data")
 
-    logits = mlp(inputs)
-    loss = nn.functional.cross_entropy(logits, targets)
-    memory_profile.record_memory("after forward")
+    with memory_profile.measure("step"):
+        logits = mlp(inputs)
+        loss = nn.functional.cross_entropy(logits, targets)
+        memory_profile.record_memory("after forward")
+        loss.backward()
+        memory_profile.record_memory("after backward")
+        optimizer.step()
+        memory_profile.record_memory("after optimizer step")
+
     assert logits.shape == (batch_size, CLASSES)
     # Freshly initialised, the model predicts close to uniformly over the classes.
     assert loss.item() == pytest.approx(math.log(CLASSES), abs=0.5)
-
-    loss.backward()
-    memory_profile.record_memory("after backward")
     for name, param in mlp.named_parameters():
         assert param.grad is not None, name
         assert param.grad.shape == param.shape, name
         assert torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, name
-
-    optimizer.step()
-    memory_profile.record_memory("after optimizer step")
     for (name, param), old in zip(mlp.named_parameters(), before, strict=True):
         # Adam's first step moves every weight by about the learning rate, never much more.
         change = (param.detach() - old).abs().max().item()
@@ -102,11 +101,13 @@ def test_training_step(mlp, hw_device, memory_profile, batch_size):
 @pytest.mark.memory_limit(cpu="160MiB", cuda="160MiB", mps="256MiB", xpu="160MiB")
 def test_loss_decreases_over_steps(mlp, hw_device, memory_profile):
     inputs, targets = make_batch(128, hw_device)
+    first_step_on_a_copy(mlp, inputs, targets)
     optimizer = torch.optim.AdamW(mlp.parameters(), lr=1e-3)
-    losses = [train_step(mlp, optimizer, inputs, targets)]
-    memory_profile.record_memory("after first step")
-    losses += [train_step(mlp, optimizer, inputs, targets) for _ in range(14)]
-    memory_profile.record_memory("after last step")
+    with memory_profile.measure("steps"):
+        losses = [train_step(mlp, optimizer, inputs, targets)]
+        memory_profile.record_memory("after first step")
+        losses += [train_step(mlp, optimizer, inputs, targets) for _ in range(14)]
+        memory_profile.record_memory("after last step")
 
     assert all(math.isfinite(loss) for loss in losses), losses
     assert losses[-1] < 0.25 * losses[0], losses

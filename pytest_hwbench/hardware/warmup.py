@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = ["training_step"]
 
+#: The MLP's width and batch: big enough that the kernels' per-size buffers (oneDNN's scratchpad,
+#: BLAS packing) reach the size of a typical test's, small enough to take milliseconds.
+WIDTH = 1024
+BATCH = 256
+
 
 def training_step(
     device: torch.device, dtypes: Iterable[torch.dtype], *, optimizer_step: bool = True
@@ -39,21 +44,22 @@ def training_step(
         values = torch.linspace(-1.0, 1.0, count, device=device, dtype=torch.float32)
         return values.reshape(shape).to(dtype)
 
-    w1 = ramp(64, 64).requires_grad_()
-    w2 = ramp(64, 10).requires_grad_()
+    w1 = ramp(WIDTH, WIDTH).requires_grad_()
+    w2 = ramp(WIDTH, 10).requires_grad_()
     kernel = ramp(8, 3, 3, 3).requires_grad_()
-    norm_weight = torch.ones(64, device=device, requires_grad=True)
-    norm_bias = torch.zeros(64, device=device, requires_grad=True)
+    norm_weight = torch.ones(WIDTH, device=device, requires_grad=True)
+    norm_bias = torch.zeros(WIDTH, device=device, requires_grad=True)
     parameters = [w1, w2, kernel, norm_weight, norm_bias]
     optimizer = torch.optim.AdamW(parameters, lr=1e-3) if optimizer_step else None
     images = ramp(4, 3, 16, 16)
-    inputs = ramp(32, 64)
-    targets = torch.arange(32, device=device) % 10
+    inputs = ramp(BATCH, WIDTH)
+    targets = torch.arange(BATCH, device=device) % 10
     for _ in range(2):  # the second step takes the optimizer's paths with state present
         for parameter in parameters:
             parameter.grad = None
         features = functional.conv2d(images, kernel, padding=1).relu().mean()
-        hidden = functional.layer_norm(inputs @ w1, (64,), norm_weight, norm_bias).relu()
+        hidden = functional.layer_norm(inputs @ w1, (WIDTH,), norm_weight, norm_bias).relu()
+        hidden = functional.gelu(functional.linear(hidden, w1.t(), norm_bias))
         logits = hidden @ w2 + features
         loss = functional.cross_entropy(logits.softmax(dim=-1), targets)
         torch.autograd.backward(loss)

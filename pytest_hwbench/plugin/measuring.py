@@ -103,8 +103,14 @@ class Measurer:
         return None
 
     def _resolve_trim(self) -> None:
-        from pytest_hwbench.metrics.memory._host import NO_TRIM_REASON, heap_trimmer
+        """Find the heap trim, and hold glibc's mmap threshold (`fix_mmap_threshold`): once."""
+        from pytest_hwbench.metrics.memory._host import (
+            NO_TRIM_REASON,
+            fix_mmap_threshold,
+            heap_trimmer,
+        )
 
+        fix_mmap_threshold()
         self._trim_resolved = True
         self._trim = heap_trimmer()
         if self._trim is None:

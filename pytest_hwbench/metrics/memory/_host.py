@@ -25,6 +25,7 @@ __all__ = [
     "HostRSSReader",
     "RSSPeakProbe",
     "allow_rss_resets",
+    "fix_mmap_threshold",
     "heap_trimmer",
     "process_peak_rss_bytes",
     "read_rss_bytes",
@@ -263,6 +264,33 @@ def heap_trimmer() -> Callable[[], object] | None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return functools.partial(trim, 0)
+
+
+#: glibc's initial mmap threshold (M_MMAP_THRESHOLD), which it raises after freeing a mapped block.
+GLIBC_MMAP_THRESHOLD = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+
+
+@functools.cache
+def fix_mmap_threshold() -> bool:
+    """Hold glibc's mmap threshold at its initial 128 KiB for the rest of the process.
+
+    glibc raises the threshold to the size of each mapped block freed (up to 32 MiB), so after
+    a test frees a big tensor a later test's blocks below that size come from the heap instead
+    of fresh mappings, and its RSS growth depends on the tests before it. Once set, blocks of
+    128 KiB and more are mapped and unmapped each time, as at the start of every process.
+    False where the C library has no mallopt (macOS, musl keep no such threshold).
+    """
+    if not _IS_LINUX:
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD))
 
 
 def allow_rss_resets(allowed: bool) -> None:

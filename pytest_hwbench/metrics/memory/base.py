@@ -53,6 +53,22 @@ class MetricState(enum.Enum):
     STOPPED = "stopped"
 
 
+def _release_freed_memory() -> None:
+    """Collect garbage and give the heap's freed memory back to the OS (glibc; else nothing).
+
+    Before a measured block: what the code before it freed would otherwise be handed out again
+    inside it, and its growth would depend on how much that was.
+    """
+    import gc
+
+    from pytest_hwbench.metrics.memory._host import heap_trimmer
+
+    gc.collect()
+    trim = heap_trimmer()
+    if trim is not None:
+        trim()
+
+
 @dataclass
 class MemoryScope:
     """One ``with metric.measure(label):`` block: its own start, exact peak and growth.
@@ -167,13 +183,17 @@ class MemoryMetric(MemoryReader):
 
         For costs a test pays once before the code it means to measure (a model's first call
         loads kernels and fills caches): call the step once, then measure it again inside
-        ``with metric.measure("step"):``. The high-water marks are reset at the block's start
+        ``with metric.measure("step"):``. Garbage is collected and freed heap given back to the
+        OS before the block (so it cannot reuse what came before), the high-water marks are reset
+        at its start
         (the metric's own peak keeps what came before), the timeline marks its start and end,
         and ``get_metrics()["scopes"]`` lists every block; the pytest plugin reports a test's
         peak growth, and checks its memory limit, on its scopes. Blocks do not nest.
         """
         if not isinstance(label, str) or not label.strip():
             raise TypeError(f"measure() takes a non-empty str label, got {label!r}")
+        if self.state is MetricState.RUNNING:
+            _release_freed_memory()  # what the code before the block freed is not its to reuse
         with counters_lock:
             with self._lock:
                 if self.state is not MetricState.RUNNING:

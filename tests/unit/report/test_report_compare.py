@@ -87,8 +87,9 @@ def test_a_combined_threshold_fails_only_when_both_limits_are_crossed() -> None:
         [threshold],
     )
     assert [c.new.nodeid for c in comparison.failures] == ["big"]
-    assert "+20.0% and +2.0 MiB > +10% and +1.0 MiB (peak:+10%,+1.0 MiB)" in (
-        comparison.failures[0].failures[0]
+    assert (
+        "+20.0% and +2.0 MiB > +10% and +1.0 MiB (peak:+10%,+1.0 MiB)"
+        in (comparison.failures[0].failures[0])
     )
 
 
