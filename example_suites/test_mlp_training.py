@@ -58,9 +58,9 @@ def first_step_on_a_copy(model: nn.Module, inputs: torch.Tensor, targets: torch.
     train_step(spare, torch.optim.AdamW(spare.parameters()), inputs, targets)
 
 
-# Growth: gradients, AdamW's two moments and the test's copy of the weights (4 x 6 MiB of fp32
-# parameters), activations and the optimizer's temporaries. Measured on a 2-core x86 CPU:
-# ~37-47 MiB at either batch size; the weights, not the activations, dominate.
+# The step's growth: gradients, AdamW's two moments and the test's copy of the weights (4 x 6 MiB
+# of fp32 parameters), activations and the optimizer's temporaries. On a 2-core x86 CPU:
+# ~27-34 MiB for the measured step at either batch size; the weights, not the activations, dominate.
 @pytest.mark.memory_limit(cpu="160MiB", cuda="160MiB", mps="256MiB", xpu="160MiB")
 @pytest.mark.parametrize("batch_size", [32, 256])
 def test_training_step(mlp, hw_device, memory_profile, batch_size):
@@ -96,8 +96,8 @@ def test_training_step(mlp, hw_device, memory_profile, batch_size):
     assert all(p.grad is None for p in mlp.parameters())
 
 
-# Measured on a 2-core x86 CPU: ~32-43 MiB, nearly all of it by the end of the first step (the
-# optimizer state); later steps reuse that memory instead of growing.
+# Measured on a 2-core x86 CPU: ~30-33 MiB over the 15 steps, nearly all of it by the end of the
+# first (the optimizer state); later steps reuse that memory instead of growing.
 @pytest.mark.memory_limit(cpu="160MiB", cuda="160MiB", mps="256MiB", xpu="160MiB")
 def test_loss_decreases_over_steps(mlp, hw_device, memory_profile):
     inputs, targets = make_batch(128, hw_device)

@@ -75,8 +75,8 @@ def first_pass(model: TinyEncoderLM, tokens: torch.Tensor, autocast_to: torch.dt
     model.zero_grad(set_to_none=True)
 
 
-# Measured on a 2-core x86 CPU: ~39-50 MiB, mostly the (16, 64, 1000) logits, their fp32 loss
-# inputs and gradients, and the attention activations kept for backward.
+# Measured on a 2-core x86 CPU: ~31-34 MiB for the step, mostly the (16, 64, 1000) logits, their
+# fp32 loss inputs and gradients, and the attention activations kept for backward.
 @pytest.mark.memory_limit(cpu="160MiB", cuda="160MiB", mps="256MiB", xpu="160MiB")
 def test_forward_backward(model, tokens, hw_device, memory_profile):
     first_pass(model, tokens, None)
@@ -101,7 +101,8 @@ def fp32_loss(model, tokens) -> float:
 
 # The closest hardware mark wins: this one replaces the module's and adds the bf16 requirement.
 @pytest.mark.hardware("cpu", "cuda", "mps", "xpu", requires=("bf16",))
-# Measured on a 2-core x86 CPU: ~23-29 MiB; bf16 activations take half the room of fp32 ones.
+# Measured on a 2-core x86 CPU: ~23-27 MiB for the step; bf16 activations take half the room of
+# fp32 ones.
 @pytest.mark.memory_limit(cpu="96MiB", cuda="96MiB", mps="160MiB", xpu="96MiB")
 def test_forward_backward_bf16_autocast(model, tokens, fp32_loss, hw_device, memory_profile):
     first_pass(model, tokens, torch.bfloat16)

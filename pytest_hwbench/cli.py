@@ -39,6 +39,8 @@ def _format_inventory(inventory: dict[str, Any], out: TextIO) -> None:
             out.write(f"\n{name:<6} available, {count} device{'s' if count != 1 else ''}\n")
         else:
             out.write(f"\n{name:<6} unavailable: {backend['reason']}\n")
+        if backend.get("description"):
+            out.write(f"       {backend['description']}\n")
         for device in backend["devices"]:
             if "error" in device:
                 out.write(f"  [{device['index']}] error: {device['error']}\n")
@@ -69,6 +71,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _format_inventory(inventory, sys.stdout)
+        sys.stdout.write(
+            "\nBackends installed as packages (entry points) are listed above; one a project's "
+            "conftest registers (the pytest_hwbench_register_backends hook) is seen only inside "
+            "its pytest run: print the hw_info fixture there.\n"
+        )
     return 0
 
 

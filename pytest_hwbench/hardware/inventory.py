@@ -25,6 +25,7 @@ def backend_inventory(backend: HardwareBackend, *, capabilities: bool = True) ->
     entry: dict[str, Any] = {
         "name": backend.name,
         "torch_device_type": backend.torch_device_type,
+        "description": backend.description,
         "available": backend.is_available(),
         "reason": backend.unavailable_reason(),
         "device_count": backend.device_count(),

@@ -10,7 +10,6 @@ a warning, a line in the terminal and an ``errors`` item of a report marked inco
 from __future__ import annotations
 
 import contextlib
-import os
 import platform as platform_module
 import warnings
 from collections.abc import Callable, Generator, Mapping
@@ -440,7 +439,11 @@ class DistributedReportHooks(_EntryHooks):
 
 
 def _display_path(path: Path) -> str:
+    """`path` as a user would have given it: relative below the working directory, else absolute.
+
+    Never a ``../..`` path: one given as /tmp/hw.json from a project directory stays that.
+    """
     try:
-        return os.path.relpath(path)
+        return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)

@@ -162,8 +162,14 @@ class Comparison:
                 lines += ["", f"{title}: {len(tests)}"]
                 lines += [f"  {t.label}  {t.outcome}{_peak_note(t)}" for t in tests]
         if self.skipped:
+            # Skipped in both runs says nothing new: a count. A test that skipped in one run
+            # only changed: each is listed.
+            changed = [(b, n) for b, n in self.skipped if b.outcome != n.outcome]
+            both = len(self.skipped) - len(changed)
             lines += ["", f"skipped in either run, not compared: {len(self.skipped)}"]
-            for base, new in self.skipped:
+            if both:
+                lines.append(f"  {both} skipped (or xfailed) in both runs")
+            for base, new in changed:
                 reason = new.skip_reason or base.skip_reason
                 lines.append(
                     f"  {new.label}  {base.outcome} -> {new.outcome}"

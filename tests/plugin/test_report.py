@@ -194,3 +194,15 @@ def test_hard_crash_leaves_a_recoverable_journal(
     assert [t["nodeid"] for t in load_valid_report(report_path)["tests"]] == [
         "test_hard_crash_leaves_a_recoverable_journal.py::test_again"
     ]
+
+
+def test_the_report_path_is_shown_as_given_never_as_a_dotdot_path(
+    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    pytester.makepyfile("def test_one():\n    pass\n")
+    outside = tmp_path_factory.mktemp("elsewhere") / "hw.json"
+    result = pytester.runpytest(f"--hw-report={outside}")
+    result.stdout.fnmatch_lines([f"hwbench report: {outside}"])
+    assert "../" not in result.stdout.str()
+    inside = pytester.runpytest("--hw-report=out/hw.json")
+    inside.stdout.fnmatch_lines(["hwbench report: out/hw.json"])

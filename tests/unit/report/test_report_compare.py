@@ -272,3 +272,20 @@ def test_lean_load_refuses_bad_files(
         load_for_compare(path)
     assert str(excinfo.value).startswith(str(path))
     assert message in str(excinfo.value)
+
+
+def test_tests_skipped_in_both_runs_are_a_count_and_changed_ones_are_listed() -> None:
+    skipped = {"outcome": "skipped", "growth": None}
+    base = report(
+        *(entry(f"t.py::test_gpu_{i}", **skipped) for i in range(27)),
+        entry("t.py::test_now_runs", **skipped),
+    )
+    new = report(
+        *(entry(f"t.py::test_gpu_{i}", **skipped) for i in range(27)),
+        entry("t.py::test_now_runs", growth=None),
+    )
+    text = compare_reports(base, new).format_table()
+    assert "skipped in either run, not compared: 28" in text
+    assert "  27 skipped (or xfailed) in both runs" in text
+    assert "t.py::test_now_runs (cpu)  skipped -> passed" in text
+    assert "test_gpu_3" not in text
