@@ -53,7 +53,8 @@ def batch(size: int, *, cpu: str, gpu: str, mps: str) -> Any:
 
 
 # The forward's peak growth on a 2-core x86 CPU: ~2-3 MiB (batch 1), ~8-16 MiB (8), ~32 MiB
-# (32). The GPU budgets leave room for convolution workspaces (cuDNN, oneDNN) and MPS's coarser heaps.
+# (32). The GPU budgets leave room for convolution workspaces (cuDNN, oneDNN) and MPS's
+# coarser heaps.
 @pytest.mark.parametrize(
     "batch_size",
     [
