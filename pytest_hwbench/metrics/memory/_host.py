@@ -239,7 +239,7 @@ def vmhwm_counter() -> Hashable:
     return _vmhwm_key
 
 
-#: Why freed heap cannot be returned to the OS here (set by `heap_trimmer`), for entries' warnings.
+#: What it means for the figures where `heap_trimmer` finds no trim, for entries' warnings.
 NO_TRIM_REASON = (
     "the C library cannot return freed heap to the OS (no glibc malloc_trim): memory an "
     "earlier test freed may still be resident, and this test's growth can read low"
@@ -254,16 +254,27 @@ def heap_trimmer() -> Callable[[], object] | None:
     runs after a bigger one reads almost no RSS growth. None where the C library has no such
     call (macOS, musl): `NO_TRIM_REASON` says what that means for the figures.
     """
+    import ctypes
+
+    trim = _libc_function("malloc_trim", [ctypes.c_size_t])
+    return None if trim is None else functools.partial(trim, 0)
+
+
+def _libc_function(name: str, argtypes: list[Any]) -> Any:
+    """The C library's function `name` (returning int); None off Linux or where it has none.
+
+    musl, for one, lacks glibc's malloc extensions.
+    """
     if not _IS_LINUX:
         return None
     import ctypes
 
     try:
-        trim = ctypes.CDLL(None).malloc_trim
+        function = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return functools.partial(trim, 0)
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
 
 
 #: glibc's initial mmap threshold (M_MMAP_THRESHOLD), which it raises after freeing a mapped block.
@@ -279,18 +290,12 @@ def fix_mmap_threshold() -> bool:
     a test frees a big tensor a later test's blocks below that size come from the heap instead
     of fresh mappings, and its RSS growth depends on the tests before it. Once set, blocks of
     128 KiB and more are mapped and unmapped each time, as at the start of every process.
-    False where the C library has no mallopt (macOS, musl keep no such threshold).
+    False where the C library has no mallopt (macOS, musl).
     """
-    if not _IS_LINUX:
-        return False
     import ctypes
 
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD))
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD))
 
 
 def allow_rss_resets(allowed: bool) -> None:
