@@ -126,6 +126,7 @@ class Measurer:
         """
         if "torch" not in sys.modules:
             return  # not yet: a later test may have loaded it
+        from pytest_hwbench.metrics.memory._host import release_freed_memory
         from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
 
         facts = self.warmups.setdefault(platform, {"seconds": 0.0})
@@ -140,11 +141,7 @@ class Measurer:
             reader = MemoryMetricFactory.create(backend)
             before = reader.read_current()
             backend.warm_up(0, optimizer_step=optimizer_step)
-            gc.collect()
-            if not self._trim_resolved:
-                self._resolve_trim()
-            if self._trim is not None:
-                self._trim()
+            release_freed_memory()  # what it left resident, not what it freed
             after = reader.read_current()
             retained = facts.setdefault("retained_bytes", {})
             for name in after.keys() & before.keys():

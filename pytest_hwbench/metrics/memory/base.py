@@ -17,6 +17,7 @@ from pytest_hwbench.hardware.peak_counters import (
     join_shared_counter,
     release_shared_counter,
 )
+from pytest_hwbench.metrics.memory._host import release_freed_memory
 from pytest_hwbench.metrics.memory._recording import SeriesRecord
 from pytest_hwbench.metrics.memory.reader import MemoryReader
 from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
@@ -51,22 +52,6 @@ class MetricState(enum.Enum):
     CREATED = "created"
     RUNNING = "running"
     STOPPED = "stopped"
-
-
-def _release_freed_memory() -> None:
-    """Collect garbage and give the heap's freed memory back to the OS (glibc; else nothing).
-
-    Before a measured block: what the code before it freed would otherwise be handed out again
-    inside it, and its growth would depend on how much that was.
-    """
-    import gc
-
-    from pytest_hwbench.metrics.memory._host import heap_trimmer
-
-    gc.collect()
-    trim = heap_trimmer()
-    if trim is not None:
-        trim()
 
 
 @dataclass
@@ -193,7 +178,7 @@ class MemoryMetric(MemoryReader):
         if not isinstance(label, str) or not label.strip():
             raise TypeError(f"measure() takes a non-empty str label, got {label!r}")
         if self.state is MetricState.RUNNING:
-            _release_freed_memory()  # what the code before the block freed is not its to reuse
+            release_freed_memory()  # what the code before the block freed is not its to reuse
         with counters_lock:
             with self._lock:
                 if self.state is not MetricState.RUNNING:
