@@ -66,10 +66,6 @@ class Measurer:
         self._warmed: dict[str, bool] = {}
         #: Whether a measured test must first look for a platform to warm up (--hw-warmup).
         self.warmup_pending = options.warmup
-        self._trim: Callable[[], object] | None = None
-        self._trim_resolved = False
-        #: Why freed heap cannot go back to the OS here (None: it can, or not known yet).
-        self.no_trim_reason: str | None = None
         if not options.rss_reset:
             from pytest_hwbench.metrics.memory._host import allow_rss_resets
 
@@ -96,28 +92,16 @@ class Measurer:
                 self.warm_up(platform, optimizer_step=asked)
         if not asked:
             return None
-        gc.collect()
-        if not self._trim_resolved:
-            self._resolve_trim()
-        trim = self._trim
-        if trim is None:
-            return self.no_trim_reason
-        trim()
-        return None
-
-    def _resolve_trim(self) -> None:
-        """Find the heap trim, and hold glibc's mmap threshold (`fix_mmap_threshold`): once."""
         from pytest_hwbench.metrics.memory._host import (
             NO_TRIM_REASON,
             fix_mmap_threshold,
             heap_trimmer,
+            release_freed_memory,
         )
 
-        fix_mmap_threshold()
-        self._trim_resolved = True
-        self._trim = heap_trimmer()
-        if self._trim is None:
-            self.no_trim_reason = NO_TRIM_REASON
+        fix_mmap_threshold()  # once a process (cached)
+        release_freed_memory()
+        return NO_TRIM_REASON if heap_trimmer() is None else None
 
     def warm_up(self, platform: str, *, optimizer_step: bool) -> None:
         """Run `platform`'s warm-up (`HardwareBackend.warm_up`), recording what it cost.
