@@ -154,26 +154,6 @@ def test_a_run_whose_tests_never_import_torch_is_not_warmed_up(
     assert '"warmup"' not in report_path.read_text()
 
 
-@pytest.mark.parametrize(
-    ("option", "valid"), [("--hw-warmup=sometimes", "auto, off"), ("--hw-rss-reset=no", "on, off")]
-)
-def test_bad_choices_are_usage_errors_naming_the_valid_ones(
-    pytester: pytest.Pytester, option: str, valid: str
-) -> None:
-    pytester.makepyfile("def test_one():\n    pass\n")
-    result = pytester.runpytest(option)
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*{option}*valid: {valid}*"])
-
-
-def test_the_ini_twins_are_read(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nhw_warmup = maybe\n")
-    pytester.makepyfile("def test_one():\n    pass\n")
-    result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*ini hw_warmup=maybe*valid: auto, off*"])
-
-
 #: Three tests of 48, 16 and 32 MiB: the first is the process's peak.
 PEAK_SUITE = """
 import mmap

@@ -57,6 +57,8 @@ def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester) ->
         (["--hw-sampler=gpu"], "*--hw-sampler=gpu: valid samplers: thread, process*"),
         (["--hw-unavailable=ignore"], "*valid policies: skip, deselect, fail*"),
         (["--hw-summary=lots"], "*--hw-summary=lots: give a number*"),
+        (["--hw-warmup=sometimes"], "--hw-warmup=sometimes: valid: auto, off"),
+        (["--hw-rss-reset=no"], "--hw-rss-reset=no: valid: on, off"),
     ],
 )
 def test_bad_options_are_usage_errors_before_any_test(
@@ -74,6 +76,14 @@ def test_bad_ini_memory_limit_is_a_usage_error(pytester: pytest.Pytester) -> Non
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini hw_memory_limit: bad size '2 gigs'*512MB (10^6)*"])
+
+
+def test_bad_ini_choice_is_a_usage_error_naming_the_key(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nhw_warmup = maybe\n")
+    pytester.makepyfile("def test_never(): raise AssertionError('must not run')")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: pytest-hwbench: ini hw_warmup=maybe: valid: auto, off"])
 
 
 def test_unwritable_report_path_fails_at_start(pytester: pytest.Pytester) -> None:
