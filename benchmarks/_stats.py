@@ -1,4 +1,4 @@
-"""Statistics the benchmark scripts share: a confidence interval of a median."""
+"""Statistics the benchmark scripts share: a confidence interval of a median, a quiet time."""
 
 from __future__ import annotations
 
@@ -25,3 +25,9 @@ def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float,
     if k == 0:
         return None
     return ordered[k - 1], ordered[n - k]
+
+
+def quiet_time(seconds: Sequence[float]) -> float:
+    """The 10th percentile of run times: a shared VM's stolen time only ever makes runs slower."""
+    ordered = sorted(seconds)
+    return ordered[(len(ordered) - 1) // 10]

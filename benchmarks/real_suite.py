@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _stats import median_ci
+from _stats import median_ci, quiet_time
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The suite, pinned: its sdist carries the tests, its wheel does not.
@@ -89,11 +89,6 @@ def run(workdir: Path, variant: str, report: Path) -> float:
     return seconds
 
 
-def _tenth_percentile(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[int(0.1 * (len(ordered) - 1))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=ROOT / ".real-suite")
@@ -129,7 +124,7 @@ def main() -> int:
     for name in names:
         ratios = [t / p for t, p in zip(times[name], times["plain"], strict=True)]
         ratio = statistics.median(ratios)
-        quiet = _tenth_percentile(times[name]) / _tenth_percentile(times["plain"])
+        quiet = quiet_time(times[name]) / quiet_time(times["plain"])
         target = ""
         if name == "+report":
             verdict = "ok" if max(ratio, quiet) <= REPORT_MAX_RATIO else "MISSED"

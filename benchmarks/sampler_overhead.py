@@ -41,7 +41,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from _stats import median_ci
+from _stats import median_ci, quiet_time
 
 from pytest_hwbench.metrics.memory.base import MemoryMetric
 from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
@@ -253,12 +253,6 @@ def spread(ratios: list[float]) -> str:
         return "-"
     q1, _, q3 = statistics.quantiles(ratios, n=4)
     return f"{q3 - q1:.4f}"
-
-
-def quiet_time(seconds: list[float]) -> float:
-    """The 10th percentile of run times: a shared VM's stolen time only ever makes runs slower."""
-    ordered = sorted(seconds)
-    return ordered[(len(ordered) - 1) // 10]
 
 
 def load_average() -> str:
