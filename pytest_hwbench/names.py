@@ -28,6 +28,7 @@ __all__ = [
     "PROFILE_FIXTURE",
     "PYTEST_BENCHMARK_FIXTURE",
     "SESSION_PLUGIN_NAME",
+    "STRETCH_RESULT_KEY",
     "XDIST_WORKER_ENV",
 ]
 
@@ -65,6 +66,9 @@ SESSION_PLUGIN_NAME = "hwbench_session"
 
 #: A test's memory results (its metric's `get_metrics()` with the timeline), for its entry.
 MEMORY_RESULT_KEY = pytest.StashKey[dict[str, Any]]()
+#: A host test's memory measured for a report by the run's `HostStretch`: its `StretchResult`
+#: (a named tuple), which the report encodes without building the dict form.
+STRETCH_RESULT_KEY = pytest.StashKey[tuple[Any, ...]]()
 #: Why a test failed when a check of ours failed it (a memory limit, a leak), for its entry.
 FAILURE_KEY = pytest.StashKey[dict[str, Any]]()
 #: The timing statistics of a test's ``hw_benchmark`` run, for its entry.

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench.names import FAILURE_KEY, HOST_PLATFORM, MEMORY_RESULT_KEY
+from pytest_hwbench.names import (
+    FAILURE_KEY,
+    HOST_PLATFORM,
+    MEMORY_RESULT_KEY,
+    STRETCH_RESULT_KEY,
+)
 from pytest_hwbench.plugin.summary import SummaryRow, TopRows
 from pytest_hwbench.units import format_bytes
 
@@ -24,7 +29,7 @@ if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
     from pytest_hwbench.metrics.memory._host import RSSPeakProbe
     from pytest_hwbench.metrics.memory.base import MemoryMetric
-    from pytest_hwbench.metrics.memory.stretch import HostStretch
+    from pytest_hwbench.metrics.memory.stretch import HostStretch, StretchResult
     from pytest_hwbench.metrics.memory.timeline import MemoryMark
     from pytest_hwbench.plugin.options import HwbenchOptions
     from pytest_hwbench.plugin.planning import Planner
@@ -252,10 +257,12 @@ class Measurer:
             self.config.add_cleanup(stretch.close)
         return stretch
 
-    def keep_stretch(self, item: pytest.Item, memory: dict[str, Any]) -> None:
+    def keep_stretch(self, item: pytest.Item, measured: StretchResult) -> None:
         """Keep a stretch's results for `item`'s entry and its junitxml properties."""
-        _add_peak_properties(item, memory["series"])
-        item.stash[MEMORY_RESULT_KEY] = memory
+        properties = item.user_properties
+        properties.append(("hw_peak_bytes:rss", measured.peak_bytes))
+        properties.append(("hw_peak_delta_bytes:rss", measured.peak_bytes - measured.start_bytes))
+        item.stash[STRETCH_RESULT_KEY] = measured
 
     # -- limits and leaks --------------------------------------------------------------------------
 
@@ -414,12 +421,14 @@ class CallHooks:
                 try:
                     result = yield
                 finally:
-                    memory = stretch.end()
+                    measured = stretch.end()
                     if warning is not None:
+                        memory = measured.to_memory()
                         memory["warnings"].append(warning)
-                    measurer.keep_stretch(item, memory)
+                        measured = measured._replace(long_form=memory)
+                    measurer.keep_stretch(item, measured)
                 if plan.limit is not None:
-                    stats = memory["series"]["rss"]
+                    stats = measured.to_memory()["series"]["rss"]
                     measurer.enforce_limit(item, plan.limit, plan.platform, "rss", stats, ())
                 return result
             if stretch is not None:

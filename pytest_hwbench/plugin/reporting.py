@@ -10,6 +10,7 @@ a warning, a line in the terminal and an ``errors`` item of a report marked inco
 from __future__ import annotations
 
 import contextlib
+import json
 import platform as platform_module
 import warnings
 from collections.abc import Callable, Generator, Mapping
@@ -18,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_hwbench.names import BENCHMARK_RESULT_KEY, FAILURE_KEY, MEMORY_RESULT_KEY
+from pytest_hwbench.names import (
+    BENCHMARK_RESULT_KEY,
+    FAILURE_KEY,
+    MEMORY_RESULT_KEY,
+    STRETCH_RESULT_KEY,
+)
 from pytest_hwbench.plugin.summary import (
     SummaryRow,
     TopRows,
@@ -28,6 +34,7 @@ from pytest_hwbench.plugin.summary import (
 from pytest_hwbench.report.model import primary_stats
 
 if TYPE_CHECKING:
+    from pytest_hwbench.metrics.memory.stretch import StretchResult
     from pytest_hwbench.plugin.options import HwbenchOptions
     from pytest_hwbench.report.writer import ReportWriter
 
@@ -35,6 +42,8 @@ __all__ = ["DistributedReportHooks", "ReportHooks", "ReportWarning", "Reporter",
 
 #: Lines of a failure's message kept in its entry.
 FAILURE_LINES = 8
+#: A JSON string, as the report's compact encoder writes one (ASCII, escapes included).
+_json_string = json.encoder.encode_basestring_ascii
 
 
 class ReportWarning(UserWarning):
@@ -120,12 +129,23 @@ class Reporter:
         self._host = platform_module.node()
         self._pinned = pinned_devices
 
-    def test_data(self, item: pytest.Item, platform: str) -> dict[str, Any]:
-        """What `item`'s entry needs of its measurements (under xdist, its teardown report's)."""
+    def test_data(
+        self, item: pytest.Item, platform: str, *, portable: bool = True
+    ) -> dict[str, Any]:
+        """What `item`'s entry needs of its measurements (under xdist, its teardown report's).
+
+        `portable`: plain data only, to travel on a report. Otherwise a host test's memory may
+        stay the `StretchResult` it was measured as (``stretch``), which `add` encodes directly.
+        """
         stash = item.stash
+        memory = stash.get(MEMORY_RESULT_KEY, None)
+        stretch = stash.get(STRETCH_RESULT_KEY, None)
+        if stretch is not None and (portable or memory is not None):
+            memory, stretch = memory or stretch.to_memory(), None  # type: ignore[attr-defined]
         return {
             "platform": platform,
-            "memory": stash.get(MEMORY_RESULT_KEY, None),
+            "memory": memory,
+            "stretch": stretch,
             "benchmark": stash.get(BENCHMARK_RESULT_KEY, None),
             "failure": stash.get(FAILURE_KEY, None),
             "worker": self.worker_id,
@@ -181,14 +201,26 @@ class Reporter:
         if data is None:
             data = getattr(report, "hwbench", None) or {}
         outcome, skip_reason = final_outcome(phases)
+        # Sub-100 ns digits of pytest's durations are noise, and bytes in every entry.
+        duration_s = round(sum(r.duration for r in phases.values()), 7)
+        stretch: StretchResult | None = data.get("stretch")
         memory = data.get("memory")
+        if (
+            memory is None
+            and (stretch is None or stretch.long_form is None)
+            and outcome not in ("failed", "error")
+            and not (data.get("benchmark") or data.get("worker") or data.get("pinned_devices"))
+        ):
+            self._keep_short(report.nodeid, outcome, data, duration_s, stretch, skip_reason)
+            return
+        if memory is None and stretch is not None:
+            memory = stretch.to_memory()
         entry: dict[str, Any] = {
             "nodeid": report.nodeid,
             "outcome": outcome,
             "platform": data.get("platform"),
             "device": (memory or {}).get("device", {}).get("device"),
-            # Sub-100 ns digits of pytest's durations are noise, and bytes in every entry.
-            "duration_s": round(sum(r.duration for r in phases.values()), 7),
+            "duration_s": duration_s,
             "host": data.get("host"),
             "memory": memory,
         }
@@ -203,6 +235,61 @@ class Reporter:
         if outcome in ("failed", "error"):
             entry["failure"] = data.get("failure") or _exception_failure(phases)
         self._keep(entry)
+
+    def _keep_short(
+        self,
+        nodeid: str,
+        outcome: str,
+        data: Mapping[str, Any],
+        duration_s: float,
+        stretch: StretchResult | None,
+        skip_reason: str | None,
+    ) -> None:
+        """Keep the entry of a test that passed or was skipped, measured short or not at all.
+
+        Most entries of a big run are this one shape: it is encoded straight to its JSON text,
+        exactly as `_keep` would write the same entry's dicts, without building them.
+        """
+        platform = data.get("platform")
+        host = data.get("host")
+        where = "null" if platform is None else _json_string(platform)
+        if stretch is None:
+            memory = "null"
+        else:
+            growth = stretch.peak_bytes - stretch.start_bytes
+            memory = (
+                f'{{"interval_s":{stretch.interval_s!r},"sampler":"thread","samples":2,'
+                f'"duration_s":{stretch.duration_s!r},"series":{{"rss":{{'
+                f'"start_bytes":{stretch.start_bytes},"end_bytes":{stretch.end_bytes},'
+                f'"peak_bytes":{stretch.peak_bytes},"peak_delta_bytes":{growth},'
+                f'"exact_peak":{"true" if stretch.exact_peak else "false"}}}}},'
+                f'"warnings":[],"primary_series":"rss","timeline":null}}'
+            )
+            top_rows = self.top_rows
+            if top_rows.would_keep(platform or "?", growth):
+                top_rows.add(
+                    SummaryRow(
+                        platform or "?",
+                        growth,
+                        stretch.peak_bytes,
+                        "rss",
+                        stretch.exact_peak,
+                        nodeid,
+                    )
+                )
+        text = (
+            f'{{"nodeid":{_json_string(nodeid)},"outcome":"{outcome}","platform":{where},'
+            f'"device":{where},"duration_s":{duration_s!r},'
+            f'"host":{"null" if host is None else _json_string(host)},"memory":{memory}'
+            + ("}" if skip_reason is None else f',"skip_reason":{_json_string(skip_reason)}}}')
+        )
+        if self._keep_entries:
+            self.entries.append(json.loads(text))
+        writer = self.writer
+        if writer is not None:
+            seen = len(writer.errors)
+            writer.add_encoded_test(text)
+            self._report_writer_errors(seen)
 
     def _add_crashed(self, report: pytest.TestReport) -> None:
         """An xdist worker died running this test: it gets an entry; the report is incomplete.
@@ -416,7 +503,7 @@ class ReportHooks(_EntryHooks):
     def _data(self, report: pytest.TestReport) -> dict[str, Any] | None:
         item = self._item
         if report.when == "teardown" and item is not None and item.nodeid == report.nodeid:
-            return self.reporter.test_data(item, self.platform_of(item))
+            return self.reporter.test_data(item, self.platform_of(item), portable=False)
         return None
 
 

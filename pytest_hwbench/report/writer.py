@@ -185,7 +185,9 @@ class _Journal:
         data = (line + "\n").encode("utf-8", "surrogateescape")
         if not self._still_ours():
             self._reopen(replay)
-        _write_all(self._fd, data)
+        written = os.write(self._fd, data)
+        if written < len(data):  # rare for a regular file: a signal, a nearly full disk
+            _write_all(self._fd, data[written:])
 
     def _reopen(self, replay: Callable[[], Iterable[str]]) -> None:
         if self._fd >= 0 and self._same_file() is not None:
@@ -277,14 +279,21 @@ class ReportWriter:
         except (TypeError, ValueError) as exc:  # an object JSON cannot hold
             self._fail("an entry could not be journaled", exc)
             return
+        self._append_line(line)
+
+    def _append_line(self, line: str) -> None:
         self._lines.append(line)
         if self._journal is None or not self._journaling:
             return
         try:
-            self._journal.write(line, lambda: self._lines[:-1])
+            self._journal.write(line, self._lines_before_last)
         except OSError as exc:
             self._fail("journaling stopped (the entries are kept in memory)", exc)
             self._journaling = False
+
+    def _lines_before_last(self) -> list[str]:
+        """What a lost journal is rewritten with before the line being written."""
+        return self._lines[:-1]
 
     def add_machine(self, key: str, inventory: Mapping[str, Any]) -> None:
         """Record another host's inventory (xdist workers on other machines)."""
@@ -299,6 +308,16 @@ class ReportWriter:
         with self._lock:
             self.test_count += 1
             self._append({"test": entry})
+
+    def add_encoded_test(self, entry_json: str) -> None:
+        """Add one finished test's entry, given as its compact JSON text (an object).
+
+        For callers that encode the common entry themselves, faster than building its dicts;
+        the text must be what `finite_json` makes of the entry. Never raises.
+        """
+        with self._lock:
+            self.test_count += 1
+            self._append_line(f'{{"test":{entry_json}}}')
 
     def report_text(self, *, complete: bool) -> str:
         """The whole report as JSON text (incomplete whenever something went wrong)."""

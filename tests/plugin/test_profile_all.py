@@ -11,6 +11,9 @@ import pytest
 from pytest_hwbench.hardware.cpu import clear_refs_writable
 from pytest_hwbench.hardware.peak_counters import holders_of
 from pytest_hwbench.metrics.memory._host import RSSPeakProbe, vmhwm_counter
+from pytest_hwbench.metrics.memory.stretch import StretchResult
+from pytest_hwbench.report.loader import validate_report
+from pytest_hwbench.report.model import finite_json
 
 MiB = 2**20
 
@@ -121,7 +124,7 @@ def test_a_report_keeps_a_timeline_only_for_tests_that_outlive_an_interval(
             buffer = mmap.mmap(-1, 24 * 2**20)
             for i in range(0, len(buffer), 4096):
                 buffer[i] = 1
-            time.sleep(0.1)
+            time.sleep(0.3)  # after a short test the sampler looks in only every 0.1 s
 
         @pytest.mark.memory_limit("1MiB")
         def test_over():
@@ -157,3 +160,79 @@ def test_a_report_keeps_a_timeline_only_for_tests_that_outlive_an_interval(
     over = entries["test_over"]
     assert over["failure"]["kind"] == "memory_limit"
     assert over["memory"]["series"]["rss"]["peak_delta_bytes"] >= 7 * MiB
+
+
+def test_every_entry_of_a_report_is_the_compact_json_of_its_own_content(
+    pytester: pytest.Pytester,
+) -> None:
+    """Entries written straight to text (the common short ones) read back byte for byte.
+
+    Node ids and reasons with quotes, backslashes and non-ASCII characters; every outcome; tests
+    measured short, measured long, and not measured at all.
+    """
+    pytester.makepyfile(
+        test_shapes=r"""
+        import time
+
+        import pytest
+
+        @pytest.mark.parametrize("text", ['quote"s', "back\\slash", "Größe 🚀", "tab\tnew\nline"])
+        def test_ids(text):
+            pass
+
+        def test_skipped_in_the_body():
+            pytest.skip('not here: "quoted" & Größe')
+
+        @pytest.mark.skip(reason="never")
+        def test_skipped_at_setup():
+            pass
+
+        @pytest.mark.xfail(reason="known")
+        def test_xfailed():
+            assert False
+
+        @pytest.mark.xfail(reason="known")
+        def test_xpassed():
+            pass
+
+        def test_failed():
+            assert 1 == 2
+
+        @pytest.mark.hardware("cuda")
+        def test_elsewhere():
+            pass
+
+        def test_long():
+            time.sleep(0.3)
+        """
+    )
+    # Node ids as written, not ASCII-escaped: a report must carry any text a node id can hold.
+    pytester.makeini(
+        "[pytest]\ndisable_test_id_escaping_and_forfeit_all_rights_to_community_support = true\n"
+    )
+    report_path = pytester.path / "hw.json"
+    result = pytester.runpytest(
+        "--hw-profile-all", "--hw-interval=5ms", f"--hw-report={report_path}"
+    )
+    result.assert_outcomes(passed=5, skipped=3, failed=1, xfailed=1, xpassed=1)
+    text = report_path.read_text(encoding="utf-8")
+    report = json.loads(text)
+    assert finite_json(report) == text
+    outcomes = {e["nodeid"].split("::")[-1]: e["outcome"] for e in report["tests"]}
+    assert outcomes["test_xpassed"] == "xpassed"
+    assert outcomes["test_ids[Größe 🚀]"] == "passed"
+    by_name = {e["nodeid"].split("::")[-1]: e for e in report["tests"]}
+    assert by_name["test_skipped_in_the_body"]["skip_reason"] == 'not here: "quoted" & Größe'
+    assert by_name["test_skipped_in_the_body"]["memory"]["series"]["rss"]["exact_peak"] is True
+    assert by_name["test_skipped_at_setup"]["memory"] is None
+    assert by_name["test_long"]["memory"]["timeline"] is not None
+    assert by_name["test_failed"]["failure"]["kind"] == "exception"
+    validate_report(report, str(report_path))
+    # Written straight to text or from dicts, an entry has one shape: the same keys, in order.
+    fast, from_dicts = by_name["test_skipped_in_the_body"], by_name["test_failed"]
+    assert (list(fast)[-1], list(from_dicts)[-1]) == ("skip_reason", "failure")
+    assert list(fast)[:-1] == list(from_dicts)[:-1]
+    dict_form = StretchResult(1, 2, 3, True, 0.5, 0.005).to_memory()
+    assert list(fast["memory"]) == list(dict_form)
+    assert fast["memory"]["interval_s"] == dict_form["interval_s"]
+    assert list(fast["memory"]["series"]["rss"]) == list(dict_form["series"]["rss"])

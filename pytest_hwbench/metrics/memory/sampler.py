@@ -25,7 +25,9 @@ MIN_INTERVAL_S = 0.001
 #: An idle sampler thread (no metric running) exits after this long; the next metric restarts it.
 IDLE_EXIT_S = 5.0
 
-SampleCallback = Callable[[int], None]
+#: Called with the time (``perf_counter_ns``) of the tick. It may return how many ns until it
+#: wants its next call, overriding its interval for that once (None: at its interval).
+SampleCallback = Callable[[int], "int | None"]
 ErrorCallback = Callable[[BaseException], None]
 
 
@@ -82,7 +84,11 @@ class SamplerThread:
         return self._thread
 
     def add(self, callback: SampleCallback, interval_s: float, on_error: ErrorCallback) -> int:
-        """Start calling `callback(now_ns)` every `interval_s`; returns a token for `remove`."""
+        """Start calling `callback(now_ns)` every `interval_s`; returns a token for `remove`.
+
+        A callback that returns a number of ns is next called that much later instead (a
+        client that knows it has nothing to sample for a while lets the thread sleep).
+        """
         interval_ns = max(int(interval_s * 1e9), 1)
         with self._lock:
             token = next(self._ids)
@@ -147,20 +153,25 @@ class SamplerThread:
                     return
             else:
                 idle_since_ns = None
-                wait_ns = clients[0].interval_ns
+                wait_ns = None
                 for client in clients:
                     due_ns = client.next_due_ns
                     if due_ns <= now_ns:
-                        # Skip missed ticks rather than bursting to catch up after a GIL stall.
-                        missed = (now_ns - due_ns) // client.interval_ns
-                        due_ns += (missed + 1) * client.interval_ns
-                        client.next_due_ns = due_ns
                         try:
-                            client.callback(now_ns)
+                            delay_ns = client.callback(now_ns)
                         except BaseException as exc:
                             self._drop(client, exc)
-                    if due_ns - now_ns < wait_ns:
+                            delay_ns = None
+                        if delay_ns is None:
+                            # Skip missed ticks rather than bursting to catch up after a stall.
+                            missed = (now_ns - due_ns) // client.interval_ns
+                            due_ns += (missed + 1) * client.interval_ns
+                        else:
+                            due_ns = now_ns + max(delay_ns, 0)
+                        client.next_due_ns = due_ns
+                    if wait_ns is None or due_ns - now_ns < wait_ns:
                         wait_ns = due_ns - now_ns
+                assert wait_ns is not None  # clients is not empty
                 if self._stopping:
                     return
             self._wake_at_ns = now_ns + wait_ns

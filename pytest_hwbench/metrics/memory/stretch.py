@@ -5,12 +5,19 @@ report of thousands of short tests more than the tests themselves. Most tests en
 sampling interval, where a timeline holds two points: a stretch keeps the start, the exact peak
 (the run-long `RSSPeakProbe`) and the end, and samples only when the test outlives an interval:
 the sampler thread parks readings, and only then is a timeline built.
+
+The sampler thread itself is the larger cost: every wake-up takes the GIL from the test, and on
+a 2-core VM a thread waking every 10 ms slows the code it interrupts by 2-3%. So while tests end
+inside an interval, the thread looks in only every `LOOK_IN_S`; once a stretch outlives an
+interval it samples at the interval again, until stretches are short again. A long test that
+follows short ones is therefore sampled from at most `LOOK_IN_S` after its start (its exact peak
+does not depend on sampling).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytest_hwbench.metrics.memory._host import (
     RSSPeakProbe,
@@ -20,7 +27,55 @@ from pytest_hwbench.metrics.memory._host import (
 )
 from pytest_hwbench.metrics.memory.sampler import get_sampler
 
-__all__ = ["HostStretch"]
+__all__ = ["LOOK_IN_S", "HostStretch", "StretchResult"]
+
+#: How often the sampler looks at a run whose tests end inside one sampling interval.
+LOOK_IN_S = 0.1
+
+
+class StretchResult(NamedTuple):
+    """One stretch's memory: the figures of a short one, or a long one's whole ``memory``.
+
+    A tuple of numbers rather than nested dicts: a report of thousands of tests keeps one per
+    test until its entry is written, and the entry of a short one is written from it directly.
+    """
+
+    start_bytes: int
+    end_bytes: int
+    peak_bytes: int
+    exact_peak: bool
+    duration_s: float
+    interval_s: float
+    #: A sampled (or warned) stretch's report ``memory``; None for a short, quiet one.
+    long_form: dict[str, Any] | None = None
+
+    @property
+    def peak_delta_bytes(self) -> int:
+        """How far the peak rose above the start."""
+        return self.peak_bytes - self.start_bytes
+
+    def to_memory(self) -> dict[str, Any]:
+        """The stretch as a report entry's ``memory`` (a new dict each call)."""
+        if self.long_form is not None:
+            return self.long_form
+        return {
+            "interval_s": self.interval_s,
+            "sampler": "thread",
+            "samples": 2,
+            "duration_s": self.duration_s,
+            "series": {
+                "rss": {
+                    "start_bytes": self.start_bytes,
+                    "end_bytes": self.end_bytes,
+                    "peak_bytes": self.peak_bytes,
+                    "peak_delta_bytes": self.peak_bytes - self.start_bytes,
+                    "exact_peak": self.exact_peak,
+                }
+            },
+            "warnings": [],
+            "primary_series": "rss",
+            "timeline": None,
+        }
 
 
 class HostStretch:
@@ -32,6 +87,9 @@ class HostStretch:
 
     __slots__ = (
         "_active",
+        "_interval_ns",
+        "_lasting",
+        "_look_in_ns",
         "_t0_ns",
         "_ticks",
         "_token",
@@ -41,9 +99,21 @@ class HostStretch:
         "sampler_error",
     )
 
-    def __init__(self, probe: RSSPeakProbe, interval_s: float, device: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        probe: RSSPeakProbe,
+        interval_s: float,
+        device: dict[str, Any],
+        *,
+        look_in_s: float = LOOK_IN_S,
+    ) -> None:
         self.probe = probe
         self.interval_s = interval_s
+        self._interval_ns = int(interval_s * 1e9)
+        self._look_in_ns = int(max(look_in_s, interval_s) * 1e9)
+        # Whether the last stretch outlived an interval (the next may too: sample at the
+        # interval) or not (look in rarely). The first is assumed to.
+        self._lasting = True
         #: What a report says of the measured device (the host).
         self.device = device
         self.sampler_error: str | None = None
@@ -73,9 +143,16 @@ class HostStretch:
             get_sampler().remove(self._token)
             self._token = None
 
-    def _tick(self, now_ns: int) -> None:
-        if self._active:  # a tick only parks statm's bytes: the GIL is held as briefly as it can
+    def _tick(self, now_ns: int) -> int | None:
+        """The sampler's call: park a reading of a stretch that outlived an interval.
+
+        Returns when to be called next: at the interval (None) while stretches last, else
+        after `LOOK_IN_S`. A tick only parks statm's bytes: the GIL is held as briefly as it can.
+        """
+        if self._active and now_ns - self._t0_ns >= self._interval_ns:
             self._ticks.append((now_ns, read_rss_raw()))
+            return None
+        return None if self._lasting else self._look_in_ns
 
     def _on_error(self, exc: BaseException) -> None:
         self.sampler_error = (
@@ -83,32 +160,38 @@ class HostStretch:
             "timeline ends there, exact peaks are unaffected"
         )
 
-    def end(self) -> dict[str, Any]:
-        """End the stretch: its results in a report's ``memory`` form (timeline null if short)."""
+    def end(self) -> StretchResult:
+        """End the stretch: start, exact peak and end, and a timeline if it was sampled."""
         self._active = False
         end_ns = time.perf_counter_ns()
-        peak = self.probe.end()
-        end_bytes = read_rss_bytes()
-        start = self.probe.start_bytes
         t0 = self._t0_ns
+        self._lasting = end_ns - t0 >= self._interval_ns
+        probe = self.probe
+        peak = probe.end()
+        end_bytes = read_rss_bytes()
+        start = probe.start_bytes
+        duration_s = round((end_ns - t0) / 1e9, 7)
+        if not self._ticks and self.sampler_error is None:  # the common case: short and quiet
+            peak = max(peak, end_bytes) if probe.exact else max(peak, start, end_bytes)
+            return StretchResult(start, end_bytes, peak, probe.exact, duration_s, self.interval_s)
         ticks = [(t, rss_from_raw(raw)) for t, raw in self._ticks if t >= t0]
         sampled = [start, *(value for _, value in ticks), end_bytes]
         warnings = [self.sampler_error] if self.sampler_error else []
         self.sampler_error = None
         # Without resets a peak below an earlier one is not in the mark: the samples bound it.
-        peak = max(peak, end_bytes) if self.probe.exact else max(peak, *sampled)
+        peak = max(peak, end_bytes) if probe.exact else max(peak, *sampled)
         stats = {
             "start_bytes": start,
             "end_bytes": end_bytes,
             "peak_bytes": peak,
             "peak_delta_bytes": peak - start,
-            "exact_peak": self.probe.exact,
+            "exact_peak": probe.exact,
         }
         memory: dict[str, Any] = {
             "interval_s": self.interval_s,
             "sampler": "thread",
             "samples": len(sampled),
-            "duration_s": round((end_ns - t0) / 1e9, 7),
+            "duration_s": duration_s,
             "series": {"rss": stats},
             "warnings": warnings,
             "primary_series": "rss",
@@ -120,7 +203,9 @@ class HostStretch:
             stats["min_bytes"], stats["sampled_peak_bytes"] = min(sampled), max(sampled)
             memory["timeline"] = self._timeline(ticks, start, end_bytes, end_ns)
             memory["device"], memory["platform"] = self.device, self.device["platform"]
-        return memory
+        return StretchResult(
+            start, end_bytes, peak, probe.exact, duration_s, self.interval_s, memory
+        )
 
     def _timeline(
         self, ticks: list[tuple[int, int]], start: int, end: int, end_ns: int

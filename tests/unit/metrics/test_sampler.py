@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -128,3 +129,24 @@ def test_clients_added_and_removed_concurrently_are_all_served() -> None:
             sampler.remove(token)
     finally:
         sampler.shutdown()
+
+
+def test_a_callback_returning_a_delay_is_next_called_after_it() -> None:
+    sampler = SamplerThread()
+    calls: list[int] = []
+    errors: list[BaseException] = []
+
+    def slow_down(now_ns: int) -> int | None:
+        calls.append(now_ns)
+        return 50_000_000 if len(calls) >= 3 else None  # three at 2 ms, then every 50 ms
+
+    token = sampler.add(slow_down, 0.002, errors.append)
+    try:
+        assert _wait_for(lambda: len(calls) >= 5)
+    finally:
+        sampler.remove(token)
+        sampler.shutdown()
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert all(gap < 40_000_000 for gap in gaps[:2])
+    assert all(gap >= 49_000_000 for gap in gaps[2:4])
+    assert not errors
