@@ -60,6 +60,14 @@ def warn_report(message: str) -> None:
 def final_outcome(phases: dict[str, pytest.TestReport]) -> tuple[str, str | None]:
     """One outcome per test from its phase reports, the way pytest's summary counts them."""
     setup, call, teardown = phases.get("setup"), phases.get("call"), phases.get("teardown")
+    if (
+        setup is not None
+        and call is not None
+        and teardown is not None
+        and setup.outcome == call.outcome == teardown.outcome == "passed"
+        and not hasattr(call, "wasxfail")
+    ):
+        return "passed", None  # nearly every test: the checks below, answered at once
     for report in (setup, call):
         if report is not None and report.skipped:
             if hasattr(report, "wasxfail"):
@@ -129,23 +137,17 @@ class Reporter:
         self._host = platform_module.node()
         self._pinned = pinned_devices
 
-    def test_data(
-        self, item: pytest.Item, platform: str, *, portable: bool = True
-    ) -> dict[str, Any]:
-        """What `item`'s entry needs of its measurements (under xdist, its teardown report's).
-
-        `portable`: plain data only, to travel on a report. Otherwise a host test's memory may
-        stay the `StretchResult` it was measured as (``stretch``), which `add` encodes directly.
-        """
+    def test_data(self, item: pytest.Item, platform: str) -> dict[str, Any]:
+        """What `item`'s entry needs of its measurements, as plain data (it travels on reports)."""
         stash = item.stash
         memory = stash.get(MEMORY_RESULT_KEY, None)
-        stretch = stash.get(STRETCH_RESULT_KEY, None)
-        if stretch is not None and (portable or memory is not None):
-            memory, stretch = memory or stretch.to_memory(), None  # type: ignore[attr-defined]
+        if memory is None:
+            stretch = stash.get(STRETCH_RESULT_KEY, None)
+            if stretch is not None:
+                memory = stretch.to_memory()  # type: ignore[attr-defined]
         return {
             "platform": platform,
             "memory": memory,
-            "stretch": stretch,
             "benchmark": stash.get(BENCHMARK_RESULT_KEY, None),
             "failure": stash.get(FAILURE_KEY, None),
             "worker": self.worker_id,
@@ -185,38 +187,51 @@ class Reporter:
             for error in writer.errors[seen:]:
                 self.note_problem(f"--hw-report: {error}")
 
-    def add(self, report: pytest.TestReport, data: dict[str, Any] | None = None) -> None:
+    def add(
+        self,
+        report: pytest.TestReport,
+        item: pytest.Item | None = None,
+        platform: str | None = None,
+    ) -> None:
         """Gather each test's phase reports into one entry once its teardown report arrives.
 
-        `data` is the test's `test_data`; without it, what its teardown report carries (xdist).
+        `item` (and its `platform`): the test itself, whose stash holds its measurements, in a
+        run without xdist; without it, the measurements its teardown report carries (xdist).
         """
-        if report.when not in ("setup", "call", "teardown"):
+        when = report.when
+        if when not in ("setup", "call", "teardown"):
             self._add_crashed(report)
             return
-        phases = self._phases.setdefault(report.nodeid, {})
-        phases[report.when] = report
-        if report.when != "teardown":
+        nodeid = report.nodeid
+        phases = self._phases.get(nodeid)
+        if phases is None:
+            phases = self._phases[nodeid] = {}
+        phases[when] = report
+        if when != "teardown":
             return
-        del self._phases[report.nodeid]
-        if data is None:
-            data = getattr(report, "hwbench", None) or {}
+        del self._phases[nodeid]
         outcome, skip_reason = final_outcome(phases)
         # Sub-100 ns digits of pytest's durations are noise, and bytes in every entry.
         duration_s = round(sum(r.duration for r in phases.values()), 7)
-        stretch: StretchResult | None = data.get("stretch")
+        if item is not None:
+            stash = item.stash
+            stretch: StretchResult | None = stash.get(STRETCH_RESULT_KEY, None)  # type: ignore[assignment]
+            if (
+                (stretch is None or stretch.long_form is None)
+                and outcome not in ("failed", "error")
+                and MEMORY_RESULT_KEY not in stash
+                and BENCHMARK_RESULT_KEY not in stash
+                and self.worker_id is None
+                and self._pinned is None
+            ):
+                self._keep_short(nodeid, outcome, platform, duration_s, stretch, skip_reason)
+                return
+            data = self.test_data(item, platform or "?")
+        else:
+            data = getattr(report, "hwbench", None) or {}
         memory = data.get("memory")
-        if (
-            memory is None
-            and (stretch is None or stretch.long_form is None)
-            and outcome not in ("failed", "error")
-            and not (data.get("benchmark") or data.get("worker") or data.get("pinned_devices"))
-        ):
-            self._keep_short(report.nodeid, outcome, data, duration_s, stretch, skip_reason)
-            return
-        if memory is None and stretch is not None:
-            memory = stretch.to_memory()
         entry: dict[str, Any] = {
-            "nodeid": report.nodeid,
+            "nodeid": nodeid,
             "outcome": outcome,
             "platform": data.get("platform"),
             "device": (memory or {}).get("device", {}).get("device"),
@@ -240,7 +255,7 @@ class Reporter:
         self,
         nodeid: str,
         outcome: str,
-        data: Mapping[str, Any],
+        platform: str | None,
         duration_s: float,
         stretch: StretchResult | None,
         skip_reason: str | None,
@@ -250,8 +265,7 @@ class Reporter:
         Most entries of a big run are this one shape: it is encoded straight to its JSON text,
         exactly as `_keep` would write the same entry's dicts, without building them.
         """
-        platform = data.get("platform")
-        host = data.get("host")
+        host = self._host
         where = "null" if platform is None else _json_string(platform)
         if stretch is None:
             memory = "null"
@@ -467,14 +481,10 @@ class _EntryHooks:
         self.reporter = reporter
         self.platform_of = platform_of
 
-    def _data(self, report: pytest.TestReport) -> dict[str, Any] | None:
-        """The test's data for `Reporter.add` (None: the report carries it)."""
-        return None
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """See `Reporter.add`; a failure of ours is reported, never raised into pytest."""
         try:
-            self.reporter.add(report, self._data(report))
+            self.reporter.add(report)
         except Exception as exc:
             self.reporter.note_problem(
                 f"the report entry of {report.nodeid} failed ({type(exc).__name__}: {exc})"
@@ -500,11 +510,18 @@ class ReportHooks(_EntryHooks):
         """
         self._item = item
 
-    def _data(self, report: pytest.TestReport) -> dict[str, Any] | None:
-        item = self._item
-        if report.when == "teardown" and item is not None and item.nodeid == report.nodeid:
-            return self.reporter.test_data(item, self.platform_of(item), portable=False)
-        return None
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """See `Reporter.add`; a failure of ours is reported, never raised into pytest."""
+        try:
+            item = self._item
+            if report.when == "teardown" and item is not None and item.nodeid == report.nodeid:
+                self.reporter.add(report, item, self.platform_of(item))
+            else:
+                self.reporter.add(report)
+        except Exception as exc:
+            self.reporter.note_problem(
+                f"the report entry of {report.nodeid} failed ({type(exc).__name__}: {exc})"
+            )
 
 
 class DistributedReportHooks(_EntryHooks):
