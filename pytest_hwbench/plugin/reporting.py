@@ -187,16 +187,11 @@ class Reporter:
             for error in writer.errors[seen:]:
                 self.note_problem(f"--hw-report: {error}")
 
-    def add(
-        self,
-        report: pytest.TestReport,
-        item: pytest.Item | None = None,
-        platform: str | None = None,
-    ) -> None:
+    def add(self, report: pytest.TestReport) -> None:
         """Gather each test's phase reports into one entry once its teardown report arrives.
 
-        `item` (and its `platform`): the test itself, whose stash holds its measurements, in a
-        run without xdist; without it, the measurements its teardown report carries (xdist).
+        The test's measurements come on its teardown report (xdist); `add_test` takes a test
+        whose item is at hand.
         """
         when = report.when
         if when not in ("setup", "call", "teardown"):
@@ -207,9 +202,22 @@ class Reporter:
         if phases is None:
             phases = self._phases[nodeid] = {}
         phases[when] = report
-        if when != "teardown":
-            return
-        del self._phases[nodeid]
+        if when == "teardown":
+            del self._phases[nodeid]
+            self.add_test(nodeid, phases)
+
+    def add_test(
+        self,
+        nodeid: str,
+        phases: dict[str, pytest.TestReport],
+        item: pytest.Item | None = None,
+        platform: str | None = None,
+    ) -> None:
+        """Keep the entry of a test whose phase reports are all in (teardown's last).
+
+        `item` (and its `platform`): the test itself, whose stash holds its measurements, in a
+        run without xdist; without it, the measurements its teardown report carries (xdist).
+        """
         outcome, skip_reason = final_outcome(phases)
         # Sub-100 ns digits of pytest's durations are noise, and bytes in every entry.
         duration_s = round(sum(r.duration for r in phases.values()), 7)
@@ -228,7 +236,7 @@ class Reporter:
                 return
             data = self.test_data(item, platform or "?")
         else:
-            data = getattr(report, "hwbench", None) or {}
+            data = getattr(phases["teardown"], "hwbench", None) or {}
         memory = data.get("memory")
         entry: dict[str, Any] = {
             "nodeid": nodeid,
@@ -501,6 +509,8 @@ class ReportHooks(_EntryHooks):
     def __init__(self, reporter: Reporter, platform_of: Callable[[pytest.Item], str]) -> None:
         super().__init__(reporter, platform_of)
         self._item: pytest.Item | None = None
+        #: The running test's phase reports so far (its setup's, its call's).
+        self._phases: dict[str, pytest.TestReport] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> None:
@@ -509,15 +519,28 @@ class ReportHooks(_EntryHooks):
         One plain call a test, where a report wrapper would run for each of its three phases.
         """
         self._item = item
+        self._phases = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """See `Reporter.add`; a failure of ours is reported, never raised into pytest."""
+        """Keep the running test's phase reports; at its teardown's, its entry (`add_test`).
+
+        Without xdist one test runs at a time: its reports are kept here, not by node id. A
+        failure of ours is reported, never raised into pytest.
+        """
         try:
+            when = report.when
             item = self._item
-            if report.when == "teardown" and item is not None and item.nodeid == report.nodeid:
-                self.reporter.add(report, item, self.platform_of(item))
-            else:
-                self.reporter.add(report)
+            if when in ("setup", "call") and item is not None:
+                self._phases[when] = report
+                return
+            if when == "teardown" and item is not None:
+                phases, self._phases = self._phases, {}
+                phases["teardown"] = report
+                nodeid = report.nodeid
+                if item.nodeid == nodeid:
+                    self.reporter.add_test(nodeid, phases, item, self.platform_of(item))
+                    return
+            self.reporter.add(report)  # a report of no test we saw start (a plugin's own)
         except Exception as exc:
             self.reporter.note_problem(
                 f"the report entry of {report.nodeid} failed ({type(exc).__name__}: {exc})"
