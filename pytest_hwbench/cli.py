@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -128,7 +129,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         )
     except ReportError as exc:
         return _fail("compare", exc)
-    sys.stdout.write(comparison.format_table())
+    # As wide as the terminal; 100 columns where the output is a file or a CI log.
+    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+    sys.stdout.write(comparison.format_table(max(width, 60)))
     return 1 if comparison.failed else 0
 
 

@@ -130,6 +130,8 @@ class Reporter:
         #: What the terminal summary says went wrong (and what to do), one line each.
         self.problems: list[str] = []
         self._written: Path | None = None
+        #: Tests that -k, -m or a plugin deselected: a comparison must not call them removed.
+        self.deselected = 0
         self._phases: dict[str, dict[str, pytest.TestReport]] = {}
         self._distributed = False
         self._crashed = False
@@ -372,10 +374,13 @@ class Reporter:
 
     def _session_facts(self) -> dict[str, Any]:
         try:
-            return self.session_facts()
+            facts = self.session_facts()
         except Exception as exc:  # as the inventory: never at the report's cost
             self.note_problem(f"the session's facts failed ({type(exc).__name__}: {exc})")
-            return {}
+            facts = {}
+        if self.deselected:
+            facts["deselected"] = self.deselected
+        return facts
 
     def _inventory(self) -> dict[str, Any]:
         try:
@@ -424,7 +429,7 @@ class Reporter:
         try:
             self.comparison = compare_reports(
                 self.options.compare_base,  # type: ignore[arg-type]
-                {"tests": self.entries},
+                {"tests": self.entries, "session": {"deselected": self.deselected}},
                 self.options.compare_thresholds,
                 base_name=str(self.options.compare_base_path),
                 new_name="this run",
@@ -478,7 +483,8 @@ class Reporter:
     def _summarize_compare(self, terminalreporter: Any) -> None:
         if self.comparison is not None:
             terminalreporter.write_sep("-", "hwbench: comparison with --hw-compare")
-            for line in self.comparison.format_table().rstrip("\n").splitlines():
+            width = self.config.get_terminal_writer().fullwidth
+            for line in self.comparison.format_table(width).rstrip("\n").splitlines():
                 terminalreporter.write_line(line)
 
 

@@ -8,7 +8,7 @@ registers only the per-test hooks the run needs, and offers the fixtures a small
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -160,6 +160,10 @@ class HwbenchSession:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Open the report journal (in the process that writes the report)."""
         self.reporting.open()
+
+    def pytest_deselected(self, items: Sequence[pytest.Item]) -> None:
+        """Count deselected tests (-k, -m): a comparison must not call them removed."""
+        self.reporting.deselected += len(items)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Compare with --hw-compare's base; write the report (incomplete runs say so)."""

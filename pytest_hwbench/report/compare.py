@@ -1,16 +1,18 @@
 """Compare two reports test by test, and fail on thresholds (``hwbench compare``, ``--hw-compare``).
 
 Metrics: ``peak`` is the peak growth (``peak_delta_bytes``) of a test's primary memory series;
-``time`` is the benchmark median when both runs have one, else the test's ``duration_s``.
-Thresholds (``--fail-on``) are in `pytest_hwbench.report.thresholds`.
+``time`` the benchmark median, for tests both runs benchmarked; ``duration`` a test's setup + call
++ teardown (``duration_s``), noisy, so compared only when a threshold asks. Thresholds
+(``--fail-on``) are in `pytest_hwbench.report.thresholds`.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pytest_hwbench.report.loader import load_report
 from pytest_hwbench.report.model import (
@@ -77,29 +79,17 @@ class TestChange:
 
     base: TestSummary
     new: TestSummary
-    time_source: Literal["median", "duration"]
     failures: tuple[str, ...] = ()
 
     @property
-    def base_time_s(self) -> float:
-        """The base run's time, by `time_source`."""
-        return _time_of(self.base, self.time_source)
-
-    @property
-    def new_time_s(self) -> float:
-        """The new run's time, by `time_source`."""
-        return _time_of(self.new, self.time_source)
+    def benchmarked(self) -> bool:
+        """Whether both runs have a benchmark median for the test (``time`` compares those)."""
+        return self.base.median_s is not None and self.new.median_s is not None
 
     @property
     def failed(self) -> bool:
         """Whether any threshold was crossed."""
         return bool(self.failures)
-
-
-def _time_of(summary: TestSummary, source: str) -> float:
-    if source == "median" and summary.median_s is not None:
-        return summary.median_s
-    return summary.duration_s
 
 
 @dataclass(frozen=True)
@@ -117,6 +107,8 @@ class Comparison:
     base_name: str = "base"
     new_name: str = "new"
     notes: tuple[str, ...] = field(default=())
+    deselected_in_new: int = 0
+    """How many tests the new run deselected (``-k``, ``-m``): base-only tests may be those."""
 
     @property
     def failures(self) -> list[TestChange]:
@@ -128,39 +120,51 @@ class Comparison:
         """Whether any test crossed any threshold (the run should fail)."""
         return any(change.failures for change in self.changes)
 
-    def format_table(self) -> str:
-        """The comparison as text: a table of matched tests, the other tests, and the verdict."""
+    def format_table(self, width: int = 100) -> str:
+        """The comparison as text: a table of matched tests, the other tests, and the verdict.
+
+        The table fits `width` columns: a long node id is cut from the left (its test name is
+        kept). Benchmark medians get columns only when a test has them; durations only when a
+        ``duration`` threshold asks for them.
+        """
         lines = [f"Comparing {self.base_name} (base) with {self.new_name} (new)"]
         lines.extend(self.notes)
         lines.append("")
-        header = (
-            "test",
-            "device",
-            "peak base",
-            "peak new",
-            "peak change",
-            "time base",
-            "time new",
-            "time change",
-            "",
-        )
-        rows = [_row(change) for change in self.changes]
+        with_medians = any(change.benchmarked for change in self.changes)
+        with_durations = any(t.metric == "duration" for t in self.thresholds)
+        header = ["test", "peak base", "peak new", "peak change"]
+        if with_medians:
+            header += ["median base", "median new", "median change"]
+        if with_durations:
+            header += ["duration base", "duration new", "duration change"]
+        header.append("")
+        rows = [_row(change, with_medians, with_durations) for change in self.changes]
         if rows:
-            lines.extend(_table(header, rows, numeric=range(2, 8)))
-            lines.append(
+            lines.extend(_table(header, rows, numeric=range(1, len(header) - 1), width=width))
+            legend = (
                 "peak: peak growth (peak minus start) of the primary memory series, ~ where the "
-                "peak was sampled, not exact; time: benchmark median (m) where both runs have "
-                "one, else setup+call+teardown"
+                "peak was sampled, not exact"
+                + ("; median: benchmark median per call" if with_medians else "")
+                + (
+                    "; duration: setup + call + teardown"
+                    if with_durations
+                    else "; durations (setup + call + teardown, noisy) are not compared unless "
+                    "asked: --fail-on duration:+25%"
+                )
             )
+            lines.extend(textwrap.wrap(legend, width))
         else:
             lines.append("no test is in both reports")
-        for title, tests in (
-            ("new (not in base)", self.added),
-            ("removed (not in new)", self.removed),
-        ):
+        gone = (
+            f"not run in new: the new run deselected {self.deselected_in_new} tests (-k, -m); "
+            "these may be among them"
+            if self.deselected_in_new
+            else "removed (not in new)"
+        )
+        for title, tests in (("new (not in base)", self.added), (gone, self.removed)):
             if tests:
                 lines += ["", f"{title}: {len(tests)}"]
-                lines += [f"  {t.label}  {t.outcome}{_peak_note(t)}" for t in tests]
+                lines += [_fit(f"  {t.label}  {t.outcome}{_peak_note(t)}", width, 2) for t in tests]
         if self.skipped:
             # Skipped in both runs says nothing new: a count. A test that skipped in one run
             # only changed: each is listed.
@@ -172,17 +176,24 @@ class Comparison:
             for base, new in changed:
                 reason = new.skip_reason or base.skip_reason
                 lines.append(
-                    f"  {new.label}  {base.outcome} -> {new.outcome}"
-                    + (f" ({reason})" if reason else "")
+                    _fit(
+                        f"  {new.label}  {base.outcome} -> {new.outcome}"
+                        + (f" ({reason})" if reason else ""),
+                        width,
+                        2,
+                    )
                 )
         lines.append("")
-        lines.extend(self.verdict_lines())
+        for line in self.verdict_lines():
+            indent = " " * (len(line) - len(line.lstrip()))
+            lines.extend(textwrap.wrap(line, width, subsequent_indent=indent + "    ") or [""])
         return "\n".join(lines) + "\n"
 
     def verdict_lines(self) -> list[str]:
         """The closing lines: how many compared, and each crossed threshold."""
+        gone = "not run" if self.deselected_in_new else "removed"
         counts = (
-            f"{len(self.changes)} compared, {len(self.added)} new, {len(self.removed)} removed, "
+            f"{len(self.changes)} compared, {len(self.added)} new, {len(self.removed)} {gone}, "
             f"{len(self.skipped)} skipped"
         )
         if not self.thresholds:
@@ -209,52 +220,85 @@ def _relative(base: float, new: float) -> str:
     return f" ({(new - base) / abs(base) * 100:+.1f}%)"
 
 
-def _row(change: TestChange) -> tuple[str, ...]:
+def _row(change: TestChange, with_medians: bool, with_durations: bool) -> tuple[str, ...]:
     base, new = change.base, change.new
+    cells = [new.label]
     if base.peak_bytes is not None and new.peak_bytes is not None:
-        peak = (
+        cells += [
             format_bytes(base.peak_bytes) + ("" if base.exact_peak else "~"),
             format_bytes(new.peak_bytes) + ("" if new.exact_peak else "~"),
             format_bytes(new.peak_bytes - base.peak_bytes, signed=True)
             + _relative(base.peak_bytes, new.peak_bytes),
-        )
+        ]
     else:
-        peak = (
-            _peak_or_dash(base),
-            _peak_or_dash(new),
-            "-",
-        )
-    mark = " m" if change.time_source == "median" else ""
-    b_time, n_time = change.base_time_s, change.new_time_s
-    time = (
-        format_duration(b_time) + mark,
-        format_duration(n_time) + mark,
-        format_amount("time", n_time - b_time) + _relative(b_time, n_time),
-    )
+        cells += [_peak_or_dash(base), _peak_or_dash(new), "-"]
+    if with_medians:
+        if base.median_s is not None and new.median_s is not None:
+            cells += _times("time", base.median_s, new.median_s)
+        else:
+            cells += ["-", "-", "-"]
+    if with_durations:
+        cells += _times("duration", base.duration_s, new.duration_s)
     status = "FAIL" if change.failures else ""
     if base.outcome != new.outcome:
         status = f"{status} {base.outcome}->{new.outcome}".strip()
-    return (new.nodeid, new.device, *peak, *time, status)
+    cells.append(status)
+    return tuple(cells)
+
+
+def _times(metric: str, base: float, new: float) -> list[str]:
+    return [
+        format_duration(base),
+        format_duration(new),
+        format_amount(metric, new - base) + _relative(base, new),
+    ]
 
 
 def _peak_or_dash(summary: TestSummary) -> str:
     return "-" if summary.peak_bytes is None else format_bytes(summary.peak_bytes)
 
 
+def _fit(text: str, width: int, keep: int = 0) -> str:
+    """`text` cut to `width` characters from the left, after its first `keep` (an indent)."""
+    if len(text) <= width:
+        return text
+    return text[:keep] + "…" + text[len(text) - (width - keep - 1) :]
+
+
 def _table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Iterable[int]
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    numeric: Iterable[int],
+    width: int = 100,
 ) -> list[str]:
+    """Aligned columns that fit `width`: the first (the test) is cut from the left, or, where
+    the figures leave it too little room, each test's name goes on a line of its own."""
     right = set(numeric)
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
+    others = sum(widths[1:]) + 2 * (len(widths) - 1)
+    stacked = width - others < _MIN_TEST_WIDTH and widths[0] > width - others
+    if stacked:
+        widths[0] = 0
+    else:
+        widths[0] = max(min(widths[0], width - others), len(header[0]))
 
     def line(cells: Sequence[str]) -> str:
         parts = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            cell.rjust(widths[i]) if i in right else _fit(cell, widths[i]).ljust(widths[i])
             for i, cell in enumerate(cells)
         ]
         return "  ".join(parts).rstrip()
 
-    return [line(header), "-" * len(line(header)), *(line(r) for r in rows)]
+    if not stacked:
+        return [line(header), "-" * len(line(header)), *(line(r) for r in rows)]
+    lines = [header[0], line(["", *header[1:]]), "-" * min(width, len(line(["", *header[1:]])))]
+    for row in rows:
+        lines += [_fit(row[0], width), line(["", *row[1:]])]
+    return lines
+
+
+#: The narrowest the test column gets before each test's name goes on a line of its own.
+_MIN_TEST_WIDTH = 24
 
 
 def summarize_entry(entry: Mapping[str, Any]) -> TestSummary:
@@ -303,15 +347,19 @@ def _check(change: TestChange, thresholds: Sequence[Threshold]) -> tuple[str, ..
     for threshold in thresholds:
         base: float | None
         new: float | None
-        if threshold.metric == "peak":
+        metric = threshold.metric
+        if metric == "peak":
             base, new = change.base.peak_bytes, change.new.peak_bytes
+        elif metric == "time":  # only tests both runs benchmarked: a duration is no median
+            base, new = change.base.median_s, change.new.median_s
         else:
-            base, new = change.base_time_s, change.new_time_s
+            base, new = change.base.duration_s, change.new.duration_s
         if base is None or new is None or not threshold.crossed(base, new):
             continue
-        what = "peak growth" if threshold.metric == "peak" else f"time ({change.time_source})"
-        shown = (format_bytes(base), format_bytes(new))
-        if threshold.metric == "time":
+        what = {"peak": "peak growth", "time": "median time"}.get(metric, "duration")
+        if metric == "peak":
+            shown = (format_bytes(base), format_bytes(new))
+        else:
             shown = (format_duration(base), format_duration(new))
         failures.append(
             f"{what} {shown[0]} -> {shown[1]}: {threshold.format_change(base, new)} > "
@@ -348,19 +396,17 @@ def compare_reports(
         elif "skipped" in (base_summary.outcome, new_summary.outcome):
             skipped.append((base_summary, new_summary))
         else:
-            both_median = base_summary.median_s is not None and new_summary.median_s is not None
-            change = TestChange(
-                base_summary, new_summary, time_source="median" if both_median else "duration"
-            )
+            change = TestChange(base_summary, new_summary)
             failures = _check(change, thresholds)
             if failures:
-                change = TestChange(base_summary, new_summary, change.time_source, failures)
+                change = TestChange(base_summary, new_summary, failures)
             changes.append(change)
     removed = [summary for key, summary in base_tests.items() if key not in new_tests]
     notes = []
     for name, report in ((base_name, base), (new_name, new)):
         if report.get("complete") is False:
             notes.append(f"note: {name} is incomplete (interrupted or crashed run)")
+    deselected = _deselected(new.get("session"))
     return Comparison(
         changes=tuple(changes),
         added=tuple(added),
@@ -370,7 +416,19 @@ def compare_reports(
         base_name=base_name,
         new_name=new_name,
         notes=tuple(notes),
+        deselected_in_new=deselected,
     )
+
+
+def _deselected(session: object) -> int:
+    """How many tests a report's run deselected (under xdist, the most any worker did)."""
+    if not isinstance(session, Mapping):
+        return 0
+    counts = [session.get("deselected")]
+    workers = session.get("workers")
+    if isinstance(workers, Mapping):
+        counts += [w.get("deselected") for w in workers.values() if isinstance(w, Mapping)]
+    return max((c for c in counts if isinstance(c, int)), default=0)
 
 
 def load_for_compare(path: str | os.PathLike[str]) -> Report:

@@ -1,4 +1,4 @@
-"""``--fail-on`` thresholds: how much a test's peak growth or time may grow between two reports.
+"""``--fail-on`` thresholds: how much a test's peak growth, benchmark median or duration may grow.
 
 They mirror pytest-benchmark's ``--benchmark-compare-fail``: a relative one (``peak:+10%``) fails
 when ``new / base * 100 - 100`` exceeds it, an absolute one (``time:+5ms``) when ``new - base``
@@ -22,6 +22,7 @@ from pytest_hwbench.units import (
 )
 
 __all__ = [
+    "METRICS",
     "THRESHOLD_FORMS",
     "Metric",
     "Threshold",
@@ -30,14 +31,20 @@ __all__ = [
     "parse_threshold",
 ]
 
-Metric = Literal["peak", "time"]
+Metric = Literal["peak", "time", "duration"]
+#: What each metric compares, for messages.
+METRICS = {
+    "peak": "peak memory growth",
+    "time": "benchmark median, of tests both runs benchmarked",
+    "duration": "a test's setup + call + teardown time",
+}
 
 THRESHOLD_FORMS = (
-    "METRIC:[+]CHANGE, METRIC being peak (peak memory growth) or time (benchmark median, "
-    "else test duration) and CHANGE a percentage (peak:+10%, time:5%), an amount: a size for "
-    "peak (peak:+256MiB, peak:+100MB, or plain bytes) or a duration for time (time:+5ms, "
-    "time:0.5s, or plain seconds), or both, comma-separated, to fail only when both are "
-    "crossed (peak:+10%,+1MiB)"
+    "METRIC:[+]CHANGE, METRIC being peak (peak memory growth), time (benchmark median) or "
+    "duration (a test's setup + call + teardown) and CHANGE a percentage (peak:+10%, time:5%), "
+    "an amount: a size for peak (peak:+256MiB, peak:+100MB, or plain bytes) or a duration for "
+    "time and duration (time:+5ms, duration:0.5s, or plain seconds), or both, comma-separated, "
+    "to fail only when both are crossed (peak:+10%,+1MiB)"
 )
 _THRESHOLD_RE = re.compile(
     r"^\s*(?P<metric>[a-z]+)\s*:\s*(?P<plus>\+)?\s*(?P<amount>[^%]*?)\s*(?P<percent>%)?\s*$"
@@ -55,7 +62,7 @@ class Threshold:
 
     metric: Metric
     limit: float
-    """Percent when `relative`, else bytes (``peak``) or seconds (``time``)."""
+    """Percent when `relative`, else bytes (``peak``) or seconds (``time``, ``duration``)."""
     relative: bool
     text: str = ""
     also: float | None = None
@@ -134,7 +141,7 @@ def _parse_single(text: str) -> Threshold:
     if match is None:
         raise ThresholdError(f"bad threshold {text!r}: expected {THRESHOLD_FORMS}")
     metric, amount = match.group("metric"), match.group("amount")
-    if metric not in ("peak", "time"):
+    if metric not in METRICS:
         raise ThresholdError(
             f"bad threshold {text!r}: unknown metric {metric!r}; expected {THRESHOLD_FORMS}"
         )
@@ -161,7 +168,7 @@ def _parse_single(text: str) -> Threshold:
 
 
 def format_amount(metric: str, value: float) -> str:
-    """A change of `metric` for people: ``+2.0 MiB`` for peak, ``-1.20 ms`` for time."""
+    """A change of `metric` for people: ``+2.0 MiB`` for peak, ``-1.20 ms`` for the times."""
     if metric == "peak":
         return format_bytes(value, signed=True)
     return ("-" if value < 0 else "+") + format_duration(abs(value))

@@ -33,6 +33,8 @@ Writer = Callable[[dict[str, Any], str], Path]
         ("time:0.5s", "time", 0.5, False),
         ("time:0.001", "time", 1e-3, False),
         ("time:0", "time", 0.0, False),
+        ("duration:+25%", "duration", 25.0, True),
+        ("duration:+2ms", "duration", 2e-3, False),
     ],
 )
 def test_parse_threshold_forms(text: str, metric: str, limit: float, relative: bool) -> None:
@@ -149,7 +151,7 @@ def test_no_threshold_never_fails() -> None:
     assert "no threshold given" in comparison.format_table()
 
 
-def test_time_uses_the_benchmark_median_when_both_runs_have_one() -> None:
+def test_time_gates_benchmark_medians_and_duration_only_the_durations_asked_for() -> None:
     bench_base = {"stats": {"median": 0.010, "stddev": 0.001, "rounds": 10}}
     base = report(
         entry("a", duration_s=1.0, benchmark=bench_base),
@@ -161,14 +163,58 @@ def test_time_uses_the_benchmark_median_when_both_runs_have_one() -> None:
         entry("b", duration_s=1.0, benchmark={"median": 0.0101}),
         entry("c", duration_s=1.3, benchmark=None),
     )
-    comparison = compare_reports(base, new, [parse_threshold("time:+5%")])
-    sources = {
-        c.new.nodeid: (c.time_source, c.base_time_s, c.new_time_s) for c in comparison.changes
-    }
-    assert sources["a"] == ("median", 0.010, 0.012)
-    assert sources["b"][0] == "median"
-    assert sources["c"] == ("duration", 1.0, 1.3)
-    assert [c.new.nodeid for c in comparison.failures] == ["a", "c"]
+    # A plain test's duration is no median: "c" slowed by 30% and time:+5% says nothing of it.
+    timed = compare_reports(base, new, [parse_threshold("time:+5%")])
+    assert [c.new.nodeid for c in timed.failures] == ["a"]
+    assert [c.benchmarked for c in timed.changes] == [True, True, False]
+    table = timed.format_table()
+    assert " m " not in table and not any(line.endswith(" m") for line in table.splitlines())
+    assert "median base" in table
+    assert "duration base" not in table
+    assert "durations (setup + call + teardown, noisy) are not compared unless asked" in " ".join(
+        table.split()
+    )
+    asked = compare_reports(base, new, [parse_threshold("duration:+25%")])
+    assert [c.new.nodeid for c in asked.failures] == ["c"]
+    assert "duration 1.00 s -> 1.30 s: +30.0% > +25%" in asked.failures[0].failures[0]
+    assert "duration base" in asked.format_table()
+
+
+def test_the_table_fits_100_columns_cutting_long_node_ids_from_the_left() -> None:
+    long_id = "tests/integration/models/transformers/test_attention.py::" + "test_x" * 20
+    comparison = compare_reports(
+        report(entry(long_id, growth=MiB, benchmark={"median": 0.01}), entry("t.py::short")),
+        report(entry(long_id, growth=2 * MiB, benchmark={"median": 0.02}), entry("t.py::short")),
+    )
+    table = comparison.format_table()
+    assert max(len(line) for line in table.splitlines()) <= 100
+    # Too many figures for the name beside them: each test's name on a line of its own, cut
+    # from the left so that its test function's name stays.
+    assert any(
+        line.startswith("…") and line.endswith(long_id[-30:] + " (cpu)") and len(line) == 100
+        for line in table.splitlines()
+    )
+    assert "t.py::short (cpu)" in table.splitlines()
+    wide = comparison.format_table(400).splitlines()
+    assert any(line.startswith(long_id + " (cpu)  ") for line in wide)  # one line a test
+    peak_only = compare_reports(
+        report(entry(long_id, growth=MiB)), report(entry(long_id, growth=2 * MiB))
+    ).format_table()
+    assert max(len(line) for line in peak_only.splitlines()) <= 100
+    assert any(line.startswith("…") and "+1.0 MiB" in line for line in peak_only.splitlines())
+
+
+def test_tests_a_new_run_deselected_are_not_called_removed() -> None:
+    base = report(entry("t.py::test_a"), entry("t.py::test_b"))
+    new = report(entry("t.py::test_a"))
+    assert "removed (not in new): 1" in compare_reports(base, new).format_table()
+    new["session"] = {"deselected": 1}
+    text = compare_reports(base, new).format_table()
+    assert "not run in new: the new run deselected 1 tests (-k, -m)" in text
+    assert "1 compared, 0 new, 1 not run, 0 skipped" in text
+    assert "removed" not in text
+    new["session"] = {"workers": {"gw0": {"deselected": 1}, "gw1": {"deselected": 1}}}
+    assert compare_reports(base, new).deselected_in_new == 1
 
 
 def test_peak_threshold_ignores_unmeasured_tests() -> None:
@@ -179,7 +225,7 @@ def test_peak_threshold_ignores_unmeasured_tests() -> None:
     )
     assert not comparison.failed
     table = comparison.format_table()
-    assert "a  " in table
+    assert "a (cpu)  " in table
 
 
 def test_absolute_peak_threshold_and_table_in_iec_units() -> None:
@@ -190,7 +236,7 @@ def test_absolute_peak_threshold_and_table_in_iec_units() -> None:
         base_name="base.json",
         new_name="new.json",
     )
-    table = comparison.format_table()
+    table = comparison.format_table().replace("\n      (", " (")
     assert "Comparing base.json (base) with new.json (new)" in table
     assert "512.0 MiB~" in table  # sampled peak marked
     assert "1.0 GiB" in table
