@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["SizeError", "format_bytes", "format_duration", "parse_duration", "parse_size"]
+__all__ = [
+    "SizeError",
+    "format_bytes",
+    "format_duration",
+    "format_rate",
+    "parse_duration",
+    "parse_size",
+]
 
 _SIZE_UNITS: dict[str, int] = {
     "": 1,
@@ -79,6 +86,18 @@ def format_bytes(n: int | float, *, signed: bool = False) -> str:
             return sign + text
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def format_rate(per_second: float, unit: str) -> str:
+    """A rate with an SI prefix and three significant digits: 1.23 TFLOP/s, 450 GB/s."""
+    scaled, prefix = per_second, ""
+    for name, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(per_second) >= scale * 0.9995:  # 999.7 G shows as 1.00 T, not 1000 G
+            scaled, prefix = per_second / scale, name
+            break
+    size = abs(scaled)
+    digits = 0 if size >= 99.95 else 1 if size >= 9.995 else 2
+    return f"{scaled:.{digits}f} {prefix}{unit}"
 
 
 def format_duration(seconds: float) -> str:

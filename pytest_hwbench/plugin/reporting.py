@@ -29,9 +29,15 @@ from pytest_hwbench.plugin.summary import (
     SummaryRow,
     TopRows,
     write_peak_summary,
+    write_throughput_summary,
     write_untimed_summary,
 )
-from pytest_hwbench.report.model import primary_stats
+from pytest_hwbench.report.model import (
+    benchmark_median_s,
+    entry_label,
+    primary_stats,
+    throughput_text,
+)
 
 if TYPE_CHECKING:
     from pytest_hwbench.metrics.memory.stretch import StretchResult
@@ -42,6 +48,8 @@ __all__ = ["DistributedReportHooks", "ReportHooks", "ReportWarning", "Reporter",
 
 #: Lines of a failure's message kept in its entry.
 FAILURE_LINES = 8
+#: Benchmarks whose throughput the terminal summary shows (the report has every one).
+THROUGHPUT_ROWS = 50
 #: A JSON string, as the report's compact encoder writes one (ASCII, escapes included).
 _json_string = json.encoder.encode_basestring_ascii
 
@@ -126,6 +134,9 @@ class Reporter:
         self._keep_entries = options.compare_base is not None
         #: Benchmarks that ran untimed: tests per reason.
         self.untimed: dict[str, int] = {}
+        #: Benchmarks that gave flops= or bytes_moved=: (node id, median s, rates), the first
+        #: THROUGHPUT_ROWS of them.
+        self.throughput: list[tuple[str, float | None, str]] = []
         self.comparison: Any = None
         #: What the terminal summary says went wrong (and what to do), one line each.
         self.problems: list[str] = []
@@ -354,6 +365,10 @@ class Reporter:
         if benchmark:  # workers' tests too, under xdist
             for warning in benchmark.get("warnings") or ():
                 self.untimed[str(warning)] = self.untimed.get(str(warning), 0) + 1
+            rates = throughput_text(entry)
+            if rates is not None and len(self.throughput) < THROUGHPUT_ROWS:
+                label = entry_label(entry["nodeid"], entry.get("device"))
+                self.throughput.append((label, benchmark_median_s(entry), rates))
         writer = self.writer
         if writer is not None:
             seen = len(writer.errors)
@@ -466,6 +481,7 @@ class Reporter:
 
     def _summarize_tests(self, terminalreporter: Any) -> None:
         write_untimed_summary(terminalreporter, self.untimed)
+        write_throughput_summary(terminalreporter, self.throughput, THROUGHPUT_ROWS)
         rows = self.top_rows.rows()
         write_peak_summary(terminalreporter, rows, self.options.summary, self.top_rows.over_limit)
 

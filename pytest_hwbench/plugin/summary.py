@@ -6,12 +6,18 @@ The top tests per platform are kept as tests finish, bounded, whatever the run's
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, NamedTuple
 
-from pytest_hwbench.units import format_bytes
+from pytest_hwbench.units import format_bytes, format_duration
 
-__all__ = ["SummaryRow", "TopRows", "write_peak_summary", "write_untimed_summary"]
+__all__ = [
+    "SummaryRow",
+    "TopRows",
+    "write_peak_summary",
+    "write_throughput_summary",
+    "write_untimed_summary",
+]
 
 
 class SummaryRow(NamedTuple):
@@ -121,3 +127,20 @@ def write_untimed_summary(terminalreporter: Any, untimed: Mapping[str, int]) -> 
     terminalreporter.write_sep("-", "hwbench: benchmarks without timings")
     for warning, count in untimed.items():
         terminalreporter.write_line(f"{count} test{'s' if count != 1 else ''}: {warning}")
+
+
+def write_throughput_summary(
+    terminalreporter: Any, rows: Sequence[tuple[str, float | None, str]], shown_max: int
+) -> None:
+    """Each hw_benchmark test's achieved FLOP/s and bytes/s at its median (with the peak's share).
+
+    `rows` are (label, median seconds, rates); at most `shown_max` were kept.
+    """
+    if not rows:
+        return
+    terminalreporter.write_sep("-", "hwbench: benchmark throughput (at the median)")
+    for label, median_s, rates in rows:
+        median = "-" if median_s is None else format_duration(median_s)
+        terminalreporter.write_line(f"  {median:>10}  {rates}  {label}")
+    if len(rows) >= shown_max:
+        terminalreporter.write_line(f"  (the first {shown_max}; the report has every test's)")

@@ -271,8 +271,11 @@ def _table(
     numeric: Iterable[int],
     width: int = 100,
 ) -> list[str]:
-    """Aligned columns that fit `width`: the first (the test) is cut from the left, or, where
-    the figures leave it too little room, each test's name goes on a line of its own."""
+    """Aligned columns that fit `width`.
+
+    The first (the test) is cut from the left, or, where the figures leave it too little room,
+    each test's name goes on a line of its own.
+    """
     right = set(numeric)
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
     others = sum(widths[1:]) + 2 * (len(widths) - 1)

@@ -19,6 +19,7 @@ from pytest_hwbench.report.model import (
     benchmark_median_s,
     finite_json,
     primary_stats,
+    throughput_text,
     torch_runtimes,
 )
 from pytest_hwbench.report.writer import atomic_text_file
@@ -89,6 +90,7 @@ def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
         "host": entry.get("host"),
         "duration_s": entry.get("duration_s"),
         "median_s": benchmark_median_s(entry),
+        "throughput": throughput_text(entry),
         "memory": None,
     }
     if isinstance(memory, Mapping):

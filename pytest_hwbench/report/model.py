@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
+from pytest_hwbench.units import format_rate
+
 __all__ = [
     "READABLE_VERSIONS",
     "SCHEMA_VERSION",
@@ -31,6 +33,7 @@ __all__ = [
     "finite_number",
     "primary_stats",
     "schema_path",
+    "throughput_text",
     "torch_runtimes",
 ]
 
@@ -235,6 +238,35 @@ def benchmark_median_s(entry: Mapping[str, Any]) -> float | None:
         return None
     stats = benchmark.get("stats", benchmark)  # pytest-benchmark's nesting, in hand-made reports
     return finite_number(stats.get("median")) if isinstance(stats, Mapping) else None
+
+
+def throughput_text(entry: Mapping[str, Any]) -> str | None:
+    """A benchmark's achieved rates at its median, and their fraction of the device's peak.
+
+    "1.23 TFLOP/s (41% of the bf16 peak), 450 GB/s (13% of peak bandwidth)"; None when the test
+    gave no ``flops=`` or ``bytes_moved=`` or ran untimed.
+    """
+    benchmark = entry.get("benchmark")
+    throughput = benchmark.get("throughput") if isinstance(benchmark, Mapping) else None
+    if not isinstance(throughput, Mapping):
+        return None
+    parts = []
+    flops = finite_number(throughput.get("flops_per_s"))
+    if flops is not None:
+        fraction = finite_number(throughput.get("fraction_of_peak_flops"))
+        dtype = throughput.get("dtype")
+        parts.append(
+            format_rate(flops, "FLOP/s")
+            + ("" if fraction is None else f" ({fraction:.0%} of the {dtype} peak)")
+        )
+    moved = finite_number(throughput.get("bytes_per_s"))
+    if moved is not None:
+        fraction = finite_number(throughput.get("fraction_of_peak_bandwidth"))
+        parts.append(
+            format_rate(moved, "B/s")
+            + ("" if fraction is None else f" ({fraction:.0%} of peak bandwidth)")
+        )
+    return ", ".join(parts) or None
 
 
 def entry_label(nodeid: str, device: str | None) -> str:

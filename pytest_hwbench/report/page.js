@@ -60,7 +60,7 @@
         hovertemplate: "%{customdata}<extra>%{fullData.name}</extra>"
       };
     });
-    var shapes = [], annotations = [];
+    var shapes = [], annotations = [], labelRows = 1;
     var primary = m.values[m.primary] ? m.primary : names[0];
     if (m.marks.length) {
       traces.push({
@@ -79,11 +79,18 @@
         }),
         hovertemplate: "%{text}<extra>mark</extra>"
       });
+      // Labels of marks close together would print over each other: a label too close to
+      // the last one on its row goes up a row.
+      var span = (m.t.length > 1 ? m.t[m.t.length - 1] - m.t[0] : 0) || 1, rowEnds = [];
       m.marks.forEach(function (k) {
         shapes.push({type: "line", xref: "x", yref: "paper", x0: k.t, x1: k.t, y0: 0, y1: 1,
                      line: {color: "#999", width: 1, dash: "dot"}});
+        var row = 0;
+        while (row < rowEnds.length && k.t - rowEnds[row] < span * 0.12) row++;
+        rowEnds[row] = k.t;
+        labelRows = Math.max(labelRows, row + 1);
         annotations.push({x: k.t, xref: "x", y: 1, yref: "paper", text: esc(k.label),
-                          showarrow: false, yanchor: "bottom", textangle: -20,
+                          showarrow: false, yanchor: "bottom", yshift: row * 15,
                           font: {size: 11, color: "#444"}});
       });
     }
@@ -109,7 +116,7 @@
                         font: {size: 11, color: "#c62828"}});
     }
     window.Plotly.newPlot(div, traces, {
-      margin: {t: 50, r: 20, b: 45, l: 70}, hovermode: "x unified", shapes: shapes,
+      margin: {t: 35 + 15 * labelRows, r: 20, b: 45, l: 70}, hovermode: "x unified", shapes: shapes,
       annotations: annotations, legend: {orientation: "h", y: -0.2},
       xaxis: {title: {text: "seconds since the measurement started"}, zeroline: false,
               hoverformat: ".4f"},
@@ -125,6 +132,7 @@
     if (d.host) facts.push("host " + d.host);
     facts.push("duration " + fmtTime(d.duration_s));
     if (d.median_s !== null) facts.push("benchmark median " + fmtTime(d.median_s));
+    if (d.throughput) facts.push(d.throughput);
     var m = d.memory;
     if (m) {
       facts.push("sampled every " + fmtTime(m.interval_s) + " by a " + m.sampler + " sampler, " +

@@ -251,7 +251,16 @@ def test_cuda_events_time_the_device_when_they_work(
         """
     )
     out = tmp_path / "bench.json"
-    pytester.runpytest(f"--benchmark-json={out}").assert_outcomes(passed=1)
+    result = pytester.runpytest(f"--benchmark-json={out}")
+    result.assert_outcomes(passed=1)
+    # The terminal says what the benchmark achieved, beside pytest-benchmark's timings.
+    result.stdout.fnmatch_lines(
+        [
+            "*hwbench: benchmark throughput (at the median)*",
+            "*3.00 ms  2.00 PFLOP/s (202% of the bf16 peak), 1.00 TB/s (30% of peak bandwidth)"
+            "  test_*.py::test_events (cuda:0)",
+        ]
+    )
     bench = _benchmarks(out)["test_events"]
     info = bench["extra_info"]
     assert info["timer"] == "cuda_events"

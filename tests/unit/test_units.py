@@ -6,6 +6,7 @@ from pytest_hwbench.units import (
     SizeError,
     format_bytes,
     format_duration,
+    format_rate,
     parse_duration,
     parse_size,
 )
@@ -60,3 +61,17 @@ def test_format_duration() -> None:
     assert format_duration(0.0031) == "3.10 ms"
     assert format_duration(1.25) == "1.25 s"
     assert format_duration(0.00085) == "850 us"
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"),
+    [
+        (1.234e12, "1.23 TFLOP/s"),
+        (450e9, "450 GFLOP/s"),
+        (999.7e9, "1.00 TFLOP/s"),  # rounds up into the next prefix, never "1000 GFLOP/s"
+        (12.0, "12.0 FLOP/s"),
+        (0.5, "0.50 FLOP/s"),
+    ],
+)
+def test_rates_get_an_si_prefix_and_three_digits(rate: float, text: str) -> None:
+    assert format_rate(rate, "FLOP/s") == text

@@ -84,6 +84,22 @@ def test_timelines_are_embedded_per_test_for_lazy_charts() -> None:
     assert page.index("Plotly.newPlot") > page.index('id="d-0"')
 
 
+def test_a_benchmark_row_shows_its_throughput_and_labels_close_together_stack() -> None:
+    throughput = {
+        "flops_per_s": 1.234e12,
+        "dtype": "bf16",
+        "fraction_of_peak_flops": 0.41,
+        "bytes_per_s": 4.5e11,
+    }
+    page = render_html(report(entry("a", benchmark={"median": 0.003, "throughput": throughput})))
+    data = data_scripts(page)["d-0"]
+    assert data["throughput"] == "1.23 TFLOP/s (41% of the bf16 peak), 450 GB/s"
+    assert "d.throughput" in page  # shown beside the median when the row opens
+    # Mark labels go up a row when the last label on theirs is too close (the page's script).
+    assert "rowEnds" in page
+    assert "yshift: row * 15" in page
+
+
 def test_without_plotly_the_page_says_how_to_get_charts() -> None:
     page = render_html(report(entry("a")), charts=False)
     assert 'id="no-plotly" hidden' in page
