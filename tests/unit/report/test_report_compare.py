@@ -168,7 +168,8 @@ def test_time_gates_benchmark_medians_and_duration_only_the_durations_asked_for(
     assert [c.new.nodeid for c in timed.failures] == ["a"]
     assert [c.benchmarked for c in timed.changes] == [True, True, False]
     table = timed.format_table()
-    assert " m " not in table and not any(line.endswith(" m") for line in table.splitlines())
+    assert " m " not in table
+    assert not any(line.endswith(" m") for line in table.splitlines())
     assert "median base" in table
     assert "duration base" not in table
     assert "durations (setup + call + teardown, noisy) are not compared unless asked" in " ".join(
