@@ -9,6 +9,7 @@ Metrics: ``peak`` is the peak growth (``peak_delta_bytes``) of a test's primary 
 from __future__ import annotations
 
 import os
+import posixpath
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -139,6 +140,10 @@ class Comparison:
             header += ["duration base", "duration new", "duration change"]
         header.append("")
         rows = [_row(change, with_medians, with_durations) for change in self.changes]
+        folder = _common_folder([row[0] for row in rows])
+        if folder:  # said once, not on every line: the names keep the room
+            lines.append(f"tests under {folder}")
+            rows = [(row[0][len(folder) :], *row[1:]) for row in rows]
         if rows:
             lines.extend(_table(header, rows, numeric=range(1, len(header) - 1), width=width))
             legend = (
@@ -258,6 +263,15 @@ def _peak_or_dash(summary: TestSummary) -> str:
     return "-" if summary.peak_bytes is None else format_bytes(summary.peak_bytes)
 
 
+def _common_folder(labels: Sequence[str]) -> str:
+    """The folder every node id in `labels` lies under ("tests/unit/"), or ""."""
+    folders = [label.split("::", 1)[0].rpartition("/")[0] for label in labels]
+    if not folders or not all(folders):
+        return ""
+    common = posixpath.commonpath(folders)  # node ids use "/" on every OS
+    return f"{common}/" if common else ""
+
+
 def _fit(text: str, width: int, keep: int = 0) -> str:
     """`text` cut to `width` characters from the left, after its first `keep` (an indent)."""
     if len(text) <= width:
@@ -277,6 +291,8 @@ def _table(
     each test's name goes on a line of its own.
     """
     right = set(numeric)
+    if not header[-1] and not any(r[-1] for r in rows):  # no status to show: no room for it
+        header, rows = header[:-1], [r[:-1] for r in rows]
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
     others = sum(widths[1:]) + 2 * (len(widths) - 1)
     stacked = width - others < _MIN_TEST_WIDTH and widths[0] > width - others

@@ -336,3 +336,12 @@ def test_tests_skipped_in_both_runs_are_a_count_and_changed_ones_are_listed() ->
     assert "  27 skipped (or xfailed) in both runs" in text
     assert "t.py::test_now_runs (cpu)  skipped -> passed" in text
     assert "test_gpu_3" not in text
+
+
+def test_a_folder_every_test_lies_under_is_said_once_above_the_table() -> None:
+    ids = ["suite/models/test_a.py::test_x", "suite/models/test_b.py::test_y"]
+    comparison = compare_reports(report(*map(entry, ids)), report(*map(entry, ids)))
+    lines = comparison.format_table().splitlines()
+    assert "tests under suite/models/" in lines
+    assert any(line.startswith("test_a.py::test_x (cpu)  ") for line in lines)
+    assert not any(line.startswith("suite/") for line in lines)
