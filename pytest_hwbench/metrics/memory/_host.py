@@ -261,6 +261,56 @@ def heap_trimmer() -> Callable[[], object] | None:
     return None if trim is None else functools.partial(trim, 0)
 
 
+#: Why a CPU metric cannot have the ``heap`` series here.
+NO_HEAP_REASON = (
+    "the heap series reads glibc's mallinfo2() (glibc 2.33 or later), which this C library "
+    "does not have"
+)
+
+
+@functools.cache
+def heap_in_use_reader() -> Callable[[], int] | None:
+    """A call that returns the bytes malloc has handed out and not had back; None without one.
+
+    glibc's ``mallinfo2()``: ``uordblks`` (in use in the arenas) plus ``hblkhd`` (blocks
+    mapped on their own). What the program holds, where RSS is what the OS gave it: freed memory
+    glibc keeps counts in RSS, not here. It walks the free lists under the arena locks: tens of
+    µs on a torch-sized heap, so it is read when sampled, never per test by default.
+    """
+    if not _IS_LINUX:
+        return None
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.argtypes, mallinfo2.restype = [], MallInfo2
+
+    def read() -> int:
+        info = mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    return read
+
+
 def release_freed_memory() -> None:
     """Collect garbage and give the heap's freed memory back to the OS (glibc; else nothing).
 

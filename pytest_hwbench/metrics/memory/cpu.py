@@ -7,8 +7,10 @@ from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.metrics.memory._host import (
+    NO_HEAP_REASON,
     HostRSSReader,
     RSSPeakProbe,
+    heap_in_use_reader,
     read_rss_bytes,
     read_rss_high_water_bytes,
     read_rss_raw,
@@ -39,10 +41,14 @@ __all__ = [
 
 
 class CPUMemoryMetric(MemoryMetric):
-    """Series ``rss`` (this process) and, with ``include_children=True``, ``children_rss``.
+    """The host process's memory: ``rss``; ``children_rss`` and ``heap`` when asked.
 
+    ``children_rss`` comes with ``include_children=True``, ``heap`` with ``include_heap=True``.
     The peak of ``rss`` is exact on Linux where clear_refs may be written: VmHWM is reset at
     `start()` and read at `stop()`. Elsewhere it is the sampler's maximum, flagged as sampled.
+    ``heap`` is what malloc has handed out and not had back (glibc's ``mallinfo2()``): what the
+    program holds, beside what the OS gave it, as CUDA's ``allocated`` beside ``reserved``. It
+    has no high-water mark: its peak is always sampled.
     """
 
     platform = "cpu"
@@ -54,9 +60,14 @@ class CPUMemoryMetric(MemoryMetric):
         *,
         backend: HardwareBackend | None = None,
         include_children: bool = False,
+        include_heap: bool = False,
         **options: Any,
     ) -> None:
         self.include_children = include_children
+        self._read_heap = heap_in_use_reader() if include_heap else None
+        if include_heap and self._read_heap is None:
+            raise ValueError(f"include_heap=True: {NO_HEAP_REASON}; leave include_heap off")
+        self.include_heap = include_heap
         self._children_process: Any = None
         self._process_token: int | None = None
         if options.get("sampler") == "process" and not sys.platform.startswith("linux"):
@@ -67,18 +78,32 @@ class CPUMemoryMetric(MemoryMetric):
         super().__init__(device, backend=backend, **options)
 
     def series(self) -> tuple[str, ...]:
-        """``rss``, plus ``children_rss`` when children are included."""
-        return ("rss", "children_rss") if self.include_children else ("rss",)
+        """``rss``, plus ``children_rss`` and ``heap`` when included."""
+        return (
+            "rss",
+            *(("children_rss",) if self.include_children else ()),
+            *(("heap",) if self.include_heap else ()),
+        )
 
     def _read(self) -> dict[str, int]:
         values = {"rss": read_rss_bytes()}
+        values.update(self._read_in_process())
+        return values
+
+    def _read_in_process(self) -> dict[str, int]:
+        """The series only this process can read (the process sampler reads ``rss``)."""
+        values = {}
         if self.include_children:
             values["children_rss"] = self._read_children()
+        if self._read_heap is not None:
+            values["heap"] = self._read_heap()
         return values
 
     def _read_raw(self) -> object:
         # A tick parks statm's bytes; parsing waits until someone reads the results.
-        return self._read() if self.include_children else read_rss_raw()
+        if self.include_children or self.include_heap:
+            return self._read()
+        return read_rss_raw()
 
     def _decode_raw(self, raw: Any) -> Mapping[str, int]:
         return raw if isinstance(raw, dict) else {"rss": rss_from_raw(raw)}
@@ -113,7 +138,7 @@ class CPUMemoryMetric(MemoryMetric):
         from pytest_hwbench.metrics.memory.process_sampler import get_process_sampler
 
         self._process_token = get_process_sampler(self.interval_s).subscribe(self._on_record)
-        if self.include_children:
+        if self.include_children or self.include_heap:
             super()._start_sampling()
 
     def _stop_sampling(self) -> None:
@@ -133,10 +158,10 @@ class CPUMemoryMetric(MemoryMetric):
         if self.sampler != "process":
             super()._sample_tick(now_ns)
             return
-        children = self._read_children()
+        values = self._read_in_process()
         with self._lock:
             if self._is_running():
-                self._add_sample(now_ns, {"children_rss": children}, None)
+                self._add_sample(now_ns, values, None)
 
     def _on_record(self, t_ns: int, rss: int) -> None:
         with self._lock:

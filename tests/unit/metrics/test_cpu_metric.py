@@ -299,3 +299,63 @@ def test_undecodable_sample_is_a_warning_not_a_failure(monkeypatch: pytest.Monke
     assert any("decoding a background sample failed (IndexError" in w for w in metrics["warnings"])
     assert metrics["series"]["rss"]["end_bytes"] > 0
     assert metrics["series"]["rss"]["exact_peak"] is clear_refs_writable()
+
+
+glibc_heap = pytest.mark.skipif(
+    host_module.heap_in_use_reader() is None, reason=host_module.NO_HEAP_REASON
+)
+
+
+def _malloc_held(nbytes: int) -> int:
+    """Have malloc hand out `nbytes` (never touched) and return the pointer, for `_free`."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    pointer = libc.malloc(nbytes)
+    assert pointer
+    return int(pointer)
+
+
+def _free(pointer: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(pointer)
+
+
+@glibc_heap
+@pytest.mark.parametrize("sampler", ["thread", "process"])
+def test_the_heap_series_is_what_malloc_handed_out_touched_or_not(sampler: str) -> None:
+    metric = MemoryMetricFactory.create("cpu", include_heap=True, sampler=sampler, interval="5ms")
+    assert metric.series() == ("rss", "heap")
+    metric.start()
+    pointer = _malloc_held(64 * MiB)  # handed out, never touched: not resident, yet held
+    try:
+        metric.record_memory("held")
+        time.sleep(0.03)
+    finally:
+        _free(pointer)
+    metric.record_memory("given back")
+    results = metric.stop()
+    heap = results["series"]["heap"]
+    assert heap["exact_peak"] is False  # no high-water mark: sampled, and said so
+    assert heap["peak_delta_bytes"] >= 64 * MiB
+    held, given_back = metric.get_memory_timeline().marks[-2:]
+    assert held.values["heap"] - heap["start_bytes"] >= 64 * MiB
+    assert given_back.values["heap"] - heap["start_bytes"] < 8 * MiB
+    assert held.values["rss"] - results["series"]["rss"]["start_bytes"] < 32 * MiB
+    timeline = metric.get_memory_timeline().to_dict()
+    assert len([v for v in timeline["series"]["heap"] if v is not None]) >= 4  # sampled too
+
+
+def test_without_mallinfo2_the_heap_series_is_refused_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cpu_metric_module, "heap_in_use_reader", lambda: None)
+    with pytest.raises(
+        ValueError, match=r"include_heap=True: the heap series reads glibc's mallinfo2"
+    ):
+        CPUMemoryMetric(include_heap=True)
+    assert CPUMemoryMetric().series() == ("rss",)
