@@ -180,32 +180,17 @@ class HostStretch:
         self.sampler_error = None
         # Without resets a peak below an earlier one is not in the mark: the samples bound it.
         peak = max(peak, end_bytes) if probe.exact else max(peak, *sampled)
-        stats = {
-            "start_bytes": start,
-            "end_bytes": end_bytes,
-            "peak_bytes": peak,
-            "peak_delta_bytes": peak - start,
-            "exact_peak": probe.exact,
-        }
-        memory: dict[str, Any] = {
-            "interval_s": self.interval_s,
-            "sampler": "thread",
-            "samples": len(sampled),
-            "duration_s": duration_s,
-            "series": {"rss": stats},
-            "warnings": warnings,
-            "primary_series": "rss",
-            "timeline": None,
-        }
+        measured = StretchResult(start, end_bytes, peak, probe.exact, duration_s, self.interval_s)
+        memory = measured.to_memory()  # the short form, with what sampling added
+        memory["samples"], memory["warnings"] = len(sampled), warnings
         # A short test's entry leaves out what a reader knows without it (format 2): its device
         # and platform are the entry's; min and sampled peak are those of start and end.
         if ticks:
+            stats = memory["series"]["rss"]
             stats["min_bytes"], stats["sampled_peak_bytes"] = min(sampled), max(sampled)
             memory["timeline"] = self._timeline(ticks, start, end_bytes, end_ns)
             memory["device"], memory["platform"] = self.device, self.device["platform"]
-        return StretchResult(
-            start, end_bytes, peak, probe.exact, duration_s, self.interval_s, memory
-        )
+        return measured._replace(long_form=memory)
 
     def _timeline(
         self, ticks: list[tuple[int, int]], start: int, end: int, end_ns: int
