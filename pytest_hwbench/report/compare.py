@@ -191,7 +191,15 @@ class Comparison:
         lines.append("")
         for line in self.verdict_lines():
             indent = " " * (len(line) - len(line.lstrip()))
-            lines.extend(textwrap.wrap(line, width, subsequent_indent=indent + "    ") or [""])
+            # A node id is never split: a line holding a longer one runs past `width`.
+            wrapped = textwrap.wrap(
+                line,
+                width,
+                subsequent_indent=indent + "    ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            lines.extend(wrapped or [""])
         return "\n".join(lines) + "\n"
 
     def verdict_lines(self) -> list[str]:
@@ -273,10 +281,15 @@ def _common_folder(labels: Sequence[str]) -> str:
 
 
 def _fit(text: str, width: int, keep: int = 0) -> str:
-    """`text` cut to `width` characters from the left, after its first `keep` (an indent)."""
+    """`text` cut to `width` characters in its middle, after its first `keep` (an indent).
+
+    A node id keeps its start (the file) and, longer, its end (the test's name and parameters).
+    """
     if len(text) <= width:
         return text
-    return text[:keep] + "…" + text[len(text) - (width - keep - 1) :]
+    room = width - keep - 1
+    head = room // 3
+    return text[: keep + head] + "…" + text[len(text) - (room - head) :]
 
 
 def _table(

@@ -181,7 +181,7 @@ def test_time_gates_benchmark_medians_and_duration_only_the_durations_asked_for(
     assert "duration base" in asked.format_table()
 
 
-def test_the_table_fits_100_columns_cutting_long_node_ids_from_the_left() -> None:
+def test_the_table_fits_100_columns_cutting_long_node_ids_in_the_middle() -> None:
     long_id = "tests/integration/models/transformers/test_attention.py::" + "test_x" * 20
     comparison = compare_reports(
         report(entry(long_id, growth=MiB, benchmark={"median": 0.01}), entry("t.py::short")),
@@ -190,9 +190,12 @@ def test_the_table_fits_100_columns_cutting_long_node_ids_from_the_left() -> Non
     table = comparison.format_table()
     assert max(len(line) for line in table.splitlines()) <= 100
     # Too many figures for the name beside them: each test's name on a line of its own, cut
-    # from the left so that its test function's name stays.
+    # in the middle so that its file and its test function's name stay.
     assert any(
-        line.startswith("…") and line.endswith(long_id[-30:] + " (cpu)") and len(line) == 100
+        line.startswith("tests/integration/")
+        and "…" in line
+        and line.endswith(long_id[-30:] + " (cpu)")
+        and len(line) == 100
         for line in table.splitlines()
     )
     assert "t.py::short (cpu)" in table.splitlines()
@@ -202,7 +205,11 @@ def test_the_table_fits_100_columns_cutting_long_node_ids_from_the_left() -> Non
         report(entry(long_id, growth=MiB)), report(entry(long_id, growth=2 * MiB))
     ).format_table()
     assert max(len(line) for line in peak_only.splitlines()) <= 100
-    assert any(line.startswith("…") and "+1.0 MiB" in line for line in peak_only.splitlines())
+    assert "tests under tests/integration/models/transformers/" in peak_only.splitlines()
+    assert any(
+        line.startswith("test_attention.py::") and "…" in line and "+1.0 MiB" in line
+        for line in peak_only.splitlines()
+    )
 
 
 def test_tests_a_new_run_deselected_are_not_called_removed() -> None:
