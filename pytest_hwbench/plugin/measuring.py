@@ -261,7 +261,7 @@ class Measurer:
         """Keep a stretch's results for `item`'s entry and its junitxml properties."""
         properties = item.user_properties
         properties.append(("hw_peak_bytes:rss", measured.peak_bytes))
-        properties.append(("hw_peak_delta_bytes:rss", measured.peak_bytes - measured.start_bytes))
+        properties.append(("hw_peak_delta_bytes:rss", measured.peak_delta_bytes))
         item.stash[STRETCH_RESULT_KEY] = measured
 
     # -- limits and leaks --------------------------------------------------------------------------

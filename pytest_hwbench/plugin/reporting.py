@@ -291,7 +291,7 @@ class Reporter:
         if stretch is None:
             memory = "null"
         else:
-            growth = stretch.peak_bytes - stretch.start_bytes
+            growth = stretch.peak_delta_bytes
             memory = (
                 f'{{"interval_s":{stretch.interval_s!r},"sampler":"thread","samples":2,'
                 f'"duration_s":{stretch.duration_s!r},"series":{{"rss":{{'
@@ -320,11 +320,7 @@ class Reporter:
         )
         if self._keep_entries:
             self.entries.append(json.loads(text))
-        writer = self.writer
-        if writer is not None:
-            seen = len(writer.errors)
-            writer.add_encoded_test(text)
-            self._report_writer_errors(seen)
+        self._write_entry(text)
 
     def _add_crashed(self, report: pytest.TestReport) -> None:
         """An xdist worker died running this test: it gets an entry; the report is incomplete.
@@ -369,10 +365,17 @@ class Reporter:
             if rates is not None and len(self.throughput) < THROUGHPUT_ROWS:
                 label = entry_label(entry["nodeid"], entry.get("device"))
                 self.throughput.append((label, benchmark_median_s(entry), rates))
+        self._write_entry(entry)
+
+    def _write_entry(self, entry: Mapping[str, Any] | str) -> None:
+        """Give the writer a test's entry (its dicts, or its JSON text); report what failed."""
         writer = self.writer
         if writer is not None:
             seen = len(writer.errors)
-            writer.add_test(entry)
+            if isinstance(entry, str):
+                writer.add_encoded_test(entry)
+            else:
+                writer.add_test(entry)
             self._report_writer_errors(seen)
 
     def finish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -55,7 +55,7 @@ class StretchResult(NamedTuple):
         return self.peak_bytes - self.start_bytes
 
     def to_memory(self) -> dict[str, Any]:
-        """The stretch as a report entry's ``memory`` (a new dict each call)."""
+        """The stretch as an entry's ``memory``: a long one's own dict, a short one's anew."""
         if self.long_form is not None:
             return self.long_form
         return {
@@ -68,7 +68,7 @@ class StretchResult(NamedTuple):
                     "start_bytes": self.start_bytes,
                     "end_bytes": self.end_bytes,
                     "peak_bytes": self.peak_bytes,
-                    "peak_delta_bytes": self.peak_bytes - self.start_bytes,
+                    "peak_delta_bytes": self.peak_delta_bytes,
                     "exact_peak": self.exact_peak,
                 }
             },
