@@ -23,13 +23,18 @@ linux_only = pytest.mark.skipif(
 )
 
 #: A conftest that makes the disk "fill up" for our files from the FULL_AFTER-th finished test on:
-#: os.write (the journal) and os.replace (the report) raise ENOSPC as the kernel would.
+#: os.write and os.posix_fallocate (the journal's lines, or its reserved room) and os.replace (the
+#: report) raise ENOSPC as the kernel would. The journal reserves room a page at a time here, so
+#: the full disk stops it mid-run rather than after its first 4 MiB.
 FULL_DISK_CONFTEST = """
 import errno
 import os
 
+from pytest_hwbench.report import writer
+
 _finished = [0]
 _real_write, _real_replace = os.write, os.replace
+_real_fallocate = getattr(os, "posix_fallocate", None)
 FULL_AFTER = int(os.environ.get("FULL_AFTER", "0"))
 FAIL_REPLACE = os.environ.get("FAIL_REPLACE") == "1"
 
@@ -47,6 +52,12 @@ def _write(fd, data):
     return _real_write(fd, data)
 
 
+def _fallocate(fd, offset, length):
+    if FULL_AFTER and _finished[0] >= FULL_AFTER and _ours(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return _real_fallocate(fd, offset, length)
+
+
 def _replace(src, dst, *args, **kwargs):
     if FAIL_REPLACE and str(dst).endswith("hw.json"):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -54,6 +65,9 @@ def _replace(src, dst, *args, **kwargs):
 
 
 os.write, os.replace = _write, _replace
+if _real_fallocate is not None:
+    os.posix_fallocate = _fallocate
+writer._MappedJournal.RESERVE_BYTES = 4096
 
 
 def pytest_runtest_teardown(item):
