@@ -129,6 +129,8 @@ _rss_reader = HostRSSReader()
 
 def read_rss_bytes() -> int:
     """Current RSS of this process in bytes."""
+    if _IS_LINUX:  # the reader's read, inlined: a report reads it at every test's end
+        return int(os.pread(_statm_file.fd(), 128, 0).split()[1]) * _PAGE_SIZE
     return _rss_reader.read()
 
 
