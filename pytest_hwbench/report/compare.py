@@ -19,6 +19,7 @@ from pytest_hwbench.report.loader import load_report
 from pytest_hwbench.report.model import (
     Report,
     ReportError,
+    benchmark_median_noise_s,
     benchmark_median_s,
     entry_label,
     primary_stats,
@@ -60,6 +61,8 @@ class TestSummary:
     median_s: float | None
     """The benchmark median in seconds, when the entry has benchmark statistics."""
     skip_reason: str | None = None
+    median_noise_s: float | None = None
+    """How far the median may be off by chance (`benchmark_median_noise_s`), when known."""
 
     @property
     def key(self) -> Key:
@@ -81,6 +84,8 @@ class TestChange:
     base: TestSummary
     new: TestSummary
     failures: tuple[str, ...] = ()
+    within_noise: tuple[str, ...] = ()
+    """Thresholds the medians crossed by less than their rounds' noise: not failures."""
 
     @property
     def benchmarked(self) -> bool:
@@ -213,11 +218,20 @@ class Comparison:
             return [f"{counts}; no threshold given (--fail-on)"]
         checked = ", ".join(t.describe() for t in self.thresholds)
         failures = self.failures
+        noisy = [change for change in self.changes if change.within_noise]
         if not failures:
-            return [f"{counts}; no test crossed {checked}"]
-        out = [f"{counts}; {len(failures)} crossed a threshold ({checked}):"]
-        for change in failures:
-            out.extend(f"  FAILED {change.new.label}: {msg}" for msg in change.failures)
+            out = [f"{counts}; no test crossed {checked}"]
+        else:
+            out = [f"{counts}; {len(failures)} crossed a threshold ({checked}):"]
+            for change in failures:
+                out.extend(f"  FAILED {change.new.label}: {msg}" for msg in change.failures)
+        if noisy:
+            out.append(
+                f"{len(noisy)} benchmark(s) crossed a time threshold by less than their rounds' "
+                "noise (the medians' 95% intervals overlap), not failed:"
+            )
+            for change in noisy:
+                out.extend(f"  noise {change.new.label}: {msg}" for msg in change.within_noise)
         return out
 
 
@@ -355,6 +369,7 @@ def summarize_entry(entry: Mapping[str, Any]) -> TestSummary:
         exact_peak=exact,
         median_s=benchmark_median_s(entry),
         skip_reason=entry.get("skip_reason"),
+        median_noise_s=benchmark_median_noise_s(entry),
     )
 
 
@@ -374,8 +389,17 @@ def summarize_report(report: Mapping[str, Any]) -> dict[Key, TestSummary]:
     return summaries
 
 
-def _check(change: TestChange, thresholds: Sequence[Threshold]) -> tuple[str, ...]:
+def _check(
+    change: TestChange, thresholds: Sequence[Threshold]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The thresholds `change` crossed: failures, and time ones within the medians' noise.
+
+    A benchmark median crosses a ``time`` threshold only by more than chance: the two medians'
+    ~95% intervals (their notches, `benchmark_median_noise_s`) must not overlap. Where either
+    report lacks the rounds' spread, the threshold alone decides, as in pytest-benchmark.
+    """
     failures = []
+    noisy = []
     for threshold in thresholds:
         base: float | None
         new: float | None
@@ -393,12 +417,22 @@ def _check(change: TestChange, thresholds: Sequence[Threshold]) -> tuple[str, ..
             shown = (format_bytes(base), format_bytes(new))
         else:
             shown = (format_duration(base), format_duration(new))
-        failures.append(
+        message = (
             f"{what} {shown[0]} -> {shown[1]}: {threshold.format_change(base, new)} > "
             f"{threshold.limit_text()} "
             f"({threshold.describe()})"
         )
-    return tuple(failures)
+        if metric == "time":
+            base_noise, new_noise = change.base.median_noise_s, change.new.median_noise_s
+            if base_noise is not None and new_noise is not None:
+                noise = base_noise + new_noise
+                if new - base <= noise:
+                    noisy.append(
+                        f"{message}, but within the medians' noise (+/-{format_duration(noise)})"
+                    )
+                    continue
+        failures.append(message)
+    return tuple(failures), tuple(noisy)
 
 
 def compare_reports(
@@ -429,9 +463,9 @@ def compare_reports(
             skipped.append((base_summary, new_summary))
         else:
             change = TestChange(base_summary, new_summary)
-            failures = _check(change, thresholds)
-            if failures:
-                change = TestChange(base_summary, new_summary, failures)
+            failures, noisy = _check(change, thresholds)
+            if failures or noisy:
+                change = TestChange(base_summary, new_summary, failures, noisy)
             changes.append(change)
     removed = [summary for key, summary in base_tests.items() if key not in new_tests]
     notes = []

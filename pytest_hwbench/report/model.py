@@ -27,6 +27,7 @@ __all__ = [
     "ReportError",
     "SeriesStats",
     "Timeline",
+    "benchmark_median_noise_s",
     "benchmark_median_s",
     "entry_label",
     "finite_json",
@@ -119,6 +120,7 @@ class Benchmark(TypedDict, total=False):
     mean: float
     median: float
     stddev: float
+    iqr: float
     rounds: int
     iterations: int
     timer: str | None
@@ -238,6 +240,29 @@ def benchmark_median_s(entry: Mapping[str, Any]) -> float | None:
         return None
     stats = benchmark.get("stats", benchmark)  # pytest-benchmark's nesting, in hand-made reports
     return finite_number(stats.get("median")) if isinstance(stats, Mapping) else None
+
+
+#: McGill, Tukey and Larsen's notch (1978; R's ``boxplot.stats``): median +- 1.58 IQR / sqrt(n)
+#: is a ~95% interval of a median; two medians whose notches do not overlap differ.
+NOTCH_FACTOR = 1.58
+
+
+def benchmark_median_noise_s(entry: Mapping[str, Any]) -> float | None:
+    """How far the benchmark's median may be off by chance: the half-width of its notch.
+
+    1.58 x the rounds' interquartile range / sqrt(rounds), in seconds; None without both (an
+    untimed run, a report from before ``iqr`` was recorded).
+    """
+    benchmark = entry.get("benchmark")
+    if not isinstance(benchmark, Mapping):
+        return None
+    stats = benchmark.get("stats", benchmark)
+    if not isinstance(stats, Mapping):
+        return None
+    iqr, rounds = finite_number(stats.get("iqr")), stats.get("rounds")
+    if iqr is None or iqr < 0 or not isinstance(rounds, int) or rounds < 1:
+        return None
+    return NOTCH_FACTOR * iqr / math.sqrt(rounds)
 
 
 def throughput_text(entry: Mapping[str, Any]) -> str | None:

@@ -142,7 +142,7 @@ def test_plain_call_returns_the_result_and_records_stats_and_memory(
     stats = entry["benchmark"]
     assert stats["timed"] is True
     assert stats["unit"] == "seconds"
-    for key in ("min", "max", "median", "mean", "stddev", "rounds", "iterations"):
+    for key in ("min", "max", "median", "mean", "stddev", "iqr", "rounds", "iterations"):
         assert stats[key] == pytest.approx(bench["stats"][key]), key
     assert stats["min"] <= stats["median"] <= stats["max"]
     assert stats["warnings"] == []

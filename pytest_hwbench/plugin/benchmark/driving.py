@@ -48,6 +48,8 @@ def timing_stats(benchmark: Any) -> dict[str, Any]:
         "mean": float(stats.mean),
         "median": float(stats.median),
         "stddev": float(stats.stddev),
+        # The rounds' interquartile range: with `rounds`, how sure the median is (compare).
+        "iqr": float(stats.iqr),
         "rounds": int(stats.rounds),
         "iterations": int(metadata.iterations),
     }

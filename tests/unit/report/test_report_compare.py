@@ -181,6 +181,44 @@ def test_time_gates_benchmark_medians_and_duration_only_the_durations_asked_for(
     assert "duration base" in asked.format_table()
 
 
+def _timed(median: float, iqr: float | None, rounds: int = 25) -> dict[str, object]:
+    stats: dict[str, object] = {"median": median, "stddev": 0.001, "rounds": rounds}
+    if iqr is not None:
+        stats["iqr"] = iqr
+    return {"timed": True, **stats}
+
+
+def test_a_median_crosses_a_time_threshold_only_by_more_than_its_rounds_noise() -> None:
+    # Notch half-widths 1.58 x IQR / sqrt(25): 0.316 ms each for an IQR of 1 ms, so two medians
+    # more than 0.632 ms apart differ; 10 ms -> 10.6 ms is +6% but within that noise.
+    base = report(
+        entry("noisy", benchmark=_timed(0.010, 0.001)),
+        entry("clear", benchmark=_timed(0.010, 0.0001)),
+        entry("older", benchmark=_timed(0.010, None)),  # a report from before iqr
+    )
+    new = report(
+        entry("noisy", benchmark=_timed(0.0106, 0.001)),
+        entry("clear", benchmark=_timed(0.0106, 0.0001)),
+        entry("older", benchmark=_timed(0.0106, 0.001)),
+    )
+    comparison = compare_reports(base, new, [parse_threshold("time:+5%")])
+    assert [c.new.nodeid for c in comparison.failures] == ["clear", "older"]
+    (noisy,) = [c for c in comparison.changes if c.within_noise]
+    assert noisy.new.nodeid == "noisy"
+    assert noisy.within_noise == (
+        "median time 10.00 ms -> 10.60 ms: +6.0% > +5% (time:+5%), but within the medians' "
+        "noise (+/-632 us)",
+    )
+    verdict = "\n".join(comparison.verdict_lines())
+    assert "1 benchmark(s) crossed a time threshold by less than their rounds' noise" in verdict
+    assert "  noise noisy (cpu): median time 10.00 ms -> 10.60 ms" in verdict
+    # Beyond the noise it fails as before; peaks are exact and never widened.
+    further = compare_reports(
+        base, report(entry("noisy", benchmark=_timed(0.0107, 0.001))), [parse_threshold("time:+5%")]
+    )
+    assert [c.new.nodeid for c in further.failures] == ["noisy"]
+
+
 def test_the_table_fits_100_columns_cutting_long_node_ids_in_the_middle() -> None:
     long_id = "tests/integration/models/transformers/test_attention.py::" + "test_x" * 20
     comparison = compare_reports(
