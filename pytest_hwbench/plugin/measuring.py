@@ -62,7 +62,8 @@ class Measurer:
         #: Whether each test's full results (timeline included) stay for its report entry.
         self.keep_results = False
         self._on_metric_use = on_metric_use
-        self._probe_refused = False
+        # No probe (nor stretch) under --hw-heap: host tests need a metric that samples the heap.
+        self._probe_refused = options.heap
         self._rss_probe: RSSPeakProbe | None = None
         self._stretch: HostStretch | None = None
         #: What each platform's warm-up cost (the report's session section), by platform.
@@ -164,8 +165,10 @@ class Measurer:
         from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
 
         backend = self._registry().get(self.planner.platform_of(item))
+        options = self.options
+        extra = {"include_heap": True} if options.heap and backend.is_host else {}
         return MemoryMetricFactory.create(
-            backend, interval=self.options.interval_s, sampler=self.options.sampler
+            backend, interval=options.interval_s, sampler=options.sampler, **extra
         )
 
     def running(self, item: pytest.Item) -> MemoryMetric | None:

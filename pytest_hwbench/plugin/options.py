@@ -102,6 +102,15 @@ _OPTIONS = (
         metavar="auto|off",
     ),
     _Option(
+        ("--hw-heap",),
+        "hw_heap",
+        "also sample the heap in use (glibc's mallinfo2(): bytes malloc handed out and not had "
+        "back) beside RSS in every measured host test; Linux with glibc 2.33+",
+        "bool",
+        False,
+        action="store_true",
+    ),
+    _Option(
         ("--hw-profile-all",),
         "hw_profile_all",
         "measure memory of every test, not only those using memory_profile or a limit",
@@ -256,6 +265,7 @@ class HwbenchOptions(NamedTuple):
     benchmark_warmup: int
     rss_reset: bool = True
     warmup: bool = True
+    heap: bool = False
 
     @property
     def measures_every_test(self) -> bool:
@@ -406,6 +416,12 @@ def resolve_options(
         raise _usage(f"{source}={unavailable}: valid policies: {', '.join(UNAVAILABLE_POLICIES)}")
 
     rss_reset = _choice(config, "hw_rss_reset", RSS_RESET_CHOICES) == "on"
+    heap, source = setting(config, "hw_heap")
+    if heap:
+        from pytest_hwbench.metrics.memory._host import NO_HEAP_REASON, heap_in_use_reader
+
+        if heap_in_use_reader() is None:
+            raise _usage(f"{source}: {NO_HEAP_REASON}; leave it off")
     warmup = _choice(config, "hw_warmup", WARMUP_CHOICES) == "auto"
 
     raw_summary, source = setting(config, "hw_summary")
@@ -455,6 +471,7 @@ def resolve_options(
         benchmark_warmup=int(raw_warmup),
         rss_reset=rss_reset,
         warmup=warmup,
+        heap=bool(heap),
     )
 
 

@@ -271,3 +271,51 @@ def test_a_memory_limit_is_checked_on_the_measured_block(
     (scope,) = first["scopes"]
     assert 7 * 2**20 <= scope["series"]["rss"]["peak_delta_bytes"] <= 12 * 2**20
     assert first["series"]["rss"]["peak_delta_bytes"] >= 40 * 2**20  # the whole test's own
+
+
+glibc_heap = pytest.mark.skipif(_host.heap_in_use_reader() is None, reason=_host.NO_HEAP_REASON)
+
+
+@glibc_heap
+@pytest.mark.parametrize("how", ["memory_profile", "--hw-profile-all"])
+def test_hw_heap_samples_what_malloc_handed_out_beside_rss(
+    pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader, how: str
+) -> None:
+    fixture = "memory_profile" if how == "memory_profile" else ""
+    pytester.makepyfile(
+        f"""
+        import ctypes
+        import time
+
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        libc.free.argtypes = [ctypes.c_void_p]
+
+        def test_untouched({fixture}):
+            block = libc.malloc(64 * 2**20)  # handed out, never touched: heap, not RSS
+            time.sleep(0.05)  # sampled: the heap series has no high-water mark
+            libc.free(block)
+
+        def test_nothing({fixture}):
+            pass
+        """
+    )
+    extra = ["--hw-profile-all"] if how == "--hw-profile-all" else []
+    result = pytester.runpytest_subprocess("--hw-heap", f"--hw-report={report_path}", *extra)
+    result.assert_outcomes(passed=2)
+    tests = {t["nodeid"].split("::")[1]: t for t in load_valid_report(report_path)["tests"]}
+    series = tests["test_untouched"]["memory"]["series"]
+    assert series["heap"]["peak_delta_bytes"] >= 64 * 2**20
+    assert series["rss"]["peak_delta_bytes"] < 16 * 2**20
+    assert tests["test_untouched"]["memory"]["primary_series"] == "rss"
+    assert "heap" in tests["test_nothing"]["memory"]["series"]
+
+
+def test_hw_heap_without_mallinfo2_is_a_usage_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_host, "heap_in_use_reader", lambda: None)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--hw-heap")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-hwbench: --hw-heap: {_host.NO_HEAP_REASON}*"])
