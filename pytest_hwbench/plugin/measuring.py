@@ -100,12 +100,12 @@ class Measurer:
             return None
         from pytest_hwbench.metrics.memory._host import (
             NO_TRIM_REASON,
-            fix_mmap_threshold,
             heap_trimmer,
+            hold_malloc_thresholds,
             release_freed_memory,
         )
 
-        fix_mmap_threshold()  # once a process (cached)
+        hold_malloc_thresholds()  # once a process (cached)
         release_freed_memory()
         return NO_TRIM_REASON if heap_trimmer() is None else None
 

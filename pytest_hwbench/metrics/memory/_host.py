@@ -25,8 +25,8 @@ __all__ = [
     "HostRSSReader",
     "RSSPeakProbe",
     "allow_rss_resets",
-    "fix_mmap_threshold",
     "heap_trimmer",
+    "hold_malloc_thresholds",
     "process_peak_rss_bytes",
     "read_rss_bytes",
     "read_rss_high_water_bytes",
@@ -344,25 +344,35 @@ def _libc_function(name: str, argtypes: list[Any]) -> Any:
     return function
 
 
-#: glibc's initial mmap threshold (M_MMAP_THRESHOLD), which it raises after freeing a mapped block.
+#: glibc's initial mmap and trim thresholds (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), both 128 KiB,
+#: which it raises after freeing a mapped block.
 GLIBC_MMAP_THRESHOLD = 128 * 1024
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number, from glibc's malloc.h
+GLIBC_TRIM_THRESHOLD = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter numbers, from glibc's malloc.h
+_M_TRIM_THRESHOLD = -1
 
 
 @functools.cache
-def fix_mmap_threshold() -> bool:
-    """Hold glibc's mmap threshold at its initial 128 KiB for the rest of the process.
+def hold_malloc_thresholds() -> bool:
+    """Hold glibc's mmap and trim thresholds at their initial 128 KiB for the rest of the process.
 
-    glibc raises the threshold to the size of each mapped block freed (up to 32 MiB), so after
-    a test frees a big tensor a later test's blocks below that size come from the heap instead
-    of fresh mappings, and its RSS growth depends on the tests before it. Once set, blocks of
-    128 KiB and more are mapped and unmapped each time, as at the start of every process.
+    Freeing a mapped block raises the mmap threshold to its size (up to 32 MiB) and the trim
+    threshold to twice that, so after a test (or a warm-up) frees a big tensor a later test's
+    blocks below that size come from the heap instead of fresh mappings, and freed memory at the
+    heap's top stays resident: its RSS growth depends on what ran before. Holding the mmap
+    threshold alone is not enough: set after such a free, it leaves the raised trim threshold,
+    and a conv net's forward then read 12-18 MiB from one process to the next instead of the
+    7.8 MiB of a fresh process. Once both are held, blocks of 128 KiB and more are mapped and
+    unmapped each time, and the heap is trimmed, as at the start of every process.
     False where the C library has no mallopt (macOS, musl).
     """
     import ctypes
 
     mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
-    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD))
+    if mallopt is None:
+        return False
+    held_mmap = bool(mallopt(_M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD))
+    return bool(mallopt(_M_TRIM_THRESHOLD, GLIBC_TRIM_THRESHOLD)) and held_mmap
 
 
 def allow_rss_resets(allowed: bool) -> None:

@@ -339,3 +339,56 @@ def test_the_fork_handler_reaches_no_module() -> None:
         assert not (isinstance(obj, dict) and "__loader__" in obj), "reaches a module's globals"
         stack.extend(gc.get_referents(obj))
     assert len(seen) < 10
+
+
+#: Run in a fresh process: the thresholds are process-wide, and holding them is for good.
+THRESHOLDS_SCRIPT = """
+import ctypes, sys
+from pytest_hwbench.metrics.memory._host import hold_malloc_thresholds, read_rss_bytes
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+MiB = 2**20
+
+def touched(size):
+    block = libc.malloc(size)
+    ctypes.memset(block, 1, size)
+    return block
+
+# Freeing a mapped 16 MiB block raises the mmap threshold to 16 MiB and the trim one to 32 MiB.
+libc.free(touched(16 * MiB))
+if sys.argv[1] == "hold":
+    assert hold_malloc_thresholds()
+before = read_rss_bytes()
+# 64 blocks of 100 KiB: below either mmap threshold, from the heap's top. Freed, a trim
+# threshold of 128 KiB gives them back to the OS at once; one of 32 MiB keeps them resident.
+blocks = [touched(100 * 1024) for _ in range(64)]
+for block in reversed(blocks):
+    libc.free(block)
+kept_small = read_rss_bytes() - before
+# 8 MiB: mapped (and unmapped when freed) under a 128 KiB mmap threshold, from the heap above.
+libc.free(touched(8 * MiB))
+kept_big = read_rss_bytes() - before
+print(kept_small // 1024, kept_big // 1024)
+"""
+
+
+@pytest.mark.skipif(
+    host_module.heap_trimmer() is None, reason="glibc only: the thresholds are glibc's mallopt's"
+)
+def test_held_malloc_thresholds_undo_what_a_big_free_raised() -> None:
+    def kept_kib(mode: str) -> tuple[int, int]:
+        done = subprocess.run(
+            [sys.executable, "-c", THRESHOLDS_SCRIPT, mode], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        small, big = done.stdout.split()
+        return int(small), int(big)
+
+    raised_small, raised_big = kept_kib("raised")
+    held_small, held_big = kept_kib("hold")
+    assert raised_small >= 4 * 1024  # the raised thresholds keep freed memory resident
+    assert raised_big >= 8 * 1024
+    assert held_small < 1024  # held: given back as in a fresh process
+    assert held_big < 1024
