@@ -76,6 +76,9 @@ class PlanNeeds(NamedTuple):
     measure: bool
     report: bool
     guard: bool
+    #: Whether a runnable host test asks to be measured (memory_profile, a limit, a leak check):
+    #: the run then gets a clean heap from its start (`Measurer.hold_heap_thresholds`).
+    host_asks: bool = False
 
 
 class Planner:
@@ -207,10 +210,19 @@ class Planner:
         self._collected = True
         guard = False
         unrunnable: set[pytest.Item] = set()
+        host_asks = False
         for item in ours:
             plan = item.stash[PLAN_KEY] = self._collected_plan(item)
             guard = guard or plan.leak_tolerance is not None
             if plan.unmet is None:
+                host_asks = host_asks or (
+                    plan.on_host
+                    and (
+                        PROFILE_FIXTURE in getattr(item, "fixturenames", ())
+                        or plan.limit is not None
+                        or plan.leak_tolerance is not None
+                    )
+                )
                 continue
             if self.options.unavailable == "deselect":
                 unrunnable.add(item)
@@ -224,4 +236,5 @@ class Planner:
             items[:] = [i for i in items if i not in unrunnable]
         benchmarked = any(HW_BENCHMARK_FIXTURE in getattr(i, "fixturenames", ()) for i in ours)
         # Benchmark timings travel in the entries: a benchmarked run gathers them.
-        return PlanNeeds(measure=bool(ours), report=benchmarked, guard=guard)
+        host_asks = host_asks or self.options.leak_check
+        return PlanNeeds(measure=bool(ours), report=benchmarked, guard=guard, host_asks=host_asks)

@@ -132,6 +132,8 @@ class HwbenchSession:
         if self.config.hook.pytest_hwbench_register_backends.get_hookimpls():
             self._registry()  # a conftest collected later adds backends: register them now
         needs = self.planning.classify_items(self.config, items, ours)
+        if needs.host_asks:
+            self.measuring.hold_heap_thresholds()
         if needs.measure:
             self.enable_test_hooks()
         if needs.report:
