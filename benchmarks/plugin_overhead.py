@@ -12,8 +12,11 @@ subtracted):
    measurement costs at least, measured beside ours on the same machine in the same run;
 4. ``profile-all``: ``--hw-profile-all`` (the exact CPU peak of every test; with no report to
    show timelines, an RSS peak probe rather than a sampled metric);
-   ``+report``: the same with ``--hw-report`` (a metric, its timeline and a report entry per
-   test, and the report written);
+   ``+report``: the same with ``--hw-report`` (a stretch of start, exact peak and end per
+   test, a report entry for each, and the report written);
+   ``+baseline``: profile-all with a memory limit on one test in ten, so that it asks to be
+   measured and gets the clean baseline first (a full garbage collection, a heap trim), which
+   tests measured only because of profile-all skip; its cost is given per test that asks;
 5. ``memray``: ``--memray`` with our plugin disabled, when pytest-memray is importable;
 6. ``monitor``: pytest-monitor (on by default once installed) with our plugin disabled, when it
    is importable. Being on by default, it is blocked (``-p no:monitor``) in every other variant.
@@ -100,6 +103,20 @@ def pytest_runtest_call(item):
         return (yield)
     finally:
         after = os.pread(_STATM, 128, 0)
+"""
+#: The +baseline variant's plugin: every ASKED_EVERY-th test gets a memory limit far above any
+#: use, so it asks to be measured and pays the clean baseline a test that asks pays
+#: (docs/memory.md, "Numbers that do not depend on order"): a full garbage collection and a
+#: heap trim before it. One in ten, not all: at tens of ms a test, all would take minutes a run.
+ASKED_MODULE = "hwbench_overhead_asked"
+ASKED_EVERY = 10
+ASKED_PLUGIN = f"""\
+import pytest
+
+
+def pytest_collection_modifyitems(items):
+    for item in items[::{ASKED_EVERY}]:
+        item.add_marker(pytest.mark.memory_limit(cpu="1GiB"))
 """
 AB_ENV = "HWBENCH_OVERHEAD_AB_OUT"
 #: Written only for the within-run A/B runs: even tests are measured, odd ones are not, and each
@@ -213,6 +230,7 @@ def write_suite(root: Path, n_tests: int) -> None:
         )
         (root / f"test_gen_{start // TESTS_PER_FILE:04d}.py").write_text(body, encoding="ascii")
     (root / f"{FLOOR_MODULE}.py").write_text(FLOOR_PLUGIN, encoding="ascii")
+    (root / f"{ASKED_MODULE}.py").write_text(ASKED_PLUGIN, encoding="ascii")
 
 
 def plugin_importable(module: str) -> bool:
@@ -246,6 +264,12 @@ def build_variants() -> tuple[list[Variant], list[str]]:
             "+report",
             ("--hw-profile-all", "--hw-report=.hw-report.json", *no_monitor),
             "--hw-profile-all with --hw-report (a timeline per test, a report written)",
+        ),
+        Variant(
+            "+baseline",
+            ("--hw-profile-all", "-p", ASKED_MODULE, *no_monitor),
+            f"--hw-profile-all, one test in {ASKED_EVERY} with a memory limit: it asks to be "
+            "measured and gets the clean baseline first (a full garbage collection, a heap trim)",
         ),
     ]
     if has_memray:
@@ -579,6 +603,16 @@ def print_table(
         elif variant.name == "profile-all":
             ok = added_us <= PROFILE_ALL_MAX_US
             target = f"<= {PROFILE_ALL_MAX_US:g} µs/test: {verdict(ok, quick)}"
+        elif variant.name == "+baseline" and "profile-all" in results:
+            over = [
+                ours - base
+                for ours, base in zip(runs.seconds, results["profile-all"].seconds, strict=True)
+            ]
+            asked = len(range(0, n_tests, ASKED_EVERY))
+            target = (
+                f"over profile-all {statistics.median(over) / asked * 1e3:+.2f} ms a test that "
+                "asks (the clean baseline; tests measured by profile-all alone skip it)"
+            )
         elif variant.name == "+report" and "profile-all" in results:
             over = [
                 ours - base
