@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         UnknownCapabilityError,
         UnknownHardwareError,
     )
+    from pytest_hwbench.hardware.energy import EnergyCounter, EnergyUnavailableError
     from pytest_hwbench.hardware.inventory import (
         backend_inventory,
         hardware_inventory,
@@ -53,6 +54,8 @@ _EXPORTS = {
     "HardwareUnavailableError": "base",
     "UnknownCapabilityError": "base",
     "UnknownHardwareError": "base",
+    "EnergyCounter": "energy",
+    "EnergyUnavailableError": "energy",
     "ENTRY_POINT_GROUP": "registry",
     "BrokenBackend": "registry",
     "HardwareRegistry": "registry",
@@ -70,6 +73,8 @@ __all__ = [
     "Capability",
     "Detection",
     "DeviceProperties",
+    "EnergyCounter",
+    "EnergyUnavailableError",
     "HardwareBackend",
     "HardwareDetectionWarning",
     "HardwareError",

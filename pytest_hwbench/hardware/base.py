@@ -11,8 +11,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pytest_hwbench.hardware.energy import EnergyUnavailableError
+
 if TYPE_CHECKING:
     import torch
+
+    from pytest_hwbench.hardware.energy import EnergyCounter
 
 __all__ = [
     "Capability",
@@ -274,6 +278,15 @@ class HardwareBackend(ABC):
         import torch
 
         return torch.device(self.torch_device_type, index)
+
+    def energy_counters(self, index: int = 0) -> list[EnergyCounter]:
+        """Device `index`'s cumulative energy counters, opened now (`hardware.energy`).
+
+        Device-wide: every process on the device counts. Raises `EnergyUnavailableError` with
+        the reason where the platform has none, or none this process may read. A platform
+        with a counter overrides this.
+        """
+        raise EnergyUnavailableError(f"{self.name}: no energy counter is known for this platform")
 
     def synchronize(self, device: torch.device | int | None = None) -> None:
         """Wait for all queued work on `device` (default: the current one) to finish."""

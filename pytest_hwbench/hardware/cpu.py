@@ -13,6 +13,8 @@ from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties
 if TYPE_CHECKING:
     import torch
 
+    from pytest_hwbench.hardware.energy import EnergyCounter
+
 __all__ = ["CLEAR_REFS_PATH", "CPUBackend", "CPUInfo", "query_cpu"]
 
 #: Writing "5" here resets the kernel's resident-set high-water mark (VmHWM) of this process.
@@ -147,6 +149,17 @@ class CPUBackend(HardwareBackend):
             multiprocessor_count=info.physical_cores,
             extra=extra,
         )
+
+    def energy_counters(self, index: int = 0) -> list[EnergyCounter]:
+        """Every CPU package's RAPL counter and its DRAM's (Linux powercap), opened now.
+
+        The host is one device: all its packages are counted. Raises `EnergyUnavailableError`
+        where RAPL is missing or root-only, saying how to grant read access.
+        """
+        from pytest_hwbench.hardware import _rapl
+
+        self.require_available(index)
+        return list(_rapl.open_rapl_counters(_rapl.POWERCAP_ROOT))  # read now: tests move it
 
     def _query_capabilities(self, index: int) -> frozenset[Capability]:
         caps = {Capability.DEVICE_MEMORY_INFO}

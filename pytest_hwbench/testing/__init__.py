@@ -24,6 +24,7 @@ from pytest_hwbench.testing._cuda import (
     no_nvml,
 )
 from pytest_hwbench.testing._mps import FakeMPS, fake_mps, no_mps
+from pytest_hwbench.testing._powercap import FakePowercap
 from pytest_hwbench.testing._xpu import (
     FakeXPU,
     FakeXPUDeviceProperties,
@@ -42,6 +43,7 @@ __all__ = [
     "FakeMPS",
     "FakeNVML",
     "FakeNVMLHandle",
+    "FakePowercap",
     "FakeXPU",
     "FakeXPUDeviceProperties",
     "FakeXPUuuid",

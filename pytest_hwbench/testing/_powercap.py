@@ -1,0 +1,77 @@
+"""A fake Linux powercap tree: RAPL zones whose energy counters a test advances by hand."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["FakePowercap"]
+
+#: A common ``max_energy_range_uj`` of Intel packages (2^32 units of 61 µJ: ~262 kJ).
+DEFAULT_RANGE_UJ = 262_143_328_850
+
+
+class FakePowercap:
+    """RAPL zones under `root`, laid out as Linux's ``/sys/class/powercap``.
+
+    ``intel-rapl:<n>`` per package ("package-<n>") with subzones ``intel-rapl:<n>:0`` ("core")
+    and, with `dram`, ``intel-rapl:<n>:1`` ("dram"); with `psys`, an ``intel-rapl:<packages>``
+    zone named "psys". Counters are whole microjoules in ``energy_uj`` and wrap to 0 past
+    ``max_energy_range_uj``, as the kernel's do. Point ``open_rapl_counters(root)`` at it.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        packages: int = 1,
+        dram: bool = True,
+        psys: bool = False,
+        max_range_uj: int = DEFAULT_RANGE_UJ,
+        start_uj: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        self.max_range_uj = max_range_uj
+        #: Zone directory by domain: "package-0", "core-0", "dram-0", "psys".
+        self.zones: dict[str, Path] = {}
+        for package in range(packages):
+            self._zone(f"intel-rapl:{package}", "package-" + str(package), f"package-{package}")
+            self._zone(f"intel-rapl:{package}:0", "core", f"core-{package}")
+            if dram:
+                self._zone(f"intel-rapl:{package}:1", "dram", f"dram-{package}")
+        if psys:
+            self._zone(f"intel-rapl:{packages}", "psys", "psys")
+        for domain in self.zones:
+            self.set_uj(domain, start_uj)
+
+    def _zone(self, directory: str, name: str, domain: str) -> None:
+        zone = self.root / directory
+        zone.mkdir(parents=True)
+        (zone / "name").write_text(name + "\n", encoding="ascii")
+        (zone / "max_energy_range_uj").write_text(f"{self.max_range_uj}\n", encoding="ascii")
+        self.zones[domain] = zone
+
+    def read_uj(self, domain: str) -> int:
+        """The counter's raw value, as ``energy_uj`` shows it."""
+        return int((self.zones[domain] / "energy_uj").read_text(encoding="ascii"))
+
+    def set_uj(self, domain: str, value: int) -> None:
+        """Set the counter's raw value (0 to ``max_energy_range_uj``)."""
+        if not 0 <= value <= self.max_range_uj:
+            raise ValueError(f"energy_uj must be within 0..{self.max_range_uj}, got {value}")
+        (self.zones[domain] / "energy_uj").write_text(f"{value}\n", encoding="ascii")
+
+    def add_joules(self, domain: str, joules: float) -> None:
+        """Advance `domain`'s counter by `joules`, wrapping past its range as the hardware does."""
+        value = self.read_uj(domain) + round(joules * 1e6)
+        if value > self.max_range_uj:
+            value -= self.max_range_uj
+        self.set_uj(domain, value)
+
+    def make_root_only(self) -> None:
+        """Make every ``energy_uj`` readable by its owner only, as kernels since 2020 do.
+
+        Like the real files, it refuses other users; a process running as root still reads.
+        """
+        for zone in self.zones.values():
+            os.chmod(zone / "energy_uj", 0o400)
