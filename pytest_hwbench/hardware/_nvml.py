@@ -12,16 +12,20 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_hwbench.hardware.energy import EnergyCounter, EnergyUnavailableError
+
 __all__ = [
     "NVMLMemoryInfo",
     "device_count",
     "device_memory_info",
     "device_memory_used",
     "device_name",
+    "device_power_mw",
     "device_uuid",
     "driver_version",
     "handle_for_torch_device",
     "nvml_status",
+    "open_energy_counter",
     "parse_cuda_visible_devices",
     "reset_for_tests",
 ]
@@ -240,6 +244,64 @@ def device_memory_used(handle: Any) -> int | None:
     """Bytes in use on the whole device (every process and its context), or None without NVML."""
     info = device_memory_info(handle)
     return None if info is None else info.used_bytes
+
+
+# -- energy -------------------------------------------------------------------------------------
+
+#: How often NVML's total-energy counter advances at the slowest: ~20-100 ms depending on the
+#: board (NVML does not say which); a shorter window can only be estimated.
+NVML_ENERGY_UPDATE_PERIOD_S = 0.1
+
+
+class NVMLEnergyCounter(EnergyCounter):
+    """A GPU's total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ), from now."""
+
+    update_period_s = NVML_ENERGY_UPDATE_PERIOD_S
+
+    def __init__(self, module: Any, handle: Any, domain: str, covers: str, origin_mj: int) -> None:
+        self.domain = domain
+        self.covers = covers
+        self._module, self._handle = module, handle
+        self._origin_mj = origin_mj  # since the driver loaded: 64 bits of mJ never wrap
+
+    def read_joules(self) -> float:
+        """Joules the board used since this counter was opened (NVML is thread-safe)."""
+        now_mj = int(self._module.nvmlDeviceGetTotalEnergyConsumption(self._handle))
+        return (now_mj - self._origin_mj) / 1000
+
+
+def open_energy_counter(handle: Any, domain: str, covers: str) -> NVMLEnergyCounter:
+    """The GPU's total-energy counter, read once now; `EnergyUnavailableError` says why not."""
+    nv = _nvml()
+    if nv is None:
+        _, reason = nvml_status()
+        raise EnergyUnavailableError(f"the GPU's energy is read through NVML: {reason}")
+    if handle is None:
+        raise EnergyUnavailableError("NVML has no handle for this device")
+    try:
+        origin = int(nv.nvmlDeviceGetTotalEnergyConsumption(handle))
+    except Exception as exc:
+        if getattr(exc, "value", None) == _NVML_ERROR_NOT_SUPPORTED:
+            raise EnergyUnavailableError(
+                "this device has no total-energy counter (NVML: not supported): it needs a "
+                "Volta or later GPU, and a MIG instance has none (its GPU's counts every "
+                "instance)"
+            ) from None
+        raise EnergyUnavailableError(
+            f"NVML's energy counter could not be read ({type(exc).__name__}: {exc})"
+        ) from None
+    return NVMLEnergyCounter(nv, handle, domain, covers, origin)
+
+
+def device_power_mw(handle: Any) -> int | None:
+    """The board's power draw in mW (NVML's average over about a second), or None."""
+    nv = _nvml()
+    if nv is None or handle is None:
+        return None
+    try:
+        return int(nv.nvmlDeviceGetPowerUsage(handle))
+    except Exception:  # NVMLError: not supported (MIG, some boards)
+        return None
 
 
 # -- torch index → NVML handle ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pytest_hwbench.hardware._torch_cuda import (
     query_torch_cuda,
 )
 from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties
+from pytest_hwbench.hardware.energy import EnergyCounter
 
 __all__ = ["CUDABackend", "query_cuda"]
 
@@ -82,6 +83,17 @@ class CUDABackend(TorchCudaBackend):
             runtime_version=torch.version.cuda,
             extra=extra,
         )
+
+    def energy_counters(self, index: int = 0) -> list[EnergyCounter]:
+        """The GPU's total-energy counter (NVML, mJ; Volta and later), opened now.
+
+        The whole board: every process on the GPU counts. A MIG instance has none.
+        """
+        self.require_available(index)
+        handle = _nvml.handle_for_torch_device(index)
+        name = self.properties(index).name
+        covers = f"{self.device_label(index)} ({name}): the whole board, every process on it"
+        return [_nvml.open_energy_counter(handle, "gpu", covers)]
 
     def _query_capabilities(self, index: int) -> frozenset[Capability]:
         import torch

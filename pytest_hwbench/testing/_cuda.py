@@ -20,6 +20,7 @@ import os
 import string
 import sys
 import threading
+import time
 import types
 import uuid as uuid_module
 from collections.abc import Callable, Iterable, Sequence
@@ -133,6 +134,11 @@ class FakeCudaDevice:
     driver_reserved_bytes: int = 479 * MiB
     context_bytes: int = 512 * MiB
     other_processes_bytes: int = 0
+    #: What the board draws when the test starts, in mW (NVML's unit); change it with
+    #: `FakeNVML.set_power_mw`, which keeps the energy counter's integral right.
+    power_mw: int = 70_000
+    #: How often NVML's total-energy counter advances (boards differ: ~20-100 ms).
+    energy_update_period_s: float = 0.1
     #: The GPU's MIG instances (each a `FakeCudaDevice` with instance ids); empty: MIG off.
     mig_devices: list[FakeCudaDevice] = field(default_factory=list)
     gpu_instance_id: int | None = None
@@ -1000,6 +1006,42 @@ class _ProcessInfo:
     computeInstanceId: int = 0xFFFFFFFF
 
 
+class _EnergyMeter:
+    """A board's energy as NVML counts it: the integral of its power, seen in update steps.
+
+    The counter (mJ since the driver loaded) shows the integral as of its last update, which
+    comes every `period_s`: a window shorter than that reads 0 or a whole step, as on a GPU.
+    """
+
+    def __init__(self, power_mw: int, period_s: float, now: float, base_mj: int) -> None:
+        self.period_s = period_s
+        self.start = now
+        self.base_mj = base_mj
+        #: (since when, mW): the power the board drew from each time on.
+        self.steps: list[tuple[float, int]] = [(now, power_mw)]
+
+    def set_power(self, now: float, power_mw: int) -> None:
+        self.steps.append((now, power_mw))
+
+    def power_mw(self) -> int:
+        return self.steps[-1][1]
+
+    def _integral_mj(self, until: float) -> float:
+        total = 0.0
+        for (since, power), (next_since, _) in zip(
+            self.steps, [*self.steps[1:], (until, 0)], strict=True
+        ):
+            end = min(next_since, until)
+            if end > since:
+                total += power * (end - since)  # mW x s = mJ
+        return total
+
+    def counter_mj(self, now: float) -> int:
+        # The epsilon: a clock exactly on an update's time sees it despite float rounding.
+        updates = int((now - self.start) / self.period_s + 1e-9)
+        return self.base_mj + int(self._integral_mj(self.start + updates * self.period_s))
+
+
 class FakeNVML(types.ModuleType):
     """Stands in for nvidia-ml-py's `pynvml` module; install it in ``sys.modules["pynvml"]``.
 
@@ -1022,6 +1064,7 @@ class FakeNVML(types.ModuleType):
         init_error: int | None = None,
         memory_v2: bool = True,
         processes_visible: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__("pynvml", "Fake nvidia-ml-py for tests (pytest_hwbench.testing).")
         self.NVMLError = NVMLError
@@ -1043,6 +1086,9 @@ class FakeNVML(types.ModuleType):
         self.shutdown_calls = 0
         self._refcount = 0
         self._handles: dict[int, FakeNVMLHandle] = {}
+        #: Seconds, for the energy counters (a test may pass a clock it advances by hand).
+        self.clock = clock
+        self._meters: dict[int, _EnergyMeter] = {}
 
     # -- library lifetime -------------------------------------------------------------------------
 
@@ -1174,6 +1220,39 @@ class FakeNVML(types.ModuleType):
             return []
         used = self.cuda.device_used_bytes(device) - device.other_processes_bytes
         return [_ProcessInfo(pid=os.getpid(), usedGpuMemory=used)] if used > 0 else []
+
+    # -- power and energy -------------------------------------------------------------------------
+
+    def _meter(self, device: FakeCudaDevice) -> _EnergyMeter:
+        meter = self._meters.get(id(device))
+        if meter is None:
+            # The counter counts from the driver's load, long before this process: not from 0.
+            base_mj = 86_400_000 + 1_000 * self.gpus.index(device)
+            meter = self._meters[id(device)] = _EnergyMeter(
+                device.power_mw, device.energy_update_period_s, self.clock(), base_mj
+            )
+        return meter
+
+    def set_power_mw(self, device: FakeCudaDevice, power_mw: int) -> None:
+        """Make `device` draw `power_mw` from now on (a load starting or ending)."""
+        self._meter(device).set_power(self.clock(), power_mw)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        """Millijoules the board used since the driver loaded, as of the counter's last update.
+
+        Volta (compute 7.0) and later; a MIG instance has none (the GPU's counts them all).
+        """
+        device = self._device(handle)
+        if device.is_mig or device.major < 7:
+            raise NVMLError(_NVML_ERROR_CODES["NOT_SUPPORTED"])
+        return self._meter(device).counter_mj(self.clock())
+
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        """The board's power draw in mW (a MIG instance has none)."""
+        device = self._device(handle)
+        if device.is_mig:
+            raise NVMLError(_NVML_ERROR_CODES["NOT_SUPPORTED"])
+        return self._meter(device).power_mw()
 
     # -- MIG --------------------------------------------------------------------------------------
 
