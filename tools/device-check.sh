@@ -26,6 +26,39 @@ for name, call in [
     except Exception as exc:
         print(name, "!!", type(exc).__name__, repr(str(exc)))
 PY
+step "energy: NVML's counter vs its power, idle and under a 2 s matmul loop; a 5 ms window"
+timeout 60 python3 - <<'PY' 2>&1 | tee "$OUT/energy.txt"
+import time, torch
+from pytest_hwbench import hardware
+from pytest_hwbench.hardware import _nvml
+try:
+    (counter,) = hardware.get_hardware_backend("cuda").energy_counters(0)
+except hardware.EnergyUnavailableError as exc:
+    raise SystemExit(f"no energy counter: {exc}")
+handle = _nvml.handle_for_torch_device(0)
+def window(seconds, load):
+    a = torch.randn(8192, 8192, device="cuda")
+    j0, t0, powers = counter.read_joules(), time.monotonic(), []
+    while time.monotonic() - t0 < seconds:
+        if load:
+            a = (a @ a).clamp_(-1, 1)
+            torch.cuda.synchronize()
+        else:
+            time.sleep(0.01)
+        powers.append(_nvml.device_power_mw(handle) / 1000)
+    j, s = counter.read_joules() - j0, time.monotonic() - t0
+    print(f"{'load' if load else 'idle'} {s:.3f} s: counter {j:.2f} J = {j / s:.1f} W; "
+          f"power mean {sum(powers) / len(powers):.1f} W (x{s:.3f} s = {sum(powers) / len(powers) * s:.2f} J), "
+          f"max {max(powers):.1f} W, {len(powers)} readings")
+window(2.0, False)
+window(0.5, True)  # clocks up
+window(2.0, True)
+for _ in range(5):
+    j0 = counter.read_joules(); t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.005:
+        pass
+    print(f"5 ms window: {counter.read_joules() - j0:.3f} J")
+PY
 step real-hardware twins
 timeout 150 python3 -m pytest tests/gpu -v -rs -p no:cacheprovider --junitxml="$OUT/gpu.xml" 2>&1 | tee "$OUT/gpu.txt" | grep -E "PASSED|FAILED|ERROR|SKIPPED|^E |passed|failed" | tail -60
 step example suites with a report
