@@ -239,6 +239,11 @@ class _MappedJournal(_Journal):
         self._end = 0  # where the next line goes
         self._next_check = 0.0
         super().__init__(path)
+        try:
+            self._reserve(0)  # now: a file system that cannot map or reserve says so at once
+        except OSError:
+            os.close(self._fd)
+            raise
 
     def write(self, line: str, replay: Callable[[], Iterable[str]]) -> None:
         """Copy `line` in; reserve more room, or rewrite a lost file from `replay()`, first."""
@@ -298,9 +303,18 @@ class _MappedJournal(_Journal):
 
 
 def _open_journal(path: Path) -> _Journal:
-    """A run's journal: mapped where files can be reserved ahead (Linux), else written."""
+    """A run's journal: mapped where files can be reserved ahead (Linux), else written.
+
+    A file system that cannot reserve or map the file (some FUSE and network mounts) gets the
+    written journal; a full disk is an error either way.
+    """
     if hasattr(os, "posix_fallocate"):
-        return _MappedJournal(path)
+        try:
+            return _MappedJournal(path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            path.unlink(missing_ok=True)
     return _Journal(path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_hwbench.report import recover_partial
-from pytest_hwbench.report.writer import ReportWriter, _MappedJournal
+from pytest_hwbench.report.writer import ReportWriter, _Journal, _MappedJournal
 
 mapped_only = pytest.mark.skipif(
     not hasattr(os, "posix_fallocate"), reason="the journal is mapped only where room is reserved"
@@ -129,3 +130,21 @@ os.kill(os.getpid(), signal.SIGKILL)
     report = recover_partial(Path(proc.stdout.strip()))
     assert [t["nodeid"] for t in report["tests"]] == [f"t.py::test_{i}" for i in range(3)]
     assert "errors" not in report  # the padding is not an unreadable line
+
+
+@mapped_only
+def test_a_file_system_that_cannot_reserve_gets_a_written_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    writer = ReportWriter(tmp_path / "hw.json", {})
+    assert type(writer._journal) is _Journal
+    writer.add_test(_entry(0))
+    journal = writer.journal
+    assert journal is not None
+    assert [sorted(line) for line in _journal_lines(journal)] == [["header"], ["test"]]
+    assert not journal.read_bytes().endswith(b"\0")
+    assert not writer.errors
