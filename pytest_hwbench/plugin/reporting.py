@@ -231,20 +231,9 @@ class Reporter:
         `item` (and its `platform`): the test itself, whose stash holds its measurements, in a
         run without xdist; without it, the measurements its teardown report carries (xdist).
         """
-        setup, call, teardown = phases.get("setup"), phases.get("call"), phases.get("teardown")
+        outcome, skip_reason = final_outcome(phases)
         # Sub-100 ns digits of pytest's durations are noise, and bytes in every entry.
-        if (  # nearly every test, answered without final_outcome's checks (frames cost here)
-            setup is not None
-            and call is not None
-            and teardown is not None
-            and setup.outcome == call.outcome == teardown.outcome == "passed"
-            and not hasattr(call, "wasxfail")
-        ):
-            outcome, skip_reason = "passed", None
-            duration_s = round(setup.duration + call.duration + teardown.duration, 7)
-        else:
-            outcome, skip_reason = final_outcome(phases)
-            duration_s = round(sum(r.duration for r in phases.values()), 7)
+        duration_s = round(sum(r.duration for r in phases.values()), 7)
         if item is not None:
             stash = item.stash
             stretch: StretchResult | None = stash.get(STRETCH_RESULT_KEY, None)  # type: ignore[assignment]
@@ -302,7 +291,7 @@ class Reporter:
         if stretch is None:
             memory = "null"
         else:
-            growth = stretch.peak_bytes - stretch.start_bytes  # peak_delta_bytes, inlined
+            growth = stretch.peak_delta_bytes
             memory = (
                 f'{{"interval_s":{stretch.interval_s!r},"sampler":"thread","samples":2,'
                 f'"duration_s":{stretch.duration_s!r},"series":{{"rss":{{'
@@ -331,12 +320,7 @@ class Reporter:
         )
         if self._keep_entries:
             self.entries.append(json.loads(text))
-        writer = self.writer  # `_write_entry`, inlined: one frame less a test
-        if writer is not None:
-            seen = len(writer.errors)
-            writer.add_encoded_test(text)
-            if len(writer.errors) != seen:
-                self._report_writer_errors(seen)
+        self._write_entry(text)
 
     def _add_crashed(self, report: pytest.TestReport) -> None:
         """An xdist worker died running this test: it gets an entry; the report is incomplete.

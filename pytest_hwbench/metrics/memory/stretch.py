@@ -31,7 +31,6 @@ __all__ = ["LOOK_IN_S", "HostStretch", "StretchResult"]
 
 #: How often the sampler looks at a run whose tests end inside one sampling interval.
 LOOK_IN_S = 0.1
-_new_tuple = tuple.__new__
 
 
 class StretchResult(NamedTuple):
@@ -174,11 +173,7 @@ class HostStretch:
         duration_s = round((end_ns - t0) / 1e9, 7)
         if not self._ticks and self.sampler_error is None:  # the common case: short and quiet
             peak = max(peak, end_bytes) if probe.exact else max(peak, start, end_bytes)
-            # The tuple's own constructor, not the NamedTuple's __new__: no Python frame.
-            return _new_tuple(
-                StretchResult,
-                (start, end_bytes, peak, probe.exact, duration_s, self.interval_s, None),
-            )
+            return StretchResult(start, end_bytes, peak, probe.exact, duration_s, self.interval_s)
         ticks = [(t, rss_from_raw(raw)) for t, raw in self._ticks if t >= t0]
         sampled = [start, *(value for _, value in ticks), end_bytes]
         warnings = [self.sampler_error] if self.sampler_error else []
