@@ -269,6 +269,11 @@ class NVMLEnergyCounter(EnergyCounter):
         now_mj = int(self._module.nvmlDeviceGetTotalEnergyConsumption(self._handle))
         return (now_mj - self._origin_mj) / 1000
 
+    def read_watts(self) -> float | None:
+        """The board's power draw (NVML's ``nvmlDeviceGetPowerUsage``), or None where it has none."""
+        power_mw = device_power_mw(self._handle)
+        return None if power_mw is None else power_mw / 1000
+
 
 def open_energy_counter(handle: Any, domain: str, covers: str) -> NVMLEnergyCounter:
     """The GPU's total-energy counter, read once now; `EnergyUnavailableError` says why not."""

@@ -32,3 +32,10 @@ class EnergyCounter(ABC):
     @abstractmethod
     def read_joules(self) -> float:
         """Joules the device used since this counter was opened (safe from several threads)."""
+
+    def read_watts(self) -> float | None:
+        """The device's power draw now, where the hardware reports one apart (NVML); else None.
+
+        What a window shorter than `update_period_s` is estimated from.
+        """
+        return None

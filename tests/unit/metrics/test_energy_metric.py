@@ -1,0 +1,123 @@
+"""The energy metric over the fakes' counters: a window's joules, measured or estimated, and why."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_hwbench import hardware
+from pytest_hwbench.hardware import _rapl
+from pytest_hwbench.metrics.energy import EnergyMetric, EnergyMetricError, EnergyMetricFactory
+from pytest_hwbench.testing import FakePowercap, fake_cuda
+
+
+class ManualClock:
+    """Seconds that pass only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def powercap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakePowercap:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("RAPL is read through Linux's powercap")
+    tree = FakePowercap(tmp_path)
+    monkeypatch.setattr(_rapl, "POWERCAP_ROOT", str(tmp_path))
+    return tree
+
+
+def _on_clock(metric: EnergyMetric, clock: ManualClock) -> EnergyMetric:
+    return EnergyMetric(
+        metric.device,
+        backend=metric.backend,
+        index=metric.index,
+        counters=metric.counters,
+        clock=clock,
+    )
+
+
+def test_a_cpu_window_is_each_domains_counter_difference(powercap: FakePowercap) -> None:
+    clock = ManualClock()
+    metric = _on_clock(EnergyMetricFactory.create("cpu"), clock)
+    powercap.add_joules("package-0", 100.0)  # before the window: not counted
+    with metric:
+        clock.now += 2.0
+        powercap.add_joules("package-0", 30.0)
+        powercap.add_joules("dram-0", 4.0)
+    powercap.add_joules("package-0", 50.0)  # after: not counted either
+    result = metric.get_metrics()
+    assert result["device"] == {"platform": "cpu", "index": 0, "device": "cpu"}
+    assert result["duration_s"] == pytest.approx(2.0)
+    assert result["total_joules"] == pytest.approx(34.0)
+    assert result["exact"] is True
+    package = result["domains"]["package-0"]
+    assert package == {
+        "joules": pytest.approx(30.0),
+        "mean_watts": pytest.approx(15.0),
+        "exact": True,
+        "method": "counter",
+        "update_period_s": pytest.approx(0.001),
+        "covers": "CPU package 0: all its cores and caches, every process",
+    }
+    assert result["domains"]["dram-0"]["joules"] == pytest.approx(4.0)
+
+
+def test_a_gpu_window_shorter_than_the_counters_update_is_estimated_from_power(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = ManualClock()
+    cuda = fake_cuda(monkeypatch, nvml={"clock": clock})
+    assert cuda.nvml is not None
+    cuda.nvml.set_power_mw(cuda.nvml.gpus[0], 250_000)
+    metric = _on_clock(EnergyMetricFactory.create("cuda:0"), clock)
+    with metric:
+        clock.now += 0.005  # 5 ms: the counter (100 ms updates) shows nothing
+    (gpu,) = metric.get_metrics()["domains"].values()
+    assert gpu["exact"] is False
+    assert gpu["method"] == "power x duration"
+    assert gpu["joules"] == pytest.approx(250.0 * 0.005)
+    with metric:  # a long window: the counter's difference, whole updates
+        clock.now += 2.0
+    (gpu,) = metric.get_metrics()["domains"].values()
+    assert gpu["exact"] is True
+    assert gpu["method"] == "counter"
+    assert gpu["joules"] == pytest.approx(500.0, abs=0.002)
+    assert gpu["mean_watts"] == pytest.approx(250.0, abs=0.001)
+
+
+def test_without_a_power_reading_a_short_window_says_it_is_the_bare_counter(
+    powercap: FakePowercap,
+) -> None:
+    clock = ManualClock()
+    metric = _on_clock(EnergyMetricFactory.create("cpu"), clock).start()
+    clock.now += 0.0004  # under RAPL's ~1 ms update
+    metric.stop()
+    package = metric.get_metrics()["domains"]["package-0"]
+    assert package["exact"] is False
+    assert package["method"] == "counter, window shorter than its update period"
+    assert package["joules"] == 0.0
+
+
+def test_misuse_says_what_to_do(powercap: FakePowercap) -> None:
+    metric = EnergyMetricFactory.create("cpu")
+    with pytest.raises(EnergyMetricError, match=r"stop\(\) before start\(\)"):
+        metric.stop()
+    with pytest.raises(EnergyMetricError, match="on a metric not started: stop it first"):
+        metric.get_metrics()
+    metric.start()
+    with pytest.raises(EnergyMetricError, match="on a metric running: stop it first"):
+        metric.get_metrics()
+
+
+def test_no_counter_is_the_backends_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_rapl, "POWERCAP_ROOT", str(tmp_path))  # an empty powercap
+    with pytest.raises(hardware.EnergyUnavailableError, match="no RAPL energy counters"):
+        EnergyMetricFactory.create("cpu")
+    with pytest.raises(hardware.HardwareUnavailableError):
+        EnergyMetricFactory.create("mps")
