@@ -270,7 +270,7 @@ class NVMLEnergyCounter(EnergyCounter):
         return (now_mj - self._origin_mj) / 1000
 
     def read_watts(self) -> float | None:
-        """The board's power draw (NVML's ``nvmlDeviceGetPowerUsage``), or None where it has none."""
+        """The board's power draw (NVML's ``nvmlDeviceGetPowerUsage``), or None without one."""
         power_mw = device_power_mw(self._handle)
         return None if power_mw is None else power_mw / 1000
 
