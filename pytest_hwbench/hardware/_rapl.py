@@ -7,7 +7,8 @@ Linux exposes Intel's (and AMD Zen's) Running Average Power Limit counters under
 ``psys`` zone (the whole platform, on some laptops) overlaps the packages and is left out.
 
 ``energy_uj`` wraps to 0 after ``max_energy_range_uj`` (hundreds of kJ: tens of minutes at full
-power): a reader must look at least once per wrap, which the sampler does. Since the 2020
+power): a counter read less than once per wrap loses whole wraps (an `EnergyMetric` reads at
+its window's two ends only, so far). Since the 2020
 PLATYPUS side channel (CVE-2020-8694), kernels make ``energy_uj`` readable by root only.
 """
 
@@ -45,7 +46,7 @@ class RaplCounter(EnergyCounter):
         self.covers = covers
         self._energy_path = zone / "energy_uj"
         self._range_uj = int(_read_text(zone / "max_energy_range_uj"))
-        self._lock = threading.Lock()  # the sampler's thread and the test's both read
+        self._lock = threading.Lock()  # a sampler's thread may read beside the test's
         self._last_uj = self._read_uj()
         self._total_uj = 0
 
@@ -101,7 +102,7 @@ def open_rapl_counters(root: str | os.PathLike[str] = POWERCAP_ROOT) -> list[Rap
         )
     base = Path(root)
     zones = _zones(base)
-    packages = {top: name for top, sub, name in zones if sub is None}
+    packages = {top for top, sub, _ in zones if sub is None}
     counters: list[RaplCounter] = []
     try:
         for top, sub, name in zones:

@@ -199,7 +199,11 @@ class _Journal:
         self._fd = -1
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open(os.O_CREAT | os.O_TRUNC)
-        _write_all(self._fd, _encoded_lines(replay()))
+        self._write_afresh(_encoded_lines(replay()))
+
+    def _write_afresh(self, data: bytes) -> None:
+        """Write `data` into the file `_reopen` just created empty."""
+        _write_all(self._fd, data)
 
     def close(self, *, remove: bool) -> None:
         """Close the file, and delete it when the report it backs is safely written."""
@@ -282,12 +286,9 @@ class _MappedJournal(_Journal):
         if self._map is not None:
             self._map.close()  # the deleted file's: nothing will read it
         self._map, self._reserved, self._end = None, 0, 0
-        if self._fd >= 0 and self._same_file() is not None:
-            os.close(self._fd)
-        self._fd = -1
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._open(os.O_CREAT | os.O_TRUNC)
-        data = _encoded_lines(replay())
+        super()._reopen(replay)
+
+    def _write_afresh(self, data: bytes) -> None:
         self._reserve(len(data))
         self._map[: len(data)] = data  # type: ignore[index]
         self._end = len(data)
