@@ -193,6 +193,11 @@ REPORT_MAX_US = 50.0
 REPORT_FIXED_MS = 100.0
 
 
+def median_over(ours: list[float], base: list[float]) -> float:
+    """The median, over repetitions, of how much longer a variant took than `base` in each."""
+    return statistics.median(a - b for a, b in zip(ours, base, strict=True))
+
+
 def report_limit_us(n_tests: int) -> float:
     """The +report target over profile-all, per test of a run of `n_tests`."""
     return REPORT_MAX_US + REPORT_FIXED_MS * 1e3 / n_tests
@@ -604,28 +609,16 @@ def print_table(
             ok = added_us <= PROFILE_ALL_MAX_US
             target = f"<= {PROFILE_ALL_MAX_US:g} µs/test: {verdict(ok, quick)}"
         elif variant.name == "+baseline" and "profile-all" in results:
-            over = [
-                ours - base
-                for ours, base in zip(runs.seconds, results["profile-all"].seconds, strict=True)
-            ]
+            over_s = median_over(runs.seconds, results["profile-all"].seconds)
             asked = len(range(0, n_tests, ASKED_EVERY))
             target = (
-                f"over profile-all {statistics.median(over) / asked * 1e3:+.2f} ms a test that "
+                f"over profile-all {over_s / asked * 1e3:+.2f} ms a test that "
                 "asks (the clean baseline; tests measured by profile-all alone skip it)"
             )
         elif variant.name == "+report" and "profile-all" in results:
-            over = [
-                ours - base
-                for ours, base in zip(runs.seconds, results["profile-all"].seconds, strict=True)
-            ]
-            over_us = statistics.median(over) / n_tests * 1e6
-            over_cpu = [
-                ours - base
-                for ours, base in zip(
-                    runs.cpu_seconds, results["profile-all"].cpu_seconds, strict=True
-                )
-            ]
-            over_cpu_us = statistics.median(over_cpu) / n_tests * 1e6
+            base = results["profile-all"]
+            over_us = median_over(runs.seconds, base.seconds) / n_tests * 1e6
+            over_cpu_us = median_over(runs.cpu_seconds, base.cpu_seconds) / n_tests * 1e6
             ok = over_us <= report_limit_us(n_tests)
             target = (
                 f"over profile-all {over_us:+.1f} (CPU {over_cpu_us:+.1f}) <= "
