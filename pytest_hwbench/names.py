@@ -14,6 +14,9 @@ __all__ = [
     "BACKEND_FIXTURE",
     "BENCHMARK_RESULT_KEY",
     "DEVICE_FIXTURE",
+    "ENERGY_FIXTURE",
+    "ENERGY_LIMIT_MARKER",
+    "ENERGY_RESULT_KEY",
     "FAILURE_KEY",
     "GPU_PLAN_ENV",
     "HARDWARE_MARKER",
@@ -38,6 +41,8 @@ DEVICE_FIXTURE = "hw_device"
 BACKEND_FIXTURE = "hw_backend"
 #: A running memory metric for the test's device.
 PROFILE_FIXTURE = "memory_profile"
+#: A running energy metric for the test's device (its counters, device-wide).
+ENERGY_FIXTURE = "energy_profile"
 #: Our benchmark fixture: pytest-benchmark's, synchronized with the device, plus memory.
 HW_BENCHMARK_FIXTURE = "hw_benchmark"
 #: pytest-benchmark's own fixture, which ``hw_benchmark`` drives.
@@ -51,10 +56,15 @@ HOST_PLATFORM = "cpu"
 HARDWARE_MARKER = "hardware"
 MEMORY_LIMIT_MARKER = "memory_limit"
 LEAK_LIMIT_MARKER = "memory_leak_limit"
+ENERGY_LIMIT_MARKER = "energy_limit"
 
 #: Fixtures and markers that make a test ours: only tests using one wake the session.
-OUR_FIXTURES = frozenset({DEVICE_FIXTURE, PROFILE_FIXTURE, BACKEND_FIXTURE, HW_BENCHMARK_FIXTURE})
-OUR_MARKERS = frozenset({HARDWARE_MARKER, MEMORY_LIMIT_MARKER, LEAK_LIMIT_MARKER})
+OUR_FIXTURES = frozenset(
+    {DEVICE_FIXTURE, PROFILE_FIXTURE, BACKEND_FIXTURE, HW_BENCHMARK_FIXTURE, ENERGY_FIXTURE}
+)
+OUR_MARKERS = frozenset(
+    {HARDWARE_MARKER, MEMORY_LIMIT_MARKER, LEAK_LIMIT_MARKER, ENERGY_LIMIT_MARKER}
+)
 
 #: Carries the xdist controller's GPU plan to its workers (they inherit the environment).
 GPU_PLAN_ENV = "PYTEST_HWBENCH_GPU_PLAN"
@@ -69,6 +79,8 @@ MEMORY_RESULT_KEY = pytest.StashKey[dict[str, Any]]()
 #: A host test's memory measured for a report by the run's `HostStretch`: its `StretchResult`
 #: (a named tuple), which the report encodes without building the dict form.
 STRETCH_RESULT_KEY = pytest.StashKey[tuple[Any, ...]]()
+#: A test's energy: its `EnergyMetric`'s results, or why its device has no counter to read.
+ENERGY_RESULT_KEY = pytest.StashKey[dict[str, Any]]()
 #: Why a test failed when a check of ours failed it (a memory limit, a leak), for its entry.
 FAILURE_KEY = pytest.StashKey[dict[str, Any]]()
 #: The timing statistics of a test's ``hw_benchmark`` run, for its entry.

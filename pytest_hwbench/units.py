@@ -1,4 +1,4 @@
-"""Parsing and printing of sizes and durations given by users (bytes and seconds inside)."""
+"""Parsing and printing of sizes, durations and energies given by users (bytes, s, J inside)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import math
 import re
 
 __all__ = [
+    "ENERGY_FORMS",
     "SizeError",
     "format_bytes",
     "format_duration",
+    "format_energy",
     "format_rate",
     "parse_duration",
+    "parse_energy",
     "parse_size",
 ]
 
@@ -29,6 +32,18 @@ _SIZE_UNITS: dict[str, int] = {
 _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]*)\s*$")
 _DURATION_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(s|ms|us|µs|ns)?\s*$")
+
+_ENERGY_UNITS: dict[str, float] = {
+    "": 1.0,
+    "j": 1.0,
+    "mj": 1e-3,
+    "kj": 1e3,
+    "wh": 3600.0,
+    "kwh": 3.6e6,
+}
+_ENERGY_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*([a-zA-Z]*)\s*$")
+
+ENERGY_FORMS = "joules as a number (40, 0.5) or with a unit: 40J, 500mJ, 2kJ, 1.5Wh, 0.1kWh"
 
 SIZE_FORMS = (
     "bytes as an int (1048576) or a number with a unit: 512MB (10^6), 512MiB (2^20), 1.5 GiB"
@@ -74,6 +89,40 @@ def parse_duration(value: str | float) -> float:
     if seconds <= 0:
         raise SizeError(f"bad duration {value!r}: must be positive")
     return seconds
+
+
+def parse_energy(value: str | int | float) -> float:
+    """Read "40J", "500mJ", "2kJ", "1.5Wh", "0.1kWh" or a number of joules, as joules (>= 0)."""
+    if isinstance(value, bool):
+        raise SizeError(f"bad energy {value!r}: expected {ENERGY_FORMS}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise SizeError(f"bad energy {value!r}: must be 0 or more; expected {ENERGY_FORMS}")
+        return float(value)
+    text = str(value).strip()
+    match = _ENERGY_RE.match(text)
+    # Units are case-insensitive, but "MJ" (megajoules) read as "mj" would be a billion off.
+    unit = match.group(2) if match else None
+    if unit == "MJ":
+        raise SizeError(f"bad energy {value!r}: write megajoules in kJ; expected {ENERGY_FORMS}")
+    if match is None or unit is None or unit.lower() not in _ENERGY_UNITS:
+        raise SizeError(f"bad energy {value!r}: expected {ENERGY_FORMS}")
+    number = text[: len(text) - len(unit)].strip() if unit else text
+    return float(number) * _ENERGY_UNITS[unit.lower()]
+
+
+def format_energy(joules: float, *, signed: bool = False) -> str:
+    """Print joules with three significant digits: 40.0 J, 512 mJ, 2.50 kJ (``signed`` adds "+")."""
+    sign = "-" if joules < 0 else ("+" if signed else "")
+    size = abs(joules)
+    if size == 0:
+        return f"{sign}0 J"
+    for unit, scale in (("MJ", 1e6), ("kJ", 1e3), ("J", 1.0), ("mJ", 1e-3), ("µJ", 1e-6)):
+        if size >= scale * 0.9995 or unit == "µJ":
+            scaled = size / scale
+            digits = 0 if scaled >= 99.95 else 1 if scaled >= 9.995 else 2
+            return f"{sign}{scaled:.{digits}f} {unit}"
+    raise AssertionError("unreachable")
 
 
 def format_bytes(n: int | float, *, signed: bool = False) -> str:

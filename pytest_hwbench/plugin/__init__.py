@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
+    from pytest_hwbench.metrics.energy.metric import EnergyMetric
     from pytest_hwbench.metrics.memory.base import MemoryMetric
     from pytest_hwbench.plugin.benchmark.fixture import HwBenchmark
     from pytest_hwbench.plugin.session import HwbenchSession
@@ -261,6 +262,22 @@ def memory_profile(request: pytest.FixtureRequest) -> Iterator[MemoryMetric]:
         yield metric
     finally:
         measuring.finish(request.node)
+
+
+@pytest.fixture
+def energy_profile(request: pytest.FixtureRequest) -> Iterator[EnergyMetric]:
+    """A running energy metric over this test's device's counters; results go into the report.
+
+    From this fixture's setup to the test's end: a test with an energy_limit is judged at its
+    call's end, others at teardown. Counters are device-wide. Where the device has none to
+    read, the metric's ``available`` is False and its results say why (the test runs as usual).
+    """
+    energy = get_session(request.config).energy
+    metric = energy.start(request.node)
+    try:
+        yield metric
+    finally:
+        energy.finish(request.node)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_hwbench.names import (
+    ENERGY_LIMIT_MARKER,
     HARDWARE_MARKER,
     LEAK_LIMIT_MARKER,
     MEMORY_LIMIT_MARKER,
@@ -22,7 +23,7 @@ from pytest_hwbench.names import (
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
-    from pytest_hwbench.plugin.requirements import HardwareRequirement, MemoryLimit
+    from pytest_hwbench.plugin.requirements import EnergyLimit, HardwareRequirement, MemoryLimit
 
 __all__ = [
     "MARKERS",
@@ -32,6 +33,7 @@ __all__ = [
     "is_ours",
     "marker_help_lines",
     "our_marks",
+    "parse_energy_limit",
     "parse_hardware_marker",
     "parse_leak_limit",
     "parse_memory_limit",
@@ -160,12 +162,47 @@ def parse_leak_limit(mark: pytest.Mark, registry: RegistryGetter) -> int:
         raise _marker_error(LEAK_LIMIT_MARKER, str(exc)) from None
 
 
+def parse_energy_limit(mark: pytest.Mark, registry: RegistryGetter) -> EnergyLimit:
+    """``energy_limit(joules=None, **per_platform)``.
+
+    Fail the test when the energy its device used during the test exceeds joules (40, '40J',
+    '500mJ', '2kJ', '1.5Wh'), or per platform: energy_limit(cuda='2kJ', cpu='300J'); counters
+    are device-wide, so other processes on the device count too.
+    """
+    from pytest_hwbench.plugin.requirements import EnergyLimit
+    from pytest_hwbench.units import SizeError, parse_energy
+
+    name = mark.name
+    args = tuple(mark.args)
+    if len(args) > 1:
+        raise _marker_error(name, f"takes one energy for every platform, got {len(args)}")
+    try:
+        default = parse_energy(args[0]) if args else None
+        per_platform: dict[str, float] = {}
+        if mark.kwargs:
+            known = registry()
+            for platform, joules in mark.kwargs.items():
+                if platform not in known.names():
+                    raise _marker_error(
+                        name,
+                        f"unknown platform {platform!r}; registered platforms: "
+                        f"{', '.join(known.names())}",
+                    )
+                per_platform[platform] = parse_energy(joules)
+    except SizeError as exc:
+        raise _marker_error(name, str(exc)) from None
+    if default is None and not per_platform:
+        raise _marker_error(name, "give an energy, e.g. (40), ('2kJ') or (cuda='2kJ')")
+    return EnergyLimit(default, per_platform, source=f"@pytest.mark.{name}")
+
+
 #: Every marker of ours and its parser. A parser's docstring is the marker's help: its summary
 #: line the usage, its next paragraph what the marker does.
 MARKERS: Mapping[str, Callable[[pytest.Mark, RegistryGetter], Any]] = {
     HARDWARE_MARKER: parse_hardware_marker,
     MEMORY_LIMIT_MARKER: parse_memory_limit,
     LEAK_LIMIT_MARKER: parse_leak_limit,
+    ENERGY_LIMIT_MARKER: parse_energy_limit,
 }
 
 

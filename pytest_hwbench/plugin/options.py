@@ -111,6 +111,16 @@ _OPTIONS = (
         action="store_true",
     ),
     _Option(
+        ("--hw-energy",),
+        "hw_energy",
+        "measure the energy of every test from its device's counters (CPU packages and DRAM "
+        "through Linux RAPL, NVIDIA GPUs through NVML; device-wide, other processes included); "
+        "a device without a readable counter gets the reason in each entry, never an error",
+        "bool",
+        False,
+        action="store_true",
+    ),
+    _Option(
         ("--hw-profile-all",),
         "hw_profile_all",
         "measure memory of every test, not only those using memory_profile or a limit",
@@ -266,13 +276,15 @@ class HwbenchOptions(NamedTuple):
     rss_reset: bool = True
     warmup: bool = True
     heap: bool = False
+    energy: bool = False
 
     @property
     def measures_every_test(self) -> bool:
-        """Whether every test needs the per-test hooks (a report, profiling, leak or compare)."""
+        """Whether every test needs the per-test hooks (a report, profiling, energy, leaks...)."""
         return (
             self.report_path is not None
             or self.profile_all
+            or self.energy
             or self.leak_check
             or self.compare_base is not None
         )
@@ -472,6 +484,7 @@ def resolve_options(
         rss_reset=rss_reset,
         warmup=warmup,
         heap=bool(heap),
+        energy=bool(setting(config, "hw_energy")[0]),
     )
 
 

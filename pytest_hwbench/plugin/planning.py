@@ -13,6 +13,8 @@ import pytest
 
 from pytest_hwbench.names import (
     DEVICE_FIXTURE,
+    ENERGY_FIXTURE,
+    ENERGY_LIMIT_MARKER,
     HARDWARE_MARKER,
     HOST_PLATFORM,
     HW_BENCHMARK_FIXTURE,
@@ -24,11 +26,12 @@ from pytest_hwbench.plugin.marks import (
     MarkerError,
     check_single_marks,
     our_marks,
+    parse_energy_limit,
     parse_hardware_marker,
     parse_leak_limit,
     parse_memory_limit,
 )
-from pytest_hwbench.plugin.requirements import HardwareRequirement, MemoryLimit
+from pytest_hwbench.plugin.requirements import EnergyLimit, HardwareRequirement, MemoryLimit
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
@@ -40,7 +43,16 @@ __all__ = ["PLAN_KEY", "PlanNeeds", "Planner", "TestPlan"]
 class TestPlan:
     """What the session does around one test, decided once (at collection) and kept in its stash."""
 
-    __slots__ = ("leak_tolerance", "limit", "on_host", "platform", "profile_by_hook", "unmet")
+    __slots__ = (
+        "energy_by_hook",
+        "energy_limit",
+        "leak_tolerance",
+        "limit",
+        "on_host",
+        "platform",
+        "profile_by_hook",
+        "unmet",
+    )
     __test__ = False  # not a test class, despite the name
 
     def __init__(
@@ -52,6 +64,8 @@ class TestPlan:
         profile_by_hook: bool = False,
         limit: MemoryLimit | None = None,
         leak_tolerance: int | None = None,
+        energy_by_hook: bool = False,
+        energy_limit: EnergyLimit | None = None,
     ) -> None:
         #: The registry name of the platform the test runs on.
         self.platform = platform
@@ -65,6 +79,10 @@ class TestPlan:
         self.limit = limit
         #: The allowed growth over the test when leak-checked, else None.
         self.leak_tolerance = leak_tolerance
+        #: Whether the energy hook measures its energy (no energy_profile fixture does).
+        self.energy_by_hook = energy_by_hook
+        #: The limit on the energy its device used during it (marker), else None.
+        self.energy_limit = energy_limit
 
 
 PLAN_KEY = pytest.StashKey[TestPlan]()
@@ -79,6 +97,8 @@ class PlanNeeds(NamedTuple):
     #: Whether a runnable host test asks to be measured (memory_profile, a limit, a leak check):
     #: the run then gets a clean heap from its start (`Measurer.hold_heap_thresholds`).
     host_asks: bool = False
+    #: Whether a planned test needs the energy hook (an energy limit; --hw-energy needs it anyway).
+    energy: bool = False
 
 
 class Planner:
@@ -97,6 +117,7 @@ class Planner:
             profile_by_hook=options.profile_all,
             limit=default_limit,
             leak_tolerance=options.leak_tolerance_bytes if options.leak_check else None,
+            energy_by_hook=options.energy,
         )
 
     def _requirement(self, mark: pytest.Mark | None) -> HardwareRequirement | None:
@@ -114,6 +135,10 @@ class Planner:
             return parse_leak_limit(mark, self._registry)
         return self.plain_plan.leak_tolerance
 
+    def _energy_limit(self, mark: pytest.Mark | None) -> EnergyLimit | None:
+        """The limit on a test's energy (its marker's), or None."""
+        return None if mark is None else parse_energy_limit(mark, self._registry)
+
     def generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """Validate our markers (bad ones are collection errors) and parametrize hw_device."""
         definition = metafunc.definition
@@ -123,6 +148,7 @@ class Planner:
             requirement = self._requirement(marks.get(HARDWARE_MARKER))
             self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
             self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))
+            self._energy_limit(marks.get(ENERGY_LIMIT_MARKER))
         except MarkerError as exc:
             raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
         if DEVICE_FIXTURE not in metafunc.fixturenames:
@@ -165,7 +191,12 @@ class Planner:
         """Decide `item`'s platform, whether it can run there, and how it is measured."""
         marks = our_marks(item)
         fixtures = getattr(item, "fixturenames", ())
-        if not marks and DEVICE_FIXTURE not in fixtures and PROFILE_FIXTURE not in fixtures:
+        if (
+            not marks
+            and DEVICE_FIXTURE not in fixtures
+            and PROFILE_FIXTURE not in fixtures
+            and ENERGY_FIXTURE not in fixtures
+        ):
             return self.plain_plan
         platform, unmet = self._unmet_reason(item, self._requirement(marks.get(HARDWARE_MARKER)))
         return TestPlan(
@@ -176,6 +207,9 @@ class Planner:
             and (self.options.profile_all or MEMORY_LIMIT_MARKER in marks),
             limit=self._memory_limit(marks.get(MEMORY_LIMIT_MARKER)),
             leak_tolerance=self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER)),
+            energy_by_hook=ENERGY_FIXTURE not in fixtures
+            and (self.options.energy or ENERGY_LIMIT_MARKER in marks),
+            energy_limit=self._energy_limit(marks.get(ENERGY_LIMIT_MARKER)),
         )
 
     def plan(self, item: pytest.Item) -> TestPlan:
@@ -211,9 +245,11 @@ class Planner:
         guard = False
         unrunnable: set[pytest.Item] = set()
         host_asks = False
+        energy = self.options.energy
         for item in ours:
             plan = item.stash[PLAN_KEY] = self._collected_plan(item)
             guard = guard or plan.leak_tolerance is not None
+            energy = energy or plan.energy_by_hook or plan.energy_limit is not None
             if plan.unmet is None:
                 host_asks = host_asks or (
                     plan.on_host
@@ -237,4 +273,10 @@ class Planner:
         benchmarked = any(HW_BENCHMARK_FIXTURE in getattr(i, "fixturenames", ()) for i in ours)
         # Benchmark timings travel in the entries: a benchmarked run gathers them.
         host_asks = host_asks or self.options.leak_check
-        return PlanNeeds(measure=bool(ours), report=benchmarked, guard=guard, host_asks=host_asks)
+        return PlanNeeds(
+            measure=bool(ours),
+            report=benchmarked,
+            guard=guard,
+            host_asks=host_asks,
+            energy=energy,
+        )

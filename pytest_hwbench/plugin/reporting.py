@@ -21,6 +21,7 @@ import pytest
 
 from pytest_hwbench.names import (
     BENCHMARK_RESULT_KEY,
+    ENERGY_RESULT_KEY,
     FAILURE_KEY,
     MEMORY_RESULT_KEY,
     STRETCH_RESULT_KEY,
@@ -35,12 +36,14 @@ from pytest_hwbench.plugin.summary import (
 from pytest_hwbench.report.model import (
     benchmark_median_s,
     entry_label,
+    finite_json,
     primary_stats,
     throughput_text,
 )
 
 if TYPE_CHECKING:
     from pytest_hwbench.metrics.memory.stretch import StretchResult
+    from pytest_hwbench.plugin.energy import EnergyMeter
     from pytest_hwbench.plugin.options import HwbenchOptions
     from pytest_hwbench.report.writer import ReportWriter
 
@@ -119,8 +122,11 @@ class Reporter:
         machine_inventory: Callable[[], dict[str, Any]],
         pinned_devices: str | None,
         session_facts: Callable[[], dict[str, Any]],
+        energy: EnergyMeter | None = None,
     ) -> None:
         self.config = config
+        #: The run's energy meter: its summary, and the totals of workers' tests under xdist.
+        self.energy = energy
         self.options = options
         self.top_rows = top_rows
         self.machine_inventory = machine_inventory
@@ -162,6 +168,7 @@ class Reporter:
             "platform": platform,
             "memory": memory,
             "benchmark": stash.get(BENCHMARK_RESULT_KEY, None),
+            "energy": stash.get(ENERGY_RESULT_KEY, None),
             "failure": stash.get(FAILURE_KEY, None),
             "worker": self.worker_id,
             "pinned_devices": self._pinned,
@@ -245,11 +252,20 @@ class Reporter:
                 and self.worker_id is None
                 and self._pinned is None
             ):
-                self._keep_short(nodeid, outcome, platform, duration_s, stretch, skip_reason)
+                energy = stash.get(ENERGY_RESULT_KEY, None)
+                self._keep_short(
+                    nodeid, outcome, platform, duration_s, stretch, skip_reason, energy
+                )
                 return
             data = self.test_data(item, platform or "?")
         else:
             data = getattr(phases["teardown"], "hwbench", None) or {}
+            energy = data.get("energy")
+            if energy is not None and self.energy is not None:  # a worker's: count it here
+                self.energy.keep(nodeid, data.get("platform") or "?", energy)
+                failure = data.get("failure") or {}
+                if failure.get("kind") == "energy_limit":
+                    self.energy.over_limit.add(nodeid)
         memory = data.get("memory")
         entry: dict[str, Any] = {
             "nodeid": nodeid,
@@ -263,7 +279,7 @@ class Reporter:
         if entry["device"] is None and entry["platform"] is not None:
             entry["device"] = entry["platform"]
         # Absent rather than null: most entries have none of these (a report of thousands).
-        for key in ("worker", "pinned_devices", "benchmark"):
+        for key in ("energy", "worker", "pinned_devices", "benchmark"):
             if data.get(key) is not None:
                 entry[key] = data[key]
         if skip_reason is not None:
@@ -280,6 +296,7 @@ class Reporter:
         duration_s: float,
         stretch: StretchResult | None,
         skip_reason: str | None,
+        energy: dict[str, Any] | None = None,
     ) -> None:
         """Keep the entry of a test that passed or was skipped, measured short or not at all.
 
@@ -316,6 +333,7 @@ class Reporter:
             f'{{"nodeid":{_json_string(nodeid)},"outcome":"{outcome}","platform":{where},'
             f'"device":{where},"duration_s":{duration_s!r},'
             f'"host":{"null" if host is None else _json_string(host)},"memory":{memory}'
+            + ("" if energy is None else f',"energy":{finite_json(energy)}')
             + ("}" if skip_reason is None else f',"skip_reason":{_json_string(skip_reason)}}}')
         )
         if self._keep_entries:
@@ -487,6 +505,12 @@ class Reporter:
         write_throughput_summary(terminalreporter, self.throughput, THROUGHPUT_ROWS)
         rows = self.top_rows.rows()
         write_peak_summary(terminalreporter, rows, self.options.summary, self.top_rows.over_limit)
+        if self.energy is not None:
+            from pytest_hwbench.plugin.energy import write_energy_summary
+
+            write_energy_summary(
+                terminalreporter, self.energy, self.options.summary, self.energy.over_limit
+            )
 
     def _summarize_report(self, terminalreporter: Any) -> None:
         if self._written is not None:

@@ -1,4 +1,4 @@
-"""What markers ask for, once parsed: a platform requirement and a memory limit.
+"""What markers ask for, once parsed: a platform requirement, a memory or an energy limit.
 
 Apart from the markers' table (`marks`), which pytest loads in every run for the help lines:
 these load with the first marker parsed.
@@ -15,7 +15,7 @@ from pytest_hwbench.units import format_bytes
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import Capability, HardwareBackend
 
-__all__ = ["HardwareRequirement", "MemoryLimit"]
+__all__ = ["EnergyLimit", "HardwareRequirement", "MemoryLimit"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,16 @@ class MemoryLimit:
     def for_platform(self, platform: str) -> int | None:
         """The limit that applies on `platform`, or None."""
         return self.per_platform.get(platform, self.default_bytes)
+
+
+@dataclass(frozen=True)
+class EnergyLimit:
+    """A limit in joules on a test's energy, for every platform or per platform."""
+
+    default_joules: float | None = None
+    per_platform: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""
+
+    def for_platform(self, platform: str) -> float | None:
+        """The limit that applies on `platform`, or None."""
+        return self.per_platform.get(platform, self.default_joules)

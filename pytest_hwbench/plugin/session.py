@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_hwbench.plugin.energy import EnergyHooks, EnergyMeter
 from pytest_hwbench.plugin.measuring import CallHooks, GuardHooks, Measurer
 from pytest_hwbench.plugin.options import HwbenchOptions, is_xdist_controller
 from pytest_hwbench.plugin.planning import Planner, TestPlan
@@ -58,6 +59,8 @@ class HwbenchSession:
         self.measuring = Measurer(
             config, options, self.planning, registry, top_rows, self.enable_test_hooks
         )
+        #: Each test's energy window, energy limits.
+        self.energy = EnergyMeter(self.planning, registry, options.summary)
         #: Entries, the report, compare and the terminal summary.
         self.reporting = Reporter(
             config,
@@ -65,14 +68,18 @@ class HwbenchSession:
             top_rows,
             self.machine_inventory,
             _pinned_devices(),
-            self.measuring.session_facts,
+            self.session_facts,
+            self.energy,
         )
         self._call_hooks: CallHooks | None = None
+        self._energy_hooks: EnergyHooks | None = None
         self._report_hooks: ReportHooks | DistributedReportHooks | None = None
         self._guard_hooks: GuardHooks | None = None
         controller = is_xdist_controller(config)
         if options.measures_every_test or controller:
             self.enable_test_hooks()
+        if options.energy:
+            self.enable_energy_hooks()
         # Under xdist every worker reports: the controller gets results only from reports.
         distributed = controller or self.reporting.worker_id is not None
         if options.report_path is not None or options.compare_base is not None or distributed:
@@ -92,6 +99,12 @@ class HwbenchSession:
         if self._call_hooks is None:
             self._call_hooks = CallHooks(self.measuring)
             self.config.pluginmanager.register(self._call_hooks, "hwbench_test_hooks")
+
+    def enable_energy_hooks(self) -> None:
+        """Register the energy call wrapper (once)."""
+        if self._energy_hooks is None:
+            self._energy_hooks = EnergyHooks(self.energy)
+            self.config.pluginmanager.register(self._energy_hooks, "hwbench_energy_hooks")
 
     def enable_report_hooks(self) -> None:
         """Register the hooks that gather one entry per test (a report, compare, xdist; once)."""
@@ -136,10 +149,20 @@ class HwbenchSession:
             self.measuring.hold_heap_thresholds()
         if needs.measure:
             self.enable_test_hooks()
+        if needs.energy:
+            self.enable_energy_hooks()
         if needs.report:
             self.enable_report_hooks()
         if needs.guard:
             self.enable_guard_hooks()
+
+    def session_facts(self) -> dict[str, Any]:
+        """The report's session section: how this process measured memory, and energy."""
+        facts = self.measuring.session_facts()
+        energy = self.energy.session_facts()
+        if energy:
+            facts["energy"] = energy
+        return facts
 
     def machine_inventory(self, *, import_torch: bool = False) -> dict[str, Any]:
         """The hardware inventory of the host running tests.

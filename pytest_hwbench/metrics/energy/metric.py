@@ -51,14 +51,24 @@ class EnergyMetric:
         index: int,
         counters: list[EnergyCounter],
         clock: Callable[[], float] = time.perf_counter,
+        unavailable_reason: str | None = None,
     ) -> None:
+        if unavailable_reason is None and not counters:
+            raise ValueError("an energy metric needs counters, or the reason there are none")
         self.device = device
+        #: Why this device's energy cannot be read here (None: it can).
+        self.unavailable_reason = unavailable_reason
         self.backend = backend
         self.index = index
         self.counters = counters
         self._clock = clock
         self._start: _Reading | None = None
         self._stop: _Reading | None = None
+
+    @property
+    def available(self) -> bool:
+        """Whether the metric reads counters (else `unavailable_reason` says why not)."""
+        return self.unavailable_reason is None
 
     @property
     def running(self) -> bool:
@@ -93,7 +103,9 @@ class EnergyMetric:
         """The window's energy per domain, its total, and how each figure was found.
 
         ``{"device": {...}, "duration_s", "total_joules", "exact", "domains": {domain:
-        {"joules", "mean_watts", "exact", "method", "update_period_s", "covers"}}}``.
+        {"joules", "mean_watts", "exact", "method", "update_period_s", "covers"}}}``; for a
+        metric without counters, ``total_joules`` is None, ``domains`` empty, and
+        ``"unavailable"`` says why.
         """
         start, stop = self._start, self._stop
         if start is None or stop is None:
@@ -119,7 +131,7 @@ class EnergyMetric:
                 "update_period_s": period,
                 "covers": counter.covers,
             }
-        return {
+        results: dict[str, Any] = {
             "device": {
                 "platform": self.backend.name,
                 "index": self.index,
@@ -130,3 +142,6 @@ class EnergyMetric:
             "exact": all(domain["exact"] for domain in domains.values()),
             "domains": domains,
         }
+        if self.unavailable_reason is not None:
+            results.update(total_joules=None, exact=False, unavailable=self.unavailable_reason)
+        return results

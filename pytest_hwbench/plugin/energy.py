@@ -1,0 +1,304 @@
+"""Energy per test: a window over its device's counters, energy limits, the terminal summary.
+
+`EnergyMeter` opens each platform's counters once a run (or learns once why there are none),
+gives each measured test an `EnergyMetric` over them, keeps the results for the test's entry,
+and fails a test over its ``energy_limit``. `EnergyHooks` is the call wrapper, registered only
+when a run measures energy (``--hw-energy``, or a test with an energy limit). The
+``energy_profile`` fixture uses the meter directly. A device without a readable counter gives
+its tests a result that says why, never an error: measuring must not change an outcome.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Generator, Set
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import pytest
+
+from pytest_hwbench.names import ENERGY_RESULT_KEY, FAILURE_KEY
+from pytest_hwbench.units import format_duration, format_energy
+
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.energy import EnergyCounter
+    from pytest_hwbench.hardware.registry import HardwareRegistry
+    from pytest_hwbench.metrics.energy.metric import EnergyMetric
+    from pytest_hwbench.plugin.planning import Planner
+    from pytest_hwbench.plugin.requirements import EnergyLimit
+
+__all__ = ["EnergyHooks", "EnergyMeter", "EnergyRow", "entry_energy", "write_energy_summary"]
+
+_energy_metric_key = pytest.StashKey["EnergyMetric"]()
+
+
+class EnergyRow(NamedTuple):
+    """One test in the terminal summary's energy table (a tuple: the GC stops tracking it)."""
+
+    platform: str
+    joules: float
+    duration_s: float
+    exact: bool
+    nodeid: str
+
+
+def entry_energy(results: dict[str, Any]) -> dict[str, Any]:
+    """A test's energy as its report entry keeps it: figures only, rounded to what they hold.
+
+    What each domain covers and how often its counter updates are the run's facts (the
+    report's session section), not repeated per test.
+    """
+    reason = results.get("unavailable")
+    if reason is not None:
+        return {"total_joules": None, "unavailable": reason}
+    domains = {
+        name: {
+            "joules": round(domain["joules"], 6),  # RAPL counts µJ, NVML mJ
+            "mean_watts": None if domain["mean_watts"] is None else round(domain["mean_watts"], 3),
+            "exact": domain["exact"],
+            "method": domain["method"],
+        }
+        for name, domain in results["domains"].items()
+    }
+    return {
+        "total_joules": round(results["total_joules"], 6),
+        "duration_s": round(results["duration_s"], 7),
+        "exact": results["exact"],
+        "domains": domains,
+    }
+
+
+class EnergyMeter:
+    """Each measured test's energy window; the run's counters, limits and summary rows."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        registry: Callable[[], HardwareRegistry],
+        summary_size: int,
+    ) -> None:
+        self.planner = planner
+        self._registry = registry
+        self.summary_size = summary_size
+        #: Each platform's opened counters, or why it has none (opened on first use).
+        self._counters: dict[str, list[EnergyCounter] | str] = {}
+        #: Tests whose device had no counter, per platform: (the reason, how many tests).
+        self.unavailable: dict[str, tuple[str, int]] = {}
+        #: Node ids of the tests that failed an energy limit (marked in the summary).
+        self.over_limit: set[str] = set()
+        #: Joules measured per platform, and tests measured there.
+        self.totals: dict[str, tuple[float, int]] = {}
+        self._added = 0
+        # Per platform, a min-heap of (joules, -order, row): the root is the next one evicted.
+        self._top: dict[str, list[tuple[float, int, EnergyRow]]] = {}
+
+    def counters(self, platform: str) -> list[EnergyCounter] | str:
+        """`platform`'s energy counters (device 0's), opened once a run; else why there are none."""
+        known = self._counters.get(platform)
+        if known is not None:
+            return known
+        from pytest_hwbench.hardware.energy import EnergyUnavailableError
+
+        opened: list[EnergyCounter] | str
+        try:
+            opened = self._registry().get(platform).energy_counters(0)
+        except EnergyUnavailableError as exc:
+            opened = str(exc)
+        except Exception as exc:  # a broken counter must cost no test its outcome
+            opened = f"{platform}: opening its energy counters failed ({type(exc).__name__}: {exc})"
+        self._counters[platform] = opened
+        return opened
+
+    def session_facts(self) -> dict[str, Any]:
+        """What the report's session section says of energy: each platform's counters, or why not.
+
+        Per platform: ``{"domains": {name: {"covers", "update_period_s"}}}`` or
+        ``{"unavailable": reason}``; empty when the run measured no energy.
+        """
+        facts: dict[str, Any] = {}
+        for platform, counters in self._counters.items():
+            if isinstance(counters, str):
+                facts[platform] = {"unavailable": counters}
+            else:
+                facts[platform] = {
+                    "domains": {
+                        counter.domain: {
+                            "covers": counter.covers,
+                            "update_period_s": counter.update_period_s,
+                        }
+                        for counter in counters
+                    }
+                }
+        return facts
+
+    def start(self, item: pytest.Item) -> EnergyMetric:
+        """Start `item`'s energy window on its platform (a metric saying why, without counters)."""
+        from pytest_hwbench.metrics.energy.metric import EnergyMetric
+
+        platform = self.planner.platform_of(item)
+        counters = self.counters(platform)
+        backend = self._registry().get(platform)
+        label = backend.device_label(0)
+        if isinstance(counters, str):
+            metric = EnergyMetric(
+                label, backend=backend, index=0, counters=[], unavailable_reason=counters
+            )
+        else:
+            metric = EnergyMetric(label, backend=backend, index=0, counters=counters)
+        item.stash[_energy_metric_key] = metric
+        return metric.start()
+
+    def finish(self, item: pytest.Item) -> dict[str, Any] | None:
+        """Stop `item`'s window; keep its entry's energy, junitxml properties and summary row.
+
+        Returns the entry's energy (None when nothing measured `item`). Never raises for a
+        counter that fails mid-run: the entry says what failed.
+        """
+        metric = item.stash.get(_energy_metric_key, None)
+        if metric is None:
+            return None
+        del item.stash[_energy_metric_key]
+        platform = metric.backend.name
+        try:
+            energy = entry_energy(metric.stop().get_metrics())
+        except Exception as exc:  # a counter that fails mid-run: the entry says so
+            energy = {"total_joules": None, "unavailable": f"reading failed ({exc!r})"}
+        item.stash[ENERGY_RESULT_KEY] = energy
+        self.keep(item.nodeid, platform, energy)
+        joules = energy["total_joules"]
+        if joules is not None:
+            properties = item.user_properties
+            properties.append(("hw_energy_joules", joules))
+            for name, domain in energy["domains"].items():
+                properties.append((f"hw_energy_joules:{name}", domain["joules"]))
+        return energy
+
+    def keep(self, nodeid: str, platform: str, energy: dict[str, Any]) -> None:
+        """Count `energy` in the run's totals and, if it ranks, the summary's top rows."""
+        joules = energy.get("total_joules")
+        if joules is None:
+            reason, count = self.unavailable.get(platform, (energy.get("unavailable") or "?", 0))
+            self.unavailable[platform] = (reason, count + 1)
+            return
+        total, tests = self.totals.get(platform, (0.0, 0))
+        self.totals[platform] = (total + joules, tests + 1)
+        if self.summary_size <= 0:
+            return
+        heap = self._top.setdefault(platform, [])
+        if len(heap) >= self.summary_size and joules <= heap[0][0]:
+            return
+        self._added += 1
+        row = EnergyRow(platform, joules, energy["duration_s"], energy["exact"], nodeid)
+        ranked = (joules, -self._added, row)
+        if len(heap) < self.summary_size:
+            heapq.heappush(heap, ranked)
+        else:
+            heapq.heapreplace(heap, ranked)
+
+    def rows(self) -> list[EnergyRow]:
+        """The summary's kept rows, most energy first per platform."""
+        return [
+            row
+            for _, heap in sorted(self._top.items())
+            for _, _, row in sorted(heap, key=lambda ranked: (-ranked[0], -ranked[1]))
+        ]
+
+    def check_limit(self, item: pytest.Item, limit: EnergyLimit, platform: str) -> None:
+        """Fail `item` when the energy its device used exceeds `limit` on `platform`.
+
+        A test whose device has no readable counter is not failed: its entry says why there is
+        no figure, and the summary that its limit went unchecked.
+        """
+        limit_joules = limit.for_platform(platform)
+        energy = item.stash.get(ENERGY_RESULT_KEY, None)
+        if limit_joules is None or energy is None or energy["total_joules"] is None:
+            if limit_joules is not None and energy is not None:
+                energy["limit_unchecked"] = True
+            return
+        joules = energy["total_joules"]
+        if joules <= limit_joules:
+            return
+        lines = [
+            f"energy limit exceeded on {platform}: {format_energy(joules)} > limit "
+            f"{format_energy(limit_joules)} ({limit.source}) in "
+            f"{format_duration(energy['duration_s'])}"
+            + ("" if energy["exact"] else " (estimated: shorter than a counter's update period)")
+        ]
+        for name, domain in energy["domains"].items():
+            watts = domain["mean_watts"]
+            lines.append(
+                f"  {name}: {format_energy(domain['joules'])}"
+                + ("" if watts is None else f", {watts:.1f} W on average")
+                + f" ({domain['method']})"
+            )
+        lines.append("  (device-wide counters: other processes on the device count too)")
+        message = "\n".join(lines)
+        self.over_limit.add(item.nodeid)
+        item.stash[FAILURE_KEY] = {
+            "kind": "energy_limit",
+            "message": message,
+            "limit_joules": limit_joules,
+        }
+        pytest.fail(message, pytrace=False)
+
+
+class EnergyHooks:
+    """The energy call wrapper, registered only when a run measures energy.
+
+    Outermost of our call wrappers, so a memory limit failing inside still ends the window.
+    """
+
+    def __init__(self, meter: EnergyMeter) -> None:
+        self.meter = meter
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, object, object]:
+        """Measure the call of tests planned for energy; enforce their energy limit after it."""
+        meter = self.meter
+        plan = meter.planner.plan(item)
+        if not plan.energy_by_hook:
+            if plan.energy_limit is None:
+                return (yield)
+            # energy_profile's window: its limit is judged at the call's end, as a test's
+            # failure (at teardown it would be an error), so the window ends there.
+            result = yield
+            if meter.finish(item) is not None:
+                meter.check_limit(item, plan.energy_limit, plan.platform)
+            return result
+        meter.start(item)
+        try:
+            result = yield
+        finally:
+            meter.finish(item)
+        if plan.energy_limit is not None:
+            meter.check_limit(item, plan.energy_limit, plan.platform)
+        return result
+
+
+def write_energy_summary(
+    terminalreporter: Any,
+    meter: EnergyMeter,
+    top_n: int,
+    over_limit: Set[str] = frozenset(),
+) -> None:
+    """Each platform's measured energy and its top tests; where none could be read, why."""
+    if not meter.totals and not meter.unavailable:
+        return
+    terminalreporter.write_sep("-", "hwbench: energy (device-wide counters)")
+    by_platform: dict[str, list[EnergyRow]] = {}
+    for row in meter.rows():
+        by_platform.setdefault(row.platform, []).append(row)
+    for platform, (joules, tests) in sorted(meter.totals.items()):
+        terminalreporter.write_line(
+            f"{platform}: {format_energy(joules)} over {tests} test{'s' if tests != 1 else ''}"
+            + (f" (top {min(top_n, len(by_platform.get(platform, [])))}):" if top_n > 0 else "")
+        )
+        for row in by_platform.get(platform, [])[:top_n]:
+            terminalreporter.write_line(
+                f"  {format_energy(row.joules):>10}  in {format_duration(row.duration_s):>9}  "
+                f"{'exact' if row.exact else 'estimated'}  {row.nodeid}"
+                + ("  OVER LIMIT" if row.nodeid in over_limit else "")
+            )
+    for platform, (reason, tests) in sorted(meter.unavailable.items()):
+        terminalreporter.write_line(
+            f"{platform}: no energy figure for {tests} test{'s' if tests != 1 else ''}: {reason}"
+        )
