@@ -237,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_threshold,
         metavar="METRIC:CHANGE",
         help="fail when a test's metric grows by more than CHANGE: peak:+10%%, peak:+256MiB, "
-        "time:+5%%, time:+5ms (peak = peak memory growth, time = benchmark median or duration); "
-        "repeatable",
+        "time:+5%%, time:+5ms, duration:+25%%, energy:+10%%, energy:+5J (peak = peak memory "
+        "growth, time = benchmark median, duration = setup + call + teardown, energy = the "
+        "joules its device used); peak:+10%%,+1MiB fails only when both are crossed; repeatable",
     )
     compare.set_defaults(handler=_cmd_compare)
 

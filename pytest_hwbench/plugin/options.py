@@ -199,7 +199,8 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="EXPR",
         help="with --hw-compare, fail the session when a test crosses EXPR: 'peak:10%%', "
-        "'peak:+256MiB', 'time:5%%', 'time:+5ms' (repeatable)",
+        "'peak:+256MiB', 'time:5%%', 'time:+5ms', 'duration:+25%%', 'energy:+10%%', "
+        "'energy:+5J' (repeatable)",
     )
     parser.addini(
         "hw_compare_fail",

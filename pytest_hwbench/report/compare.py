@@ -2,7 +2,8 @@
 
 Metrics: ``peak`` is the peak growth (``peak_delta_bytes``) of a test's primary memory series;
 ``time`` the benchmark median, for tests both runs benchmarked; ``duration`` a test's setup + call
-+ teardown (``duration_s``), noisy, so compared only when a threshold asks. Thresholds
++ teardown (``duration_s``), noisy, so compared only when a threshold asks; ``energy`` the joules
+a test's device used (``--hw-energy``), for tests both runs measured. Thresholds
 (``--fail-on``) are in `pytest_hwbench.report.thresholds`.
 """
 
@@ -21,14 +22,12 @@ from pytest_hwbench.report.model import (
     ReportError,
     benchmark_median_noise_s,
     benchmark_median_s,
+    energy_joules,
     entry_label,
     primary_stats,
 )
 from pytest_hwbench.report.thresholds import Threshold, format_amount
-from pytest_hwbench.units import (
-    format_bytes,
-    format_duration,
-)
+from pytest_hwbench.units import format_bytes, format_duration, format_energy
 
 __all__ = [
     "Comparison",
@@ -63,6 +62,9 @@ class TestSummary:
     skip_reason: str | None = None
     median_noise_s: float | None = None
     """How far the median may be off by chance (`benchmark_median_noise_s`), when known."""
+    energy_joules: float | None = None
+    """The energy the test's device used (every domain); None when not measured."""
+    exact_energy: bool | None = None
 
     @property
     def key(self) -> Key:
@@ -91,6 +93,11 @@ class TestChange:
     def benchmarked(self) -> bool:
         """Whether both runs have a benchmark median for the test (``time`` compares those)."""
         return self.base.median_s is not None and self.new.median_s is not None
+
+    @property
+    def energy_measured(self) -> bool:
+        """Whether both runs measured the test's energy (``energy`` compares those)."""
+        return self.base.energy_joules is not None and self.new.energy_joules is not None
 
     @property
     def failed(self) -> bool:
@@ -138,13 +145,16 @@ class Comparison:
         lines.append("")
         with_medians = any(change.benchmarked for change in self.changes)
         with_durations = any(t.metric == "duration" for t in self.thresholds)
+        with_energy = any(change.energy_measured for change in self.changes)
         header = ["test", "peak base", "peak new", "peak change"]
         if with_medians:
             header += ["median base", "median new", "median change"]
         if with_durations:
             header += ["duration base", "duration new", "duration change"]
+        if with_energy:
+            header += ["energy base", "energy new", "energy change"]
         header.append("")
-        rows = [_row(change, with_medians, with_durations) for change in self.changes]
+        rows = [_row(change, with_medians, with_durations, with_energy) for change in self.changes]
         folder = _common_folder([row[0] for row in rows])
         if folder:  # said once, not on every line: the names keep the room
             lines.append(f"tests under {folder}")
@@ -155,6 +165,12 @@ class Comparison:
                 "peak: peak growth (peak minus start) of the primary memory series, ~ where the "
                 "peak was sampled, not exact"
                 + ("; median: benchmark median per call" if with_medians else "")
+                + (
+                    "; energy: joules the test's device used (device-wide counters), ~ where "
+                    "estimated"
+                    if with_energy
+                    else ""
+                )
                 + (
                     "; duration: setup + call + teardown"
                     if with_durations
@@ -247,7 +263,9 @@ def _relative(base: float, new: float) -> str:
     return f" ({(new - base) / abs(base) * 100:+.1f}%)"
 
 
-def _row(change: TestChange, with_medians: bool, with_durations: bool) -> tuple[str, ...]:
+def _row(
+    change: TestChange, with_medians: bool, with_durations: bool, with_energy: bool = False
+) -> tuple[str, ...]:
     base, new = change.base, change.new
     cells = [new.label]
     if base.peak_bytes is not None and new.peak_bytes is not None:
@@ -266,6 +284,16 @@ def _row(change: TestChange, with_medians: bool, with_durations: bool) -> tuple[
             cells += ["-", "-", "-"]
     if with_durations:
         cells += _times("duration", base.duration_s, new.duration_s)
+    if with_energy:
+        if base.energy_joules is not None and new.energy_joules is not None:
+            cells += [
+                format_energy(base.energy_joules) + ("" if base.exact_energy else "~"),
+                format_energy(new.energy_joules) + ("" if new.exact_energy else "~"),
+                format_energy(new.energy_joules - base.energy_joules, signed=True)
+                + _relative(base.energy_joules, new.energy_joules),
+            ]
+        else:
+            cells += ["-", "-", "-"]
     status = "FAIL" if change.failures else ""
     if base.outcome != new.outcome:
         status = f"{status} {base.outcome}->{new.outcome}".strip()
@@ -358,6 +386,7 @@ def summarize_entry(entry: Mapping[str, Any]) -> TestSummary:
         peak = int(stats["peak_delta_bytes"])
         exact = bool(stats.get("exact_peak"))
     platform = entry.get("platform") or ""
+    energy = entry.get("energy")
     return TestSummary(
         nodeid=str(entry["nodeid"]),
         platform=str(platform),
@@ -370,6 +399,8 @@ def summarize_entry(entry: Mapping[str, Any]) -> TestSummary:
         median_s=benchmark_median_s(entry),
         skip_reason=entry.get("skip_reason"),
         median_noise_s=benchmark_median_noise_s(entry),
+        energy_joules=energy_joules(entry),
+        exact_energy=bool(energy.get("exact")) if isinstance(energy, Mapping) else None,
     )
 
 
@@ -408,13 +439,19 @@ def _check(
             base, new = change.base.peak_bytes, change.new.peak_bytes
         elif metric == "time":  # only tests both runs benchmarked: a duration is no median
             base, new = change.base.median_s, change.new.median_s
+        elif metric == "energy":
+            base, new = change.base.energy_joules, change.new.energy_joules
         else:
             base, new = change.base.duration_s, change.new.duration_s
         if base is None or new is None or not threshold.crossed(base, new):
             continue
-        what = {"peak": "peak growth", "time": "median time"}.get(metric, "duration")
+        what = {"peak": "peak growth", "time": "median time", "energy": "energy"}.get(
+            metric, "duration"
+        )
         if metric == "peak":
             shown = (format_bytes(base), format_bytes(new))
+        elif metric == "energy":
+            shown = (format_energy(base), format_energy(new))
         else:
             shown = (format_duration(base), format_duration(new))
         message = (

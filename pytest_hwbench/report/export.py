@@ -2,8 +2,9 @@
 
 ``github-action-benchmark``: the ``customSmallerIsBetter`` JSON that the GitHub Action
 benchmark-action/github-action-benchmark reads, a list of ``{"name", "unit", "value"}`` objects
-(with optional ``"range"`` and ``"extra"``): each measured test's peak memory growth (bytes) and,
-where the test has benchmark statistics, its median time (seconds).
+(with optional ``"range"`` and ``"extra"``): each measured test's peak memory growth (bytes),
+where the test has benchmark statistics its median time (seconds), and where its energy was
+measured the joules its device used (J).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 from pytest_hwbench.report.model import (
     benchmark_median_s,
+    energy_joules,
     entry_label,
     finite_number,
     primary_stats,
 )
-from pytest_hwbench.units import format_bytes
+from pytest_hwbench.units import format_bytes, format_duration
 
 __all__ = ["EXPORTS", "export_report", "github_action_benchmark"]
 
@@ -34,11 +36,12 @@ _MEASURED_OUTCOMES = frozenset({"passed", "xfailed", "xpassed"})
 def github_action_benchmark(
     report: Mapping[str, Any], *, include_failed: bool = False
 ) -> list[dict[str, Any]]:
-    """The customSmallerIsBetter JSON: peak memory growth (bytes) and benchmark medians (s).
+    """The customSmallerIsBetter JSON: peak memory growth (bytes), medians (s), energy (J).
 
-    One figure per measured test and device, and one per timed benchmark. Skipped tests are left
-    out, and so are failed, errored and crashed ones unless `include_failed`: a test that failed
-    its memory limit, or stopped early, is not a point of its history.
+    One figure per measured test and device, one per timed benchmark, one per energy figure.
+    Skipped tests are left out, and so are failed, errored and crashed ones unless
+    `include_failed`: a test that failed its memory limit, or stopped early, is not a point of
+    its history.
     """
     results: dict[str, dict[str, Any]] = {}
     for entry in report.get("tests") or []:
@@ -75,6 +78,26 @@ def github_action_benchmark(
             rounds = timing.get("rounds")
             item["extra"] = "median" + (f" of {rounds} rounds" if rounds else "")
             results[name] = item
+        joules = energy_joules(entry)
+        if joules is not None:
+            energy = entry["energy"]
+            name = f"{label} - energy"
+            domains = ", ".join(
+                f"{domain} {values.get('joules', 0):.4g} J"
+                for domain, values in (energy.get("domains") or {}).items()
+            )
+            duration = finite_number(energy.get("duration_s"))
+            results[name] = {
+                "name": name,
+                "unit": "J",
+                "value": joules,
+                "extra": (
+                    f"{'measured' if energy.get('exact') else 'estimated'}"
+                    + ("" if duration is None else f" over {format_duration(duration)}")
+                    + (f"; {domains}" if domains else "")
+                    + "; device-wide counters"
+                ),
+            }
     return list(results.values())
 
 

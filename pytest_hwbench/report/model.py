@@ -19,6 +19,8 @@ __all__ = [
     "READABLE_VERSIONS",
     "SCHEMA_VERSION",
     "Benchmark",
+    "Energy",
+    "EnergyDomain",
     "Entry",
     "Failure",
     "Mark",
@@ -29,6 +31,7 @@ __all__ = [
     "Timeline",
     "benchmark_median_noise_s",
     "benchmark_median_s",
+    "energy_joules",
     "entry_label",
     "finite_json",
     "finite_number",
@@ -131,6 +134,26 @@ class Benchmark(TypedDict, total=False):
     warnings: list[str]
 
 
+class EnergyDomain(TypedDict):
+    """One counter's figure for a test: joules, mean watts, and whether it was measured."""
+
+    joules: float
+    mean_watts: float | None
+    exact: bool
+    method: str
+
+
+class Energy(TypedDict, total=False):
+    """A test's energy per domain (``total_joules`` set), or why there is none (``unavailable``)."""
+
+    total_joules: float | None
+    duration_s: float
+    exact: bool
+    domains: dict[str, EnergyDomain]
+    unavailable: str
+    limit_unchecked: bool
+
+
 class _EntryRequired(TypedDict):
     nodeid: str
     outcome: str
@@ -146,9 +169,10 @@ class _FailureRequired(TypedDict):
 
 
 class Failure(_FailureRequired, total=False):
-    """Why a test did not pass: memory_limit, leak, exception or crash, and the limit if any."""
+    """Why a test did not pass: memory_limit, energy_limit, leak, exception or crash, the limit."""
 
     limit_bytes: int
+    limit_joules: float
     series: str
 
 
@@ -157,6 +181,7 @@ class Entry(_EntryRequired, total=False):
 
     failure: Failure
     benchmark: Benchmark | None
+    energy: Energy
     skip_reason: str
     worker: str | None
     host: str | None
@@ -231,6 +256,14 @@ def primary_stats(entry: Mapping[str, Any]) -> SeriesStats | None:
                 break
     stats = series.get(memory.get("primary_series"))
     return stats if isinstance(stats, Mapping) else None  # type: ignore[return-value]
+
+
+def energy_joules(entry: Mapping[str, Any]) -> float | None:
+    """The energy the test's device used (joules, every domain), or None when not measured."""
+    energy = entry.get("energy")
+    if not isinstance(energy, Mapping):
+        return None
+    return finite_number(energy.get("total_joules"))
 
 
 def benchmark_median_s(entry: Mapping[str, Any]) -> float | None:

@@ -1,4 +1,4 @@
-"""``--fail-on`` thresholds: how much a test's peak growth, benchmark median or duration may grow.
+"""``--fail-on`` thresholds: how much a test's peak growth, median, duration or energy may grow.
 
 They mirror pytest-benchmark's ``--benchmark-compare-fail``: a relative one (``peak:+10%``) fails
 when ``new / base * 100 - 100`` exceeds it, an absolute one (``time:+5ms``) when ``new - base``
@@ -17,7 +17,9 @@ from pytest_hwbench.units import (
     SizeError,
     format_bytes,
     format_duration,
+    format_energy,
     parse_duration,
+    parse_energy,
     parse_size,
 )
 
@@ -31,20 +33,22 @@ __all__ = [
     "parse_threshold",
 ]
 
-Metric = Literal["peak", "time", "duration"]
+Metric = Literal["peak", "time", "duration", "energy"]
 #: What each metric compares, for messages.
 METRICS = {
     "peak": "peak memory growth",
     "time": "benchmark median, of tests both runs benchmarked",
     "duration": "a test's setup + call + teardown time",
+    "energy": "the energy a test's device used, of tests both runs measured",
 }
 
 THRESHOLD_FORMS = (
-    "METRIC:[+]CHANGE, METRIC being peak (peak memory growth), time (benchmark median) or "
-    "duration (a test's setup + call + teardown) and CHANGE a percentage (peak:+10%, time:5%), "
-    "an amount: a size for peak (peak:+256MiB, peak:+100MB, or plain bytes) or a duration for "
-    "time and duration (time:+5ms, duration:0.5s, or plain seconds), or both, comma-separated, "
-    "to fail only when both are crossed (peak:+10%,+1MiB)"
+    "METRIC:[+]CHANGE, METRIC being peak (peak memory growth), time (benchmark median), "
+    "duration (a test's setup + call + teardown) or energy (its device's joules) and CHANGE a "
+    "percentage (peak:+10%, time:5%), an amount: a size for peak (peak:+256MiB, peak:+100MB, or "
+    "plain bytes), a duration for time and duration (time:+5ms, duration:0.5s, or plain "
+    "seconds), an energy for energy (energy:+5J, energy:+500mJ, or plain joules), or both, "
+    "comma-separated, to fail only when both are crossed (peak:+10%,+1MiB)"
 )
 _THRESHOLD_RE = re.compile(
     r"^\s*(?P<metric>[a-z]+)\s*:\s*(?P<plus>\+)?\s*(?P<amount>[^%]*?)\s*(?P<percent>%)?\s*$"
@@ -62,11 +66,11 @@ class Threshold:
 
     metric: Metric
     limit: float
-    """Percent when `relative`, else bytes (``peak``) or seconds (``time``, ``duration``)."""
+    """Percent when `relative`, else bytes (``peak``), joules (``energy``) or seconds."""
     relative: bool
     text: str = ""
     also: float | None = None
-    """With a relative limit: an amount (bytes or seconds) that must be exceeded as well."""
+    """With a relative limit: an amount (bytes, joules or seconds) that must be exceeded too."""
 
     def change(self, base: float, new: float) -> float:
         """The change this threshold measures: percent of `base` if relative, else a difference."""
@@ -110,6 +114,8 @@ class Threshold:
 def _amount_text(metric: str, amount: float) -> str:
     if metric == "peak":
         return format_bytes(amount, signed=True)
+    if metric == "energy":
+        return format_energy(amount, signed=True)
     return f"+{format_duration(amount)}" if amount else "+0 s"
 
 
@@ -158,6 +164,8 @@ def _parse_single(text: str) -> Threshold:
     try:
         if metric == "peak":
             limit = float(parse_size(amount))
+        elif metric == "energy":
+            limit = parse_energy(amount)
         elif _NUMBER_RE.match(amount) and float(amount) == 0:
             limit = 0.0  # parse_duration refuses 0; as a threshold it means "any growth fails"
         else:
@@ -168,7 +176,9 @@ def _parse_single(text: str) -> Threshold:
 
 
 def format_amount(metric: str, value: float) -> str:
-    """A change of `metric` for people: ``+2.0 MiB`` for peak, ``-1.20 ms`` for the times."""
+    """A change of `metric` for people: ``+2.0 MiB`` for peak, ``+3.10 J``, ``-1.20 ms``."""
     if metric == "peak":
         return format_bytes(value, signed=True)
+    if metric == "energy":
+        return format_energy(value, signed=True)
     return ("-" if value < 0 else "+") + format_duration(abs(value))
