@@ -138,14 +138,19 @@ class EnergyMeter:
         counters = self.counters(platform)
         backend = self._registry().get(platform)
         label = backend.device_label(0)
-        if isinstance(counters, str):
-            metric = EnergyMetric(
-                label, backend=backend, index=0, counters=[], unavailable_reason=counters
-            )
-        else:
+        metric = None
+        if not isinstance(counters, str):
             metric = EnergyMetric(label, backend=backend, index=0, counters=counters)
+            try:
+                metric.start()
+            except Exception as exc:  # a counter gone mid-run: this test says so, and runs
+                metric, counters = None, f"reading failed ({exc!r})"
+        if metric is None:
+            metric = EnergyMetric(
+                label, backend=backend, index=0, counters=[], unavailable_reason=str(counters)
+            ).start()
         item.stash[_energy_metric_key] = metric
-        return metric.start()
+        return metric
 
     def finish(self, item: pytest.Item) -> dict[str, Any] | None:
         """Stop `item`'s window; keep its entry's energy, junitxml properties and summary row.

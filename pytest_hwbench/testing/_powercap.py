@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 __all__ = ["FakePowercap"]
 
@@ -17,7 +21,8 @@ class FakePowercap:
     ``intel-rapl:<n>`` per package ("package-<n>") with subzones ``intel-rapl:<n>:0`` ("core")
     and, with `dram`, ``intel-rapl:<n>:1`` ("dram"); with `psys`, an ``intel-rapl:<packages>``
     zone named "psys". Counters are whole microjoules in ``energy_uj`` and wrap to 0 past
-    ``max_energy_range_uj``, as the kernel's do. Point ``open_rapl_counters(root)`` at it.
+    ``max_energy_range_uj``, as the kernel's do. Point ``open_rapl_counters(root)`` at it, or
+    `install` it as the CPU backend's powercap tree; `attach` finds one a test made earlier.
     """
 
     def __init__(
@@ -43,6 +48,31 @@ class FakePowercap:
             self._zone(f"intel-rapl:{packages}", "psys", "psys")
         for domain in self.zones:
             self.set_uj(domain, start_uj)
+
+    @classmethod
+    def attach(cls, root: str | os.PathLike[str]) -> FakePowercap:
+        """The fake tree made earlier under `root` (by another test's code, another process)."""
+        fake = cls.__new__(cls)
+        fake.root = Path(root)
+        fake.zones = {}
+        ranges = set()
+        for zone in sorted(fake.root.glob("intel-rapl:*")):
+            name = (zone / "name").read_text(encoding="ascii").strip()
+            package = zone.name.split(":")[1]
+            domain = name if name.startswith(("package-", "psys")) else f"{name}-{package}"
+            fake.zones[domain] = zone
+            ranges.add(int((zone / "max_energy_range_uj").read_text(encoding="ascii")))
+        if not fake.zones:
+            raise FileNotFoundError(f"no fake RAPL zones under {fake.root}")
+        fake.max_range_uj = max(ranges)
+        return fake
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> FakePowercap:
+        """Make the CPU backend read this tree instead of ``/sys/class/powercap``, until undone."""
+        from pytest_hwbench.hardware import _rapl
+
+        monkeypatch.setattr(_rapl, "POWERCAP_ROOT", str(self.root))
+        return self
 
     def _zone(self, directory: str, name: str, domain: str) -> None:
         zone = self.root / directory

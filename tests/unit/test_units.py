@@ -6,8 +6,10 @@ from pytest_hwbench.units import (
     SizeError,
     format_bytes,
     format_duration,
+    format_energy,
     format_rate,
     parse_duration,
+    parse_energy,
     parse_size,
 )
 
@@ -75,3 +77,57 @@ def test_format_duration() -> None:
 )
 def test_rates_get_an_si_prefix_and_three_digits(rate: float, text: str) -> None:
     assert format_rate(rate, "FLOP/s") == text
+
+
+@pytest.mark.parametrize(
+    ("value", "joules"),
+    [
+        (40, 40.0),
+        (0.5, 0.5),
+        ("40J", 40.0),
+        ("40 j", 40.0),
+        ("500mJ", 0.5),
+        ("2kJ", 2000.0),
+        ("1.5Wh", 5400.0),
+        ("0.1kWh", 360_000.0),
+        ("1e3J", 1000.0),
+        ("0", 0.0),
+    ],
+)
+def test_parse_energy_reads_joules_and_their_units(value: str | float, joules: float) -> None:
+    assert parse_energy(value) == pytest.approx(joules)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("5 joules", "bad energy '5 joules': expected joules as a number (40, 0.5) or with a unit"),
+        (-1, "must be 0 or more"),
+        (float("nan"), "must be 0 or more"),
+        (True, "bad energy True"),
+        ("1MJ", "write megajoules in kJ"),
+        ("", "bad energy ''"),
+    ],
+)
+def test_parse_energy_refuses_what_it_cannot_read(value: object, message: str) -> None:
+    with pytest.raises(SizeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_energy(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("joules", "text"),
+    [
+        (0, "0 J"),
+        (0.0005, "500 µJ"),
+        (0.125, "125 mJ"),
+        (0.9996, "1.00 J"),
+        (3.75, "3.75 J"),
+        (40, "40.0 J"),
+        (512.3, "512 J"),
+        (2500, "2.50 kJ"),
+        (-3, "-3.00 J"),
+    ],
+)
+def test_format_energy_keeps_three_significant_digits(joules: float, text: str) -> None:
+    assert format_energy(joules) == text
+    assert format_energy(abs(joules), signed=True) == "+" + text.lstrip("-")

@@ -35,6 +35,10 @@ Writer = Callable[[dict[str, Any], str], Path]
         ("time:0", "time", 0.0, False),
         ("duration:+25%", "duration", 25.0, True),
         ("duration:+2ms", "duration", 2e-3, False),
+        ("energy:+10%", "energy", 10.0, True),
+        ("energy:+5J", "energy", 5.0, False),
+        ("energy:500mJ", "energy", 0.5, False),
+        ("energy:2", "energy", 2.0, False),
     ],
 )
 def test_parse_threshold_forms(text: str, metric: str, limit: float, relative: bool) -> None:
@@ -46,14 +50,15 @@ def test_parse_threshold_forms(text: str, metric: str, limit: float, relative: b
 @pytest.mark.parametrize(
     "text",
     ["peak", "peak:", "peak:+", "mem:+10%", "peak:-10%", "time:-5ms", "peak:ten%", "peak:+10%%",
-     "peak:10 parsecs", "time:5 fortnights", "min:5%", ":5%", "peak:+10%:x"],
+     "peak:10 parsecs", "time:5 fortnights", "min:5%", ":5%", "peak:+10%:x", "energy:5 calories",
+     "energy:-1J"],
 )  # fmt: skip
 def test_parse_threshold_rejects_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(ThresholdError) as excinfo:
         parse_threshold(text)
     message = str(excinfo.value)
     assert repr(text) in message
-    for form in ("peak:+10%", "peak:+256MiB", "time:+5ms"):
+    for form in ("peak:+10%", "peak:+256MiB", "time:+5ms", "energy:+5J"):
         assert form in message
     assert isinstance(excinfo.value, ValueError)
 
