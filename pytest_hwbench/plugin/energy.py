@@ -284,11 +284,21 @@ def write_energy_summary(
     meter: EnergyMeter,
     top_n: int,
     over_limit: Set[str] = frozenset(),
+    *,
+    concurrent: bool = False,
 ) -> None:
-    """Each platform's measured energy and its top tests; where none could be read, why."""
+    """Each platform's measured energy and its top tests; where none could be read, why.
+
+    `concurrent`: tests ran side by side (xdist workers), so their windows overlap.
+    """
     if not meter.totals and not meter.unavailable:
         return
     terminalreporter.write_sep("-", "hwbench: energy (device-wide counters)")
+    if concurrent:
+        terminalreporter.write_line(
+            "tests ran side by side (xdist): each figure holds what the other workers ran on "
+            "the device meanwhile, and the sums count overlapping windows more than once"
+        )
     by_platform: dict[str, list[EnergyRow]] = {}
     for row in meter.rows():
         by_platform.setdefault(row.platform, []).append(row)

@@ -507,9 +507,14 @@ class Reporter:
         write_peak_summary(terminalreporter, rows, self.options.summary, self.top_rows.over_limit)
         if self.energy is not None:
             from pytest_hwbench.plugin.energy import write_energy_summary
+            from pytest_hwbench.plugin.options import is_xdist_controller
 
             write_energy_summary(
-                terminalreporter, self.energy, self.options.summary, self.energy.over_limit
+                terminalreporter,
+                self.energy,
+                self.options.summary,
+                self.energy.over_limit,
+                concurrent=is_xdist_controller(self.config),
             )
 
     def _summarize_report(self, terminalreporter: Any) -> None:

@@ -89,14 +89,24 @@ class FakePowercap:
         """Set the counter's raw value (0 to ``max_energy_range_uj``)."""
         if not 0 <= value <= self.max_range_uj:
             raise ValueError(f"energy_uj must be within 0..{self.max_range_uj}, got {value}")
-        (self.zones[domain] / "energy_uj").write_text(f"{value}\n", encoding="ascii")
+        # Whole or not at all, as the kernel's attribute reads: another process may be reading.
+        target = self.zones[domain] / "energy_uj"
+        staged = target.with_name(f".energy_uj.{os.getpid()}")
+        staged.write_text(f"{value}\n", encoding="ascii")
+        os.chmod(staged, os.stat(target).st_mode if target.exists() else 0o644)
+        os.replace(staged, target)
 
     def add_joules(self, domain: str, joules: float) -> None:
         """Advance `domain`'s counter by `joules`, wrapping past its range as the hardware does."""
-        value = self.read_uj(domain) + round(joules * 1e6)
-        if value > self.max_range_uj:
-            value -= self.max_range_uj
-        self.set_uj(domain, value)
+        import fcntl  # Unix only, as RAPL is: imported here, so the fakes load everywhere
+
+        # Locked: processes sharing the tree (xdist workers) must not lose each other's joules.
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            value = self.read_uj(domain) + round(joules * 1e6)
+            if value > self.max_range_uj:
+                value -= self.max_range_uj
+            self.set_uj(domain, value)
 
     def make_root_only(self) -> None:
         """Make every ``energy_uj`` readable by its owner only, as kernels since 2020 do.

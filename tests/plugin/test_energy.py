@@ -363,3 +363,50 @@ def test_long():
     # The counter moves in 0.1 s steps: the window's joules are whole steps of 30 J.
     assert long["total_joules"] in (pytest.approx(120.0), pytest.approx(150.0))
     assert report["session"]["energy"]["cuda"]["domains"]["gpu"]["update_period_s"] == 0.1
+
+
+def test_under_xdist_each_worker_measures_and_the_controller_sums_up(
+    pytester: pytest.Pytester,
+    powercap: FakePowercap,
+    report_path: Path,
+    load_valid_report: Callable[[Path], dict[str, Any]],
+) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is part of the test extra")
+    # Workers are processes of their own: they find the fake tree through the environment.
+    pytester.makeconftest(
+        """
+import os
+from pytest_hwbench.hardware import _rapl
+
+_rapl.POWERCAP_ROOT = os.environ["HW_FAKE_POWERCAP"]
+"""
+    )
+    pytester.makepyfile(
+        BURN
+        + """
+import pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_step(i):
+    burn(1.0)
+
+@pytest.mark.energy_limit("1J")
+def test_over():
+    burn(3.0)
+"""
+    )
+    result = pytester.runpytest("-n", "2", "--hw-energy", f"--hw-report={report_path}")
+    result.assert_outcomes(passed=4, failed=1)
+    # Workers share the package: a test's figure holds what the other ran meanwhile too.
+    result.stdout.fnmatch_lines(
+        [
+            "*hwbench: energy*",
+            "tests ran side by side (xdist): each figure holds what the other workers ran on *",
+            "cpu: * over 5 tests (top 5):",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*::test_over  OVER LIMIT"])
+    report = load_valid_report(report_path)
+    assert all(entry["energy"]["total_joules"] >= 1.0 for entry in report["tests"])
+    workers = report["session"]["workers"].values()
+    assert [set(w["energy"]["cpu"]["domains"]) for w in workers] == [{"package-0", "dram-0"}] * 2
