@@ -290,7 +290,8 @@ def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
 
     session = get_session(request.config)
     backend = session.backend_of(request.node)
-    yield from hw_benchmark_fixture(request, session.measuring, backend, session.options)
+    energy = session.energy if session.options.energy else None
+    yield from hw_benchmark_fixture(request, session.measuring, backend, session.options, energy)
 
 
 @pytest.fixture(scope="session")

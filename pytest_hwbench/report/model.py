@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
-from pytest_hwbench.units import format_rate
+from pytest_hwbench.units import format_energy, format_rate
 
 __all__ = [
     "READABLE_VERSIONS",
@@ -301,13 +301,16 @@ def benchmark_median_noise_s(entry: Mapping[str, Any]) -> float | None:
 def throughput_text(entry: Mapping[str, Any]) -> str | None:
     """A benchmark's achieved rates at its median, and their fraction of the device's peak.
 
-    "1.23 TFLOP/s (41% of the bf16 peak), 450 GB/s (13% of peak bandwidth)"; None when the test
-    gave no ``flops=`` or ``bytes_moved=`` or ran untimed.
+    "1.23 TFLOP/s (41% of the bf16 peak), 450 GB/s (13% of peak bandwidth)", and under
+    --hw-energy ", 2.10 J/call, 590 GFLOP/J"; None when the test gave no ``flops=`` or
+    ``bytes_moved=`` or ran untimed, and measured no energy.
     """
     benchmark = entry.get("benchmark")
-    throughput = benchmark.get("throughput") if isinstance(benchmark, Mapping) else None
-    if not isinstance(throughput, Mapping):
+    if not isinstance(benchmark, Mapping):
         return None
+    throughput = benchmark.get("throughput")
+    if not isinstance(throughput, Mapping):
+        throughput = {}
     parts = []
     flops = finite_number(throughput.get("flops_per_s"))
     if flops is not None:
@@ -324,6 +327,14 @@ def throughput_text(entry: Mapping[str, Any]) -> str | None:
             format_rate(moved, "B/s")
             + ("" if fraction is None else f" ({fraction:.0%} of peak bandwidth)")
         )
+    energy = benchmark.get("energy")
+    per_call = finite_number(energy.get("joules_per_call")) if isinstance(energy, Mapping) else None
+    if per_call is not None:
+        assert isinstance(energy, Mapping)
+        parts.append(format_energy(per_call) + "/call" + ("" if energy.get("exact") else "~"))
+        per_joule = finite_number(energy.get("flops_per_joule"))
+        if per_joule is not None:
+            parts.append(format_rate(per_joule, "FLOP/J"))
     return ", ".join(parts) or None
 
 

@@ -410,3 +410,70 @@ def test_over():
     assert all(entry["energy"]["total_joules"] >= 1.0 for entry in report["tests"])
     workers = report["session"]["workers"].values()
     assert [set(w["energy"]["cpu"]["domains"]) for w in workers] == [{"package-0", "dram-0"}] * 2
+
+
+def test_hw_benchmark_under_hw_energy_gives_joules_per_call_and_flop_per_joule(
+    pytester: pytest.Pytester,
+    powercap: FakePowercap,
+    report_path: Path,
+    tmp_path: Path,
+    load_valid_report: Callable[[Path], dict[str, Any]],
+) -> None:
+    pytest.importorskip("pytest_benchmark")
+    pytester.makepyfile(
+        """
+import os
+from pytest_hwbench.testing import FakePowercap
+
+FAKE = FakePowercap.attach(os.environ["HW_FAKE_POWERCAP"])
+
+def step():
+    FAKE.add_joules("package-0", 0.02)  # what one call of the "kernel" uses
+    FAKE.add_joules("dram-0", 0.005)
+
+def test_step(hw_benchmark):
+    hw_benchmark.pedantic(step, rounds=3, flops=1e9)
+"""
+    )
+    bench_json = tmp_path / "bench.json"
+    result = pytester.runpytest(
+        "--hw-energy", f"--hw-report={report_path}", f"--benchmark-json={bench_json}"
+    )
+    result.assert_outcomes(passed=1)
+    (entry,) = load_valid_report(report_path)["tests"]
+    energy = entry["benchmark"]["energy"]
+    assert energy["joules_per_call"] == pytest.approx(0.025)
+    assert energy["domains"] == {"package-0": pytest.approx(0.02), "dram-0": pytest.approx(0.005)}
+    assert energy["flops_per_joule"] == pytest.approx(1e9 / 0.025)
+    assert energy["exact"] is True
+    assert energy["window_s"] >= 0.1  # at least ENERGY_WINDOW_MIN_S of calls back to back
+    assert energy["calls"] >= 2
+    assert energy["mean_watts"] == pytest.approx(
+        energy["calls"] * 0.025 / energy["window_s"], rel=1e-3
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*hwbench: benchmark throughput*",
+            "*FLOP/s, 25.0 mJ/call, 40.0 GFLOP/J  *::test_step (cpu)",
+        ]
+    )
+    extra = json.loads(bench_json.read_text())["benchmarks"][0]["extra_info"]
+    assert extra["energy"]["joules_per_call"] == pytest.approx(0.025)
+    assert extra["flops_per_joule"] == pytest.approx(4e10)
+    # The test's own window holds the timed rounds and the energy calls too.
+    assert entry["energy"]["total_joules"] >= energy["calls"] * 0.025
+
+
+def test_hw_benchmark_without_a_counter_says_why_in_extra_info(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pytest_benchmark")
+    from pytest_hwbench.hardware import _rapl
+
+    monkeypatch.setattr(_rapl, "POWERCAP_ROOT", str(tmp_path / "absent"))
+    pytester.makepyfile("def test_step(hw_benchmark):\n    hw_benchmark(lambda: None)\n")
+    bench_json = tmp_path / "bench.json"
+    result = pytester.runpytest("--hw-energy", f"--benchmark-json={bench_json}")
+    result.assert_outcomes(passed=1)
+    extra = json.loads(bench_json.read_text())["benchmarks"][0]["extra_info"]
+    assert "no RAPL energy counters" in extra["energy"]["unavailable"]

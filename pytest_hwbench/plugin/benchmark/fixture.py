@@ -3,8 +3,9 @@
 pytest-benchmark reads its clock at the start and end of every round. The hardware layer's
 `DeviceTimer` is that clock: it synchronizes the test's device before each reading (or reads its
 timing events, on CUDA and ROCm), so a round's time includes the kernels it queued, not only
-their launches. Memory is measured on one extra, untimed call. Importing this module loads
-neither torch nor pytest_benchmark.
+their launches. Memory is measured on one extra, untimed call; under ``--hw-energy``, energy on
+extra, untimed calls back to back, for at least `ENERGY_WINDOW_UPDATES` of the device counter's
+updates. Importing this module loads neither torch nor pytest_benchmark.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,10 +41,13 @@ if TYPE_CHECKING:
     import torch
 
     from pytest_hwbench.hardware.base import HardwareBackend
+    from pytest_hwbench.plugin.energy import EnergyMeter
     from pytest_hwbench.plugin.measuring import Measurer
     from pytest_hwbench.plugin.options import HwbenchOptions
 
 __all__ = [
+    "ENERGY_WINDOW_MIN_S",
+    "ENERGY_WINDOW_UPDATES",
     "BenchmarkSettings",
     "HwBenchmark",
     "benchmark_settings",
@@ -51,6 +56,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: Energy per call is measured over calls lasting at least this many updates of the device's
+#: counter: a window's ends each fall up to one update off, so 20 keep that within ~5%.
+ENERGY_WINDOW_UPDATES = 20
+#: ...and at least this long (RAPL updates every ms: 20 updates would be over before it says much).
+ENERGY_WINDOW_MIN_S = 0.1
 
 _settings_key = pytest.StashKey["BenchmarkSettings"]()
 _conflict_key = pytest.StashKey[bool]()
@@ -99,8 +110,11 @@ class HwBenchmark:
         benchmark: Any | None,
         timer: DeviceTimer | None,
         untimed: Untimed | None,
+        energy: EnergyMeter | None = None,
     ) -> None:
         self.item = item
+        #: The run's energy meter when it measures energy (--hw-energy): joules per call.
+        self.energy = energy
         self.measuring = measuring
         self.settings = settings
         #: The backend and `torch.device` the function is timed on.
@@ -151,6 +165,7 @@ class HwBenchmark:
                 self._handed_over = True
                 result: T = self.benchmark(fn, *args, **kwargs)  # type: ignore[misc]
                 self._measure_memory(call)
+                self._measure_energy(call)
             elif self.benchmark is not None:  # disabled: it calls once, untimed
                 self._handed_over = True
                 result = self.benchmark(self._measure_memory, call)
@@ -216,6 +231,7 @@ class HwBenchmark:
             result: T = self.benchmark.pedantic(target, **options)  # type: ignore[union-attr]
             call_args, call_kwargs = call_arguments(setup, options["args"], options["kwargs"])
             self._measure_memory(functools.partial(target, *call_args, **call_kwargs))
+            self._measure_energy(functools.partial(target, *call_args, **call_kwargs))
             if teardown is not None:
                 teardown(*call_args, **call_kwargs)
         else:
@@ -279,6 +295,62 @@ class HwBenchmark:
         self.extra_info["exact_peak"] = {n: s["exact_peak"] for n, s in series.items()}
         return result
 
+    def _measure_energy(self, call: Callable[[], object]) -> None:
+        """Under --hw-energy, the joules a call uses: calls back to back over a long window.
+
+        One call is shorter than the counter's update on most devices (NVML's: 20-100 ms), so
+        calls are repeated, synchronized, for `ENERGY_WINDOW_UPDATES` updates (at least
+        `ENERGY_WINDOW_MIN_S`); their energy over their count is a call's. Timed rounds are
+        not used: pytest-benchmark calibrates between them, and its calls are not counted.
+        Counters are device-wide, idle power included: a call's figure holds the device's
+        whole draw while it ran. Where there is no counter, `extra_info` says why.
+        """
+        meter = self.energy
+        if meter is None:
+            return
+        from pytest_hwbench.metrics.energy.metric import EnergyMetric
+
+        counters = meter.counters(self.backend.name)
+        if isinstance(counters, str):
+            self.extra_info["energy"] = {"unavailable": counters}
+            return
+        period = max((c.update_period_s or 0.0 for c in counters), default=0.0)
+        window_s = max(ENERGY_WINDOW_UPDATES * period, ENERGY_WINDOW_MIN_S)
+        index = getattr(self.device, "index", None)
+        metric = EnergyMetric(
+            str(self.device),
+            backend=self.backend,
+            index=index if isinstance(index, int) else 0,
+            counters=counters,
+        )
+        synchronize = self.backend.synchronize
+        calls = 0
+        try:
+            synchronize(self.device)  # queued work of earlier calls is not this window's
+            metric.start()
+            deadline = time.perf_counter() + window_s
+            while True:
+                call()
+                calls += 1
+                synchronize(self.device)
+                if time.perf_counter() >= deadline:
+                    break
+            results = metric.stop().get_metrics()
+        except Exception as exc:  # a counter failing: the benchmark's timings still stand
+            self.extra_info["energy"] = {"unavailable": f"reading failed ({exc!r})"}
+            return
+        duration = results["duration_s"]
+        self.extra_info["energy"] = {
+            "joules_per_call": results["total_joules"] / calls,
+            "mean_watts": results["total_joules"] / duration if duration > 0 else None,
+            "calls": calls,
+            "window_s": round(duration, 7),
+            "exact": results["exact"],
+            "domains": {
+                name: domain["joules"] / calls for name, domain in results["domains"].items()
+            },
+        }
+
 
 def _device_identity(bench: HwBenchmark) -> tuple[str | None, int | None]:
     """The timed device's name and compute units (SMs, CUs), as the peaks table matches them."""
@@ -316,6 +388,12 @@ def _record_results(bench: HwBenchmark, work: Work, warmup: int) -> None:
     median = bench.stats["median"] if bench.stats else None
     figures = work.figures(median, device_name, compute_units, bench.settings.peaks)
     info.update(figures)
+    energy = info.get("energy")
+    if energy is not None:
+        per_call = energy.get("joules_per_call")
+        if per_call and work.flops is not None:
+            energy["flops_per_joule"] = info["flops_per_joule"] = work.flops / per_call
+        record["energy"] = energy
     record["throughput"] = figures or None
     record["warnings"] = warnings
     bench.item.stash[BENCHMARK_RESULT_KEY] = record
@@ -342,10 +420,12 @@ def hw_benchmark_fixture(
     measuring: Measurer,
     backend: HardwareBackend,
     options: HwbenchOptions,
+    energy: EnergyMeter | None = None,
 ) -> Iterator[HwBenchmark]:
     """Set up ``hw_benchmark`` for `request`'s test on `backend`, measured by `measuring`.
 
-    The plugin's fixture yields from this.
+    `energy`: the run's meter, when it measures energy (joules per call). The plugin's
+    fixture yields from this.
     """
     item = request.node
     assert isinstance(item, pytest.Item)
@@ -382,6 +462,7 @@ def hw_benchmark_fixture(
         benchmark=benchmark,
         timer=timer,
         untimed=untimed,
+        energy=energy,
     )
     try:
         yield bench
