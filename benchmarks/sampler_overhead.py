@@ -49,7 +49,7 @@ from pytest_hwbench.metrics.memory.process_sampler import (
     get_process_sampler,
     shutdown_process_samplers,
 )
-from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, shutdown_sampler
+from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, shutdown_sampler
 from pytest_hwbench.units import parse_duration
 
 # torch warns at import when numpy is absent; the matmuls here do not need numpy.

@@ -264,7 +264,7 @@ class Measurer:
             probe = self.rss_probe()
             if probe is None:
                 return None
-            from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S
+            from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S
             from pytest_hwbench.metrics.memory.stretch import HostStretch
 
             host = self._registry().get(HOST_PLATFORM)

@@ -354,7 +354,7 @@ def _check_report_path(raw: str, source: str, base: Path) -> Path:
 
 
 def _parse_interval(raw: str, source: str) -> float:
-    from pytest_hwbench.metrics.memory.sampler import MIN_INTERVAL_S
+    from pytest_hwbench.metrics.sampler import MIN_INTERVAL_S
     from pytest_hwbench.units import SizeError, parse_duration
 
     try:

@@ -64,7 +64,7 @@ def test_a_run_that_does_not_use_the_plugin_loads_only_its_front_door(
 
 def test_interval_help_states_the_samplers_constants() -> None:
     """The option's help is written out (importing the sampler at start-up would cost every run)."""
-    from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
+    from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
     from pytest_hwbench.plugin.options import INTERVAL_HELP
 
     assert f"default {DEFAULT_INTERVAL_S * 1e3:g}ms" in INTERVAL_HELP

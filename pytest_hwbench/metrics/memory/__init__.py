@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         MemoryMetricRegistry,
         default_memory_metric_registry,
     )
-    from pytest_hwbench.metrics.memory.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
+    from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
     from pytest_hwbench.metrics.memory.timeline import MemoryMark, MemorySample, MemoryTimeline
 
 _EXPORTS = {

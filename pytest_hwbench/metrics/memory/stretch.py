@@ -25,7 +25,7 @@ from pytest_hwbench.metrics.memory._host import (
     read_rss_raw,
     rss_from_raw,
 )
-from pytest_hwbench.metrics.memory.sampler import get_sampler
+from pytest_hwbench.metrics.sampler import get_sampler
 
 __all__ = ["LOOK_IN_S", "HostStretch", "StretchResult"]
 

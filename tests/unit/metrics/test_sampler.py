@@ -4,7 +4,7 @@ import itertools
 import threading
 import time
 
-from pytest_hwbench.metrics.memory.sampler import SamplerThread
+from pytest_hwbench.metrics.sampler import SamplerThread
 
 
 def _wait_for(predicate: object, timeout_s: float = 5.0) -> bool:

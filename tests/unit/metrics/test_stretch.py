@@ -10,7 +10,7 @@ import pytest
 
 from pytest_hwbench.hardware.cpu import clear_refs_writable
 from pytest_hwbench.metrics.memory._host import RSSPeakProbe
-from pytest_hwbench.metrics.memory.sampler import get_sampler
+from pytest_hwbench.metrics.sampler import get_sampler
 from pytest_hwbench.metrics.memory.stretch import HostStretch
 
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""The one background thread per process that samples every running memory metric."""
+"""The one background thread per process that samples every running metric (memory, power)."""
 
 from __future__ import annotations
 
