@@ -264,8 +264,8 @@ class Measurer:
             probe = self.rss_probe()
             if probe is None:
                 return None
-            from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S
             from pytest_hwbench.metrics.memory.stretch import HostStretch
+            from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S
 
             host = self._registry().get(HOST_PLATFORM)
             device = {"platform": host.name, "index": 0, "device": host.device_label(0)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -24,6 +25,13 @@ SHORT_COUNTER = "counter, window shorter than its update period"
 
 class EnergyMetricError(RuntimeError):
     """An energy metric used out of order (stopped before started, read while running)."""
+
+
+def _integral(times: list[float], watts: list[float]) -> float:
+    """The trapezoid integral of `watts` over `times` (joules)."""
+    return sum(
+        (times[i] - times[i - 1]) * (watts[i] + watts[i - 1]) / 2 for i in range(1, len(times))
+    )
 
 
 class _Reading:
@@ -52,6 +60,7 @@ class EnergyMetric:
         counters: list[EnergyCounter],
         clock: Callable[[], float] = time.perf_counter,
         unavailable_reason: str | None = None,
+        interval_s: float | None = None,
     ) -> None:
         if unavailable_reason is None and not counters:
             raise ValueError("an energy metric needs counters, or the reason there are none")
@@ -64,6 +73,16 @@ class EnergyMetric:
         self._clock = clock
         self._start: _Reading | None = None
         self._stop: _Reading | None = None
+        #: How often the shared sampler thread reads power while the metric runs (None: never).
+        self.interval_s = interval_s
+        self._sampler_token: int | None = None
+        self._lock = threading.Lock()  # the sampler's thread appends while the test reads
+        #: The power timeline: seconds since start, and per domain the watts at those times.
+        self._power_t: list[float] = []
+        self._power: list[list[float]] = [[] for _ in counters]
+        #: Per counter without a power reading (RAPL): its last (seconds, joules), to derive
+        #: the mean power over each sampling interval from the counter.
+        self._last: list[tuple[float, float] | None] = [None for _ in counters]
 
     @property
     def available(self) -> bool:
@@ -76,17 +95,106 @@ class EnergyMetric:
         return self._start is not None and self._stop is None
 
     def start(self) -> EnergyMetric:
-        """Read every counter now: the window starts (again, if it ran before)."""
-        self._start, self._stop = _Reading(self.counters, self._clock), None
+        """Read every counter now: the window starts (again, if it ran before).
+
+        With `interval_s`, the process's sampler thread reads power from now on (the
+        counters' own reading where they have one, NVML's; else the counter's rise over
+        each interval, RAPL's).
+        """
+        self._stop_sampling()
+        start = _Reading(self.counters, self._clock)
+        with self._lock:
+            self._power_t = []
+            self._power = [[] for _ in self.counters]
+            self._last = [
+                (start.seconds, joules) if watts is None else None
+                for joules, watts in zip(start.joules, start.watts, strict=True)
+            ]
+            self._start, self._stop = start, None
+        if self.interval_s is not None and self.counters:
+            from pytest_hwbench.metrics.sampler import get_sampler
+
+            self._sampler_token = get_sampler().add(
+                self._sample_power, self.interval_s, self._on_sampler_error
+            )
         return self
 
     def stop(self) -> EnergyMetric:
-        """Read every counter now: the window ends."""
+        """Read every counter now: the window ends (and power sampling with it)."""
         if self._start is None:
             raise EnergyMetricError("stop() before start(): start the metric first")
         if self._stop is None:
-            self._stop = _Reading(self.counters, self._clock)
+            self._stop_sampling()
+            stop = _Reading(self.counters, self._clock)
+            with self._lock:
+                if self._power_t:  # the timeline ends with the window
+                    self._add_power(stop.seconds, stop.joules, stop.watts)
+                self._stop = stop
         return self
+
+    def _stop_sampling(self) -> None:
+        token, self._sampler_token = self._sampler_token, None
+        if token is not None:
+            from pytest_hwbench.metrics.sampler import get_sampler
+
+            get_sampler().remove(token)
+
+    def _sample_power(self, now_ns: int) -> None:
+        """The sampler thread's tick: each domain's power now."""
+        counters = self.counters
+        seconds = self._clock()
+        joules = [
+            counter.read_joules() if last is not None else 0.0
+            for counter, last in zip(counters, self._last, strict=True)
+        ]
+        watts = [
+            None if last is not None else counter.read_watts()
+            for counter, last in zip(counters, self._last, strict=True)
+        ]
+        with self._lock:
+            if self._start is not None and self._stop is None:
+                self._add_power(seconds, joules, watts)
+
+    def _add_power(self, seconds: float, joules: list[float], watts: list[float | None]) -> None:
+        """Append a point of the power timeline (caller holds the lock)."""
+        assert self._start is not None
+        points: list[float] = []
+        for i, last in enumerate(self._last):
+            if last is None:  # the counter reads power itself
+                points.append(watts[i] or 0.0)
+                continue
+            then, before = last
+            elapsed = seconds - then
+            points.append((joules[i] - before) / elapsed if elapsed > 0 else 0.0)
+            self._last[i] = (seconds, joules[i])
+        self._power_t.append(seconds - self._start.seconds)
+        for series, value in zip(self._power, points, strict=True):
+            series.append(value)
+
+    def _on_sampler_error(self, exc: BaseException) -> None:
+        self._sampler_token = None
+        self.sampling_error = f"power sampling stopped ({type(exc).__name__}: {exc})"
+
+    #: Why the power timeline stopped early, if it did.
+    sampling_error: str | None = None
+
+    def get_power_timeline(self) -> dict[str, Any] | None:
+        """The power the sampler read: ``{"t": [s], "watts": {domain: [W]}}``; None if none.
+
+        A counter that reads power (NVML) gives its reading (a moving average over the
+        driver's window); one that does not (RAPL) the mean power over the interval ending
+        at each time, from its rise.
+        """
+        with self._lock:
+            if not self._power_t:
+                return None
+            return {
+                "t": list(self._power_t),
+                "watts": {
+                    counter.domain: list(series)
+                    for counter, series in zip(self.counters, self._power, strict=True)
+                },
+            }
 
     def __enter__(self) -> EnergyMetric:
         return self.start()
@@ -103,7 +211,10 @@ class EnergyMetric:
         """The window's energy per domain, its total, and how each figure was found.
 
         ``{"device": {...}, "duration_s", "total_joules", "exact", "domains": {domain:
-        {"joules", "mean_watts", "exact", "method", "update_period_s", "covers"}}}``; for a
+        {"joules", "mean_watts", "exact", "method", "update_period_s", "covers"}}}``; where
+        power was sampled, a domain also has ``peak_watts`` and, for a counter that reads power
+        itself (NVML), ``power_joules``: its power readings integrated over the window (a
+        check on the counter, and what a window shorter than its update can trust); for a
         metric without counters, ``total_joules`` is None, ``domains`` empty, and
         ``"unavailable"`` says why.
         """
@@ -123,7 +234,7 @@ class EnergyMetric:
                     joules, method = sum(watts) / len(watts) * duration, POWER_TIMES_DURATION
                 else:
                     method = SHORT_COUNTER
-            domains[counter.domain] = {
+            domain: dict[str, Any] = {
                 "joules": joules,
                 "mean_watts": joules / duration if duration > 0 else None,
                 "exact": method == COUNTER,
@@ -131,6 +242,13 @@ class EnergyMetric:
                 "update_period_s": period,
                 "covers": counter.covers,
             }
+            series = self._power[i]
+            if series:
+                domain["peak_watts"] = max(series)
+                if self._last[i] is None:  # its own power readings, from the window's start
+                    first = start.watts[i] or 0.0
+                    domain["power_joules"] = _integral([0.0, *self._power_t], [first, *series])
+            domains[counter.domain] = domain
         results: dict[str, Any] = {
             "device": {
                 "platform": self.backend.name,

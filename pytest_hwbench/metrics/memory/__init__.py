@@ -25,12 +25,12 @@ if TYPE_CHECKING:
         MemoryMetricRegistry,
         default_memory_metric_registry,
     )
-    from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
     from pytest_hwbench.metrics.memory.timeline import MemoryMark, MemorySample, MemoryTimeline
+    from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S
 
 _EXPORTS = {
-    "DEFAULT_INTERVAL_S": "sampler",
-    "MIN_INTERVAL_S": "sampler",
+    "DEFAULT_INTERVAL_S": "base",  # the sampler's (metrics/sampler.py), as memory uses it
+    "MIN_INTERVAL_S": "base",
     "CPUMemoryMetric": "cpu",
     "MemoryMark": "timeline",
     "MemoryMetric": "base",

@@ -20,8 +20,8 @@ from pytest_hwbench.hardware.peak_counters import (
 from pytest_hwbench.metrics.memory._host import release_freed_memory
 from pytest_hwbench.metrics.memory._recording import SeriesRecord
 from pytest_hwbench.metrics.memory.reader import MemoryReader
-from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
 from pytest_hwbench.metrics.memory.timeline import DEFAULT_MAX_SAMPLES, MemorySample, MemoryTimeline
+from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, MIN_INTERVAL_S, get_sampler
 from pytest_hwbench.units import parse_duration
 
 if TYPE_CHECKING:

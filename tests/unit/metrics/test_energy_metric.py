@@ -121,3 +121,75 @@ def test_no_counter_is_the_backends_reason(tmp_path: Path, monkeypatch: pytest.M
         EnergyMetricFactory.create("cpu")
     with pytest.raises(hardware.HardwareUnavailableError):
         EnergyMetricFactory.create("mps")
+
+
+def test_a_gpus_power_timeline_is_its_own_reading_and_integrates_to_power_joules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = ManualClock()
+    cuda = fake_cuda(monkeypatch, nvml={"clock": clock})
+    assert cuda.nvml is not None
+    board = cuda.nvml.gpus[0]
+    cuda.nvml.set_power_mw(board, 250_000)
+    metric = _on_clock(EnergyMetricFactory.create("cuda:0"), clock).start()
+    clock.now += 0.5
+    metric._sample_power(0)  # the sampler thread's tick
+    cuda.nvml.set_power_mw(board, 400_000)  # a load starts
+    for _ in range(2):
+        clock.now += 0.5
+        metric._sample_power(0)
+    clock.now += 0.5
+    metric.stop()
+    timeline = metric.get_power_timeline()
+    assert timeline == {"t": [0.5, 1.0, 1.5, 2.0], "watts": {"gpu": [250.0, 400.0, 400.0, 400.0]}}
+    gpu = metric.get_metrics()["domains"]["gpu"]
+    assert gpu["peak_watts"] == 400.0
+    # Trapezoids from the start's 250 W: 125 + 162.5 + 200 + 200 J; the counter, 725 J.
+    assert gpu["power_joules"] == pytest.approx(687.5)
+    assert gpu["joules"] == pytest.approx(725.0, abs=0.002)
+
+
+def test_a_cpus_power_timeline_is_its_counters_rise_per_interval(powercap: FakePowercap) -> None:
+    clock = ManualClock()
+    metric = _on_clock(EnergyMetricFactory.create("cpu"), clock).start()
+    for joules in (10.0, 5.0):
+        clock.now += 0.5
+        powercap.add_joules("package-0", joules)
+        metric._sample_power(0)
+    clock.now += 0.5
+    metric.stop()
+    timeline = metric.get_power_timeline()
+    assert timeline is not None
+    assert timeline["t"] == [0.5, 1.0, 1.5]
+    assert timeline["watts"]["package-0"] == [20.0, 10.0, 0.0]
+    package = metric.get_metrics()["domains"]["package-0"]
+    assert package["peak_watts"] == 20.0
+    assert "power_joules" not in package  # the counter is the power: nothing to check it with
+    # Each interval's mean power times its length gives back the counter's joules.
+    steps = zip([0.0, *timeline["t"]], timeline["t"], timeline["watts"]["package-0"], strict=False)
+    assert sum((end - begin) * watts for begin, end, watts in steps) == pytest.approx(15.0)
+
+
+def test_the_shared_sampler_thread_reads_power_while_the_metric_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    cuda = fake_cuda(monkeypatch)
+    assert cuda.nvml is not None
+    cuda.nvml.set_power_mw(cuda.nvml.gpus[0], 300_000)
+    base = EnergyMetricFactory.create("cuda:0")
+    metric = EnergyMetric(
+        base.device, backend=base.backend, index=0, counters=base.counters, interval_s=0.005
+    )
+    with metric:
+        time.sleep(0.1)
+    timeline = metric.get_power_timeline()
+    assert timeline is not None
+    assert len(timeline["t"]) >= 5
+    assert set(timeline["watts"]["gpu"]) == {300.0}
+    assert timeline["t"] == sorted(timeline["t"])
+    assert timeline["t"][-1] == pytest.approx(metric.get_metrics()["duration_s"])
+    sampled = len(timeline["t"])
+    time.sleep(0.03)  # stopped: no tick lands after the window
+    assert len(metric.get_power_timeline()["t"]) == sampled  # type: ignore[index]

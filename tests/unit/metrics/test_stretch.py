@@ -10,8 +10,8 @@ import pytest
 
 from pytest_hwbench.hardware.cpu import clear_refs_writable
 from pytest_hwbench.metrics.memory._host import RSSPeakProbe
-from pytest_hwbench.metrics.sampler import get_sampler
 from pytest_hwbench.metrics.memory.stretch import HostStretch
+from pytest_hwbench.metrics.sampler import get_sampler
 
 pytestmark = pytest.mark.skipif(
     not clear_refs_writable(), reason="the probe needs Linux with a writable clear_refs"
