@@ -41,30 +41,47 @@ class EnergyRow(NamedTuple):
     nodeid: str
 
 
-def entry_energy(results: dict[str, Any]) -> dict[str, Any]:
+def _watts(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def entry_energy(results: dict[str, Any], power: dict[str, Any] | None = None) -> dict[str, Any]:
     """A test's energy as its report entry keeps it: figures only, rounded to what they hold.
 
     What each domain covers and how often its counter updates are the run's facts (the
-    report's session section), not repeated per test.
+    report's session section), not repeated per test. `power`: the metric's power timeline,
+    kept when a report is written.
     """
     reason = results.get("unavailable")
     if reason is not None:
         return {"total_joules": None, "unavailable": reason}
-    domains = {
-        name: {
+    domains = {}
+    for name, domain in results["domains"].items():
+        kept = {
             "joules": round(domain["joules"], 6),  # RAPL counts µJ, NVML mJ
-            "mean_watts": None if domain["mean_watts"] is None else round(domain["mean_watts"], 3),
+            "mean_watts": _watts(domain["mean_watts"]),
             "exact": domain["exact"],
             "method": domain["method"],
         }
-        for name, domain in results["domains"].items()
-    }
-    return {
+        if "peak_watts" in domain:
+            kept["peak_watts"] = _watts(domain["peak_watts"])
+        if "power_joules" in domain:
+            kept["power_joules"] = round(domain["power_joules"], 6)
+        domains[name] = kept
+    energy: dict[str, Any] = {
         "total_joules": round(results["total_joules"], 6),
         "duration_s": round(results["duration_s"], 7),
         "exact": results["exact"],
         "domains": domains,
     }
+    if power is not None:
+        energy["power"] = {
+            "t": [round(t, 6) for t in power["t"]],
+            "watts": {
+                name: [round(w, 3) for w in series] for name, series in power["watts"].items()
+            },
+        }
+    return energy
 
 
 class EnergyMeter:
@@ -75,10 +92,15 @@ class EnergyMeter:
         planner: Planner,
         registry: Callable[[], HardwareRegistry],
         summary_size: int,
+        interval_s: float | None = None,
     ) -> None:
         self.planner = planner
         self._registry = registry
         self.summary_size = summary_size
+        #: How often the shared sampler reads power during a test (the memory timeline's).
+        self.interval_s = interval_s
+        #: Whether entries keep each test's power timeline (a report is written).
+        self.keep_power = False
         #: Each platform's opened counters, or why it has none (opened on first use).
         self._counters: dict[str, list[EnergyCounter] | str] = {}
         #: Tests whose device had no counter, per platform: (the reason, how many tests).
@@ -140,7 +162,12 @@ class EnergyMeter:
         label = backend.device_label(0)
         metric = None
         if not isinstance(counters, str):
-            metric = EnergyMetric(label, backend=backend, index=0, counters=counters)
+            from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S
+
+            interval_s = self.interval_s or DEFAULT_INTERVAL_S
+            metric = EnergyMetric(
+                label, backend=backend, index=0, counters=counters, interval_s=interval_s
+            )
             try:
                 metric.start()
             except Exception as exc:  # a counter gone mid-run: this test says so, and runs
@@ -164,7 +191,8 @@ class EnergyMeter:
         del item.stash[_energy_metric_key]
         platform = metric.backend.name
         try:
-            energy = entry_energy(metric.stop().get_metrics())
+            results = metric.stop().get_metrics()
+            energy = entry_energy(results, metric.get_power_timeline() if self.keep_power else None)
         except Exception as exc:  # a counter that fails mid-run: the entry says so
             energy = {"total_joules": None, "unavailable": f"reading failed ({exc!r})"}
         item.stash[ENERGY_RESULT_KEY] = energy

@@ -60,7 +60,7 @@ class HwbenchSession:
             config, options, self.planning, registry, top_rows, self.enable_test_hooks
         )
         #: Each test's energy window, energy limits.
-        self.energy = EnergyMeter(self.planning, registry, options.summary)
+        self.energy = EnergyMeter(self.planning, registry, options.summary, options.interval_s)
         #: Entries, the report, compare and the terminal summary.
         self.reporting = Reporter(
             config,
@@ -111,6 +111,7 @@ class HwbenchSession:
         self.enable_test_hooks()
         if self._report_hooks is None:
             self.measuring.keep_results = True
+            self.energy.keep_power = True
             distributed = is_xdist_controller(self.config) or self.reporting.worker_id is not None
             hooks = DistributedReportHooks if distributed else ReportHooks
             self._report_hooks = hooks(self.reporting, self.planning.platform_of)

@@ -363,6 +363,15 @@ def test_long():
     # The counter moves in 0.1 s steps: the window's joules are whole steps of 30 J.
     assert long["total_joules"] in (pytest.approx(120.0), pytest.approx(150.0))
     assert report["session"]["energy"]["cuda"]["domains"]["gpu"]["update_period_s"] == 0.1
+    # The sampler read the board's power through the long test: a timeline, its peak, and the
+    # readings integrated beside the counter's whole steps.
+    gpu = long["domains"]["gpu"]
+    assert gpu["peak_watts"] == 300.0
+    assert gpu["power_joules"] == pytest.approx(300 * long["duration_s"], rel=1e-3)
+    power = long["power"]
+    assert len(power["t"]) >= 10
+    assert set(power["watts"]["gpu"]) == {300.0}
+    assert "power" not in short  # ended within one sampling interval
 
 
 def test_under_xdist_each_worker_measures_and_the_controller_sums_up(
