@@ -17,13 +17,14 @@ from typing import Any, TextIO
 
 from pytest_hwbench.report.model import (
     benchmark_median_s,
+    energy_joules,
     finite_json,
     primary_stats,
     throughput_text,
     torch_runtimes,
 )
 from pytest_hwbench.report.writer import atomic_text_file
-from pytest_hwbench.units import format_bytes, format_duration
+from pytest_hwbench.units import format_bytes, format_duration, format_energy
 
 __all__ = [
     "INSTALL_HINT",
@@ -92,6 +93,7 @@ def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
         "median_s": benchmark_median_s(entry),
         "throughput": throughput_text(entry),
         "memory": None,
+        "energy": entry.get("energy"),
     }
     if isinstance(memory, Mapping):
         timeline = memory.get("timeline") or {}
@@ -128,18 +130,27 @@ def _test_row(index: int, entry: Mapping[str, Any]) -> str:
         )
     else:
         duration_cell = '<td class="num" data-v="">-</td>'
+    joules = energy_joules(entry)
+    if joules is not None:
+        exact = bool((entry.get("energy") or {}).get("exact"))
+        energy_cell = (
+            f'<td class="num" data-v="{joules!r}">{_e(format_energy(joules))}'
+            f"{'' if exact else '~'}</td>"
+        )
+    else:
+        energy_cell = '<td class="num" data-v="">-</td>'
     failure = entry.get("failure")
     hover = entry.get("skip_reason") or (failure.get("message") if failure else None)
     title = f' title="{_e(hover)}"' if hover else ""
     css = outcome if outcome in _KNOWN_OUTCOMES else "other"
-    if failure and failure.get("kind") in ("memory_limit", "leak"):
+    if failure and failure.get("kind") in ("memory_limit", "energy_limit", "leak"):
         outcome = f"{outcome} ({str(failure['kind']).replace('_', ' ')})"
     return (
         f'<tr class="test" data-i="{index}" tabindex="0">'
         f'<td class="id">{_e(entry.get("nodeid", ""))}</td>'
         f"<td>{_e(entry.get('device') or '')}</td>"
         f'<td class="o o-{css}"{title}>{_e(outcome)}</td>'
-        f"{peak_cells}{duration_cell}</tr>\n"
+        f"{peak_cells}{duration_cell}{energy_cell}</tr>\n"
     )
 
 
@@ -277,7 +288,7 @@ def iter_html(report: Mapping[str, Any], *, charts: bool = True) -> Iterator[str
         '<table id="tests"><thead><tr><th data-type="text">test</th>'
         '<th data-type="text">device</th><th data-type="text">outcome</th>'
         '<th data-type="num">peak growth</th><th data-type="text">peak is</th>'
-        '<th data-type="num">duration</th></tr></thead><tbody>\n'
+        '<th data-type="num">duration</th><th data-type="num">energy</th></tr></thead><tbody>\n'
     )
     chunk: list[str] = []
     for index, entry in enumerate(tests):

@@ -25,6 +25,40 @@
     return node;
   }
   function hasPlotly() { return typeof window.Plotly !== "undefined"; }
+  function fmtJoules(j) {
+    if (j === null || j === undefined) return "-";
+    var units = [["kJ", 1e3], ["J", 1], ["mJ", 1e-3], ["\u00b5J", 1e-6]], a = Math.abs(j);
+    if (a === 0) return "0 J";
+    for (var i = 0; i < units.length; i++) {
+      if (a >= units[i][1] * 0.9995 || i === units.length - 1) {
+        var v = j / units[i][1], w = Math.abs(v);
+        return v.toFixed(w >= 99.95 ? 0 : w >= 9.995 ? 1 : 2) + " " + units[i][0];
+      }
+    }
+  }
+  // The test's energy in a line: its total, how it was found, each domain, the peak power.
+  function energyFacts(e) {
+    if (!e) return null;
+    if (e.total_joules === null) return "energy not measured: " + e.unavailable;
+    var parts = Object.keys(e.domains).map(function (n) {
+      var d = e.domains[n];
+      return n + " " + fmtJoules(d.joules) +
+        (d.peak_watts !== undefined && d.peak_watts !== null ?
+          " (peak " + d.peak_watts.toFixed(1) + " W)" : "") +
+        (d.exact ? "" : " [" + d.method + "]");
+    });
+    return "energy " + fmtJoules(e.total_joules) + (e.exact ? " (measured" : " (estimated") +
+      ", device-wide): " + parts.join(", ");
+  }
+  // Power on a second axis, in watts: one line per energy domain.
+  function powerTraces(e, axis) {
+    if (!e || !e.power) return [];
+    return Object.keys(e.power.watts).map(function (n) {
+      return {type: "scatter", mode: "lines", name: esc("power " + n), yaxis: axis,
+              x: e.power.t, y: e.power.watts[n], line: {dash: "dot"},
+              hovertemplate: "%{y:.1f} W<extra>%{fullData.name}</extra>"};
+    });
+  }
 
   function statsTable(m) {
     var table = el("table", null, "stats"), head = el("tr");
@@ -42,7 +76,7 @@
     return table;
   }
 
-  function draw(div, m) {
+  function draw(div, m, energy) {
     var names = Object.keys(m.values), max = 0;
     names.forEach(function (n) {
       m.values[n].forEach(function (v) { if (v !== null && v > max) max = v; });
@@ -115,12 +149,29 @@
                         text: "exact peak (" + esc(primary) + ") " + fmtBytes(ps.peak_bytes),
                         font: {size: 11, color: "#c62828"}});
     }
-    window.Plotly.newPlot(div, traces, {
-      margin: {t: 35 + 15 * labelRows, r: 20, b: 45, l: 70}, hovermode: "x unified", shapes: shapes,
+    var power = powerTraces(energy, "y2"), layout = {
+      margin: {t: 35 + 15 * labelRows, r: power.length ? 70 : 20, b: 45, l: 70},
+      hovermode: "x unified", shapes: shapes,
       annotations: annotations, legend: {orientation: "h", y: -0.2},
       xaxis: {title: {text: "seconds since the measurement started"}, zeroline: false,
               hoverformat: ".4f"},
       yaxis: {title: {text: "memory (" + UNITS[ui] + ")"}}
+    };
+    if (power.length) {
+      layout.yaxis2 = {title: {text: "power (W)"}, overlaying: "y", side: "right",
+                       rangemode: "tozero", showgrid: false};
+    }
+    window.Plotly.newPlot(div, traces.concat(power), layout,
+                          {responsive: true, displaylogo: false});
+  }
+
+  function drawPower(div, energy) {
+    window.Plotly.newPlot(div, powerTraces(energy, "y"), {
+      margin: {t: 30, r: 20, b: 45, l: 70}, hovermode: "x unified",
+      legend: {orientation: "h", y: -0.2},
+      xaxis: {title: {text: "seconds since the measurement started"}, zeroline: false,
+              hoverformat: ".4f"},
+      yaxis: {title: {text: "power (W)"}, rangemode: "tozero"}
     }, {responsive: true, displaylogo: false});
   }
 
@@ -133,6 +184,8 @@
     facts.push("duration " + fmtTime(d.duration_s));
     if (d.median_s !== null) facts.push("benchmark median " + fmtTime(d.median_s));
     if (d.throughput) facts.push(d.throughput);
+    var energy = energyFacts(d.energy);
+    if (energy) facts.push(energy);
     var m = d.memory;
     if (m) {
       facts.push("sampled every " + fmtTime(m.interval_s) + " by a " + m.sampler + " sampler, " +
@@ -144,7 +197,16 @@
       td.appendChild(why);
       if (m) m.failure = d.failure;
     }
-    if (!m) { td.appendChild(el("p", "Memory was not measured for this test.")); return; }
+    var powered = d.energy && d.energy.power;
+    if (!m) {
+      td.appendChild(el("p", "Memory was not measured for this test."));
+      if (powered && hasPlotly()) {
+        var only = el("div", null, "chart");
+        td.appendChild(only);
+        drawPower(only, d.energy);
+      }
+      return;
+    }
     td.appendChild(statsTable(m));
     m.warnings.forEach(function (w) { td.appendChild(el("p", w, "warn")); });
     if (!m.t.length) { td.appendChild(el("p", "The timeline has no samples.")); return; }
@@ -154,7 +216,7 @@
     }
     var div = el("div", null, "chart");
     td.appendChild(div);
-    draw(div, m);
+    draw(div, m, d.energy);
   }
 
   function toggle(tr) {

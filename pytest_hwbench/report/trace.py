@@ -1,7 +1,8 @@
 """A report as a Chrome Trace Event / Perfetto JSON file (``hwbench trace``).
 
 One process per device (named after it), one thread per xdist worker on it; each test is a
-complete slice, each memory series a counter, each labelled mark an instant event. Open the file
+complete slice, each memory series a counter, each energy domain's power a counter in watts
+(``--hw-energy``), each labelled mark an instant event. Open the file
 in https://ui.perfetto.dev or ``chrome://tracing``; times there are microseconds.
 """
 
@@ -59,7 +60,38 @@ def _slice_args(entry: Mapping[str, Any]) -> dict[str, Any]:
     median = benchmark_median_s(entry)
     if median is not None:
         args["benchmark_median_s"] = median
+    energy = entry.get("energy")
+    if isinstance(energy, Mapping):
+        if energy.get("total_joules") is not None:
+            args["energy_joules"] = energy["total_joules"]
+            args["energy_is"] = "measured" if energy.get("exact") else "estimated"
+        elif energy.get("unavailable"):
+            args["energy_unavailable"] = energy["unavailable"]
     return args
+
+
+def _power_events(
+    entry: Mapping[str, Any], ts: float, pid: int, tid: int, suffix: str
+) -> Iterator[dict[str, Any]]:
+    """Each energy domain's power timeline as a counter track in watts."""
+    energy = entry.get("energy")
+    power = energy.get("power") if isinstance(energy, Mapping) else None
+    if not isinstance(power, Mapping):
+        return
+    times = power.get("t") or []
+    for domain, values in (power.get("watts") or {}).items():
+        name = f"power {domain}{suffix}"
+        for t, value in zip(times, values, strict=False):
+            if value is not None:
+                yield {
+                    "name": name,
+                    "cat": "power",
+                    "ph": "C",
+                    "ts": ts + t * _US,
+                    "pid": pid,
+                    "tid": tid,
+                    "args": {"watts": value},
+                }
 
 
 def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -121,12 +153,13 @@ def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             "tid": tid,
             "args": _slice_args(entry),
         }
+        suffix = f" ({worker})" if worker else ""
+        yield from _power_events(entry, ts, pid, tid, suffix)
         memory = entry.get("memory")
         if not isinstance(memory, Mapping):
             continue
         timeline = memory.get("timeline") or {}
         times = timeline.get("t") or []
-        suffix = f" ({worker})" if worker else ""
         for series, values in (timeline.get("series") or {}).items():
             name = f"{series}{suffix}"
             for t, value in zip(times, values, strict=False):

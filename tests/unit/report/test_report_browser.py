@@ -93,3 +93,61 @@ def test_page_without_plotly_says_so(browser: Browser, tmp_path: Path) -> None:
         "document.querySelector('tr.detail').textContent"
     )
     assert browser.errors() == []
+
+
+def _energy(joules: float, watts: list[float] | None = None) -> dict[str, object]:
+    energy: dict[str, object] = {
+        "total_joules": joules,
+        "duration_s": 0.3,
+        "exact": True,
+        "domains": {
+            "gpu": {"joules": joules, "mean_watts": joules / 0.3, "exact": True,
+                    "method": "counter", "peak_watts": max(watts or [0.0])},
+        },
+    }  # fmt: skip
+    if watts is not None:
+        energy["power"] = {"t": [0.1 * (i + 1) for i in range(len(watts))], "watts": {"gpu": watts}}
+    return energy
+
+
+def test_power_is_drawn_on_a_second_axis_and_energy_is_a_column(
+    browser: Browser, tmp_path: Path
+) -> None:
+    data = report(
+        entry("t.py::test_train[cuda]", device="cuda", growth=2**30,
+              energy=_energy(90.0, [250.0, 310.0, 300.0])),
+        entry("t.py::test_power_only[cuda]", device="cuda", growth=None,
+              energy=_energy(30.0, [100.0, 100.0])),
+        entry("t.py::test_no_counter", growth=None,
+              energy={"total_joules": None, "unavailable": "no RAPL energy counters here"}),
+    )  # fmt: skip
+    path = tmp_path / "report.html"
+    write_html(data, path)
+    browser.load(path.as_uri())
+    rows = "document.querySelectorAll('#tests tr.test')"
+    cells = browser.evaluate(f"[...{rows}].map(r => r.cells[6].textContent)")
+    assert cells == ["90.0 J", "30.0 J", "-"]
+    browser.evaluate(f"{rows}[0].click()")
+    browser.wait_for("document.querySelector('#tests .main-svg')")
+    legend = browser.evaluate(
+        "[...document.querySelectorAll('.legendtext')].map(e => e.textContent)"
+    )
+    assert "power gpu" in legend
+    titles = browser.evaluate(
+        "[...document.querySelectorAll('.ytitle, .y2title')].map(e => e.textContent)"
+    )
+    assert titles == ["memory (GiB)", "power (W)"]
+    detail = browser.evaluate("document.querySelector('tr.detail').textContent")
+    assert "energy 90.0 J (measured, device-wide): gpu 90.0 J (peak 310.0 W)" in detail
+    browser.evaluate(f"{rows}[0].click()")  # closed
+    browser.evaluate(f"{rows}[1].click()")  # no memory: power alone
+    browser.wait_for("document.querySelector('#tests .ytitle')")
+    assert browser.evaluate("document.querySelector('#tests .ytitle').textContent") == "power (W)"
+    browser.evaluate(f"{rows}[1].click()")
+    browser.evaluate(f"{rows}[2].click()")
+    detail = browser.evaluate("document.querySelector('tr.detail').textContent")
+    assert "energy not measured: no RAPL energy counters here" in detail
+    browser.evaluate("document.querySelectorAll('#tests th')[6].click()")  # energy, ascending
+    ids = browser.evaluate(f"[...{rows}].map(r => r.cells[0].textContent)")
+    assert ids[-2:] == ["t.py::test_power_only[cuda]", "t.py::test_train[cuda]"]
+    assert browser.errors() == []

@@ -130,3 +130,30 @@ def test_write_trace_streams_the_same_trace(tmp_path: Path) -> None:
 def test_empty_report() -> None:
     trace = build_trace(report())
     assert trace["traceEvents"] == []
+
+
+def test_power_is_a_counter_track_in_watts_and_energy_is_on_the_slice() -> None:
+    power = {
+        "t": [0.01, 0.02, 0.03],
+        "watts": {"package-0": [40.0, 55.5, 42.0], "dram-0": [3.0, 3.5, 3.1]},
+    }
+    energy = {"total_joules": 1.5, "duration_s": 0.03, "exact": True, "power": power,
+              "domains": {"package-0": {"joules": 1.4, "mean_watts": 46.7, "exact": True,
+                                        "method": "counter"},
+                          "dram-0": {"joules": 0.1, "mean_watts": 3.3, "exact": True,
+                                     "method": "counter"}}}  # fmt: skip
+    data = report(
+        entry("first", duration_s=1.0, growth=None),
+        entry("t", growth=None, worker="gw1", energy=energy),
+        entry("u", growth=None, energy={"total_joules": None, "unavailable": "no RAPL here"}),
+    )
+    events = check_events(build_trace(data))
+    package = [e for e in by_phase(events, "C") if e["name"] == "power package-0 (gw1)"]
+    assert [e["args"] for e in package] == [{"watts": 40.0}, {"watts": 55.5}, {"watts": 42.0}]
+    assert [e["ts"] for e in package] == pytest.approx([1e4, 2e4, 3e4])  # its own track's start
+    assert all(e["cat"] == "power" for e in package)
+    assert len([e for e in by_phase(events, "C") if e["name"] == "power dram-0 (gw1)"]) == 3
+    slices = {e["name"]: e["args"] for e in by_phase(events, "X")}
+    assert slices["t"]["energy_joules"] == 1.5
+    assert slices["t"]["energy_is"] == "measured"
+    assert slices["u"]["energy_unavailable"] == "no RAPL here"
