@@ -1,15 +1,17 @@
-"""How much memory sampling slows the measured code: no metric vs thread vs process sampler.
+"""How much sampling slows the measured code: no metric, memory samplers, an energy metric.
 
-Two workloads, a pure-Python loop and a loop of float32 torch matmuls, each run under three
+Two workloads, a pure-Python loop and a loop of float32 torch matmuls, each run under these
 conditions: no metric (``none``); the CPU metric at the default interval, sampled by the
-background thread (``thread 10ms``); and the CPU metric sampled by the helper process at 1 ms
-(``process 1ms``). Only the workload is timed: the metric is started before the clock starts and
+background thread (``thread 10ms``); the CPU metric sampled by the helper process at 1 ms
+(``process 1ms``); and an energy metric reading CPU power every 10 ms on the same thread (``energy
+10ms``: what ``--hw-energy`` adds to a test, over a fake RAPL tree of the kernel's files, since
+this VM has none). Only the workload is timed: the metric is started before the clock starts and
 stopped after it ends (start+stop cost is shown in its own column). Every repetition runs each
-workload under all three conditions, in a rotated order and then its mirror image (A B C C B A),
-so drift and warm-up hit every condition alike; the slowdown is the median, over both halves of
-every repetition, of the ratio to ``none`` in the same half, with a 95% confidence interval.
-Runs are short and many (0.05 s, 100 repetitions: 200 ratios a condition) because the speed of
-a shared VM wanders by ±5% from run to run: only many paired ratios resolve a 1% slowdown. The
+workload under every condition, in a rotated order and then its mirror image (A B C C B A), so
+drift and warm-up hit every condition alike; the slowdown is the median, over both halves of
+every repetition, of the ratio to ``none`` in the same half, with a 95% confidence interval. Runs
+are short and many (0.05 s, 100 repetitions: 200 ratios a condition) because the speed of a
+shared VM wanders by ±5% from run to run: only many paired ratios resolve a 1% slowdown. The
 host's stolen time only ever slows a run, and on our VM it slows runs with no second thread
 (``none``) more than others, which biases the paired median in the sampler's favour; so the
 table also gives the ``quiet`` ratio, of the 10th percentiles of the run times, and a target is
@@ -35,6 +37,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -43,6 +46,8 @@ from dataclasses import dataclass, field
 
 from _stats import median_ci, quiet_time
 
+from pytest_hwbench.hardware import _rapl
+from pytest_hwbench.metrics.energy import EnergyMetric, EnergyMetricFactory
 from pytest_hwbench.metrics.memory.base import MemoryMetric
 from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
 from pytest_hwbench.metrics.memory.process_sampler import (
@@ -50,6 +55,7 @@ from pytest_hwbench.metrics.memory.process_sampler import (
     shutdown_process_samplers,
 )
 from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S, shutdown_sampler
+from pytest_hwbench.testing import FakePowercap
 from pytest_hwbench.units import parse_duration
 
 # torch warns at import when numpy is absent; the matmuls here do not need numpy.
@@ -57,7 +63,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 Workload = Callable[[int], object]
-MetricMaker = Callable[[], "MemoryMetric | IdleWaker | None"]
+MetricMaker = Callable[[], "MemoryMetric | IdleWaker | EnergySampling | None"]
 
 PROCESS_INTERVAL = "1ms"
 #: Untimed pause between starting a metric and starting the clock.
@@ -66,6 +72,7 @@ SETTLE_S = 0.002
 TARGETS: dict[tuple[str, str], float] = {
     ("python loop", "thread 10ms"): 1.01,
     ("torch matmul", "process 1ms"): 1.03,
+    ("python loop", "energy 10ms"): 1.01,
 }
 
 
@@ -129,6 +136,32 @@ class IdleWaker:
         return {"duration_s": time.perf_counter() - self._t0, "samples": self._wakes}
 
 
+class EnergySampling:
+    """An `EnergyMetric` sampling power every 10 ms, as `--hw-energy` runs one around a test."""
+
+    def __init__(self) -> None:
+        base = EnergyMetricFactory.create("cpu")
+        self.metric = EnergyMetric(
+            base.device,
+            backend=base.backend,
+            index=0,
+            counters=base.counters,
+            interval_s=DEFAULT_INTERVAL_S,
+        )
+
+    def start(self) -> EnergySampling:
+        self.metric.start()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        results = self.metric.stop().get_metrics()
+        timeline = self.metric.get_power_timeline()
+        return {
+            "duration_s": results["duration_s"],
+            "samples": len(timeline["t"]) if timeline else 0,
+        }
+
+
 CONDITIONS = (
     Condition("none", lambda: None),
     Condition("idle thread", IdleWaker),
@@ -137,6 +170,7 @@ CONDITIONS = (
         "process 1ms",
         lambda: MemoryMetricFactory.create("cpu", sampler="process", interval=PROCESS_INTERVAL),
     ),
+    Condition("energy 10ms", EnergySampling),
 )
 
 
@@ -184,7 +218,7 @@ def calibrate(work: Workload, target_s: float, start_n: int) -> int:
 def time_once(work: Workload, n: int, condition: Condition) -> Timed:
     """Run `work(n)` once under `condition`; only the workload itself is on the clock."""
     metric = condition.make()
-    if not isinstance(metric, MemoryMetric):
+    if not isinstance(metric, (MemoryMetric, EnergySampling)):
         # The sampler thread idles on for seconds after a metric stops, waking every interval:
         # left running, it would tax the baseline and the idle waker like a running metric.
         shutdown_sampler()
@@ -342,12 +376,16 @@ def main(argv: list[str] | None = None) -> int:
         f"default interval {DEFAULT_INTERVAL_S * 1e3:g} ms"
     )
     load_before = load_average()
+    powercap = tempfile.TemporaryDirectory(prefix="hwbench-powercap-")
+    FakePowercap(powercap.name, packages=1, dram=True)
+    _rapl.POWERCAP_ROOT = powercap.name  # the energy metric reads the fake's files
     try:
         warm_up(workloads)
         results = measure(workloads, args.repeats)
     finally:
         shutdown_process_samplers()
         shutdown_sampler()
+        powercap.cleanup()
     print()
     missed = print_table(workloads, results, args.quick)
     print()
