@@ -59,6 +59,8 @@ for _ in range(5):
         pass
     print(f"5 ms window: {counter.read_joules() - j0:.3f} J")
 PY
+step "energy per test through the plugin: counter vs integrated power on a 2 s load, a 5 ms test, idle"
+timeout 60 python3 -m pytest tests/gpu/test_energy_real.py -k per_test -s -q -p no:cacheprovider 2>&1 | tee "$OUT/energy-plugin.txt" | grep -E "^(sustained|idle|5 ms):|passed|failed|^E " | tail -12
 step real-hardware twins
 timeout 150 python3 -m pytest tests/gpu -v -rs -p no:cacheprovider --junitxml="$OUT/gpu.xml" 2>&1 | tee "$OUT/gpu.txt" | grep -E "PASSED|FAILED|ERROR|SKIPPED|^E |passed|failed" | tail -60
 step example suites with a report

@@ -38,7 +38,7 @@ def test_sampler_overhead_quick() -> None:
     output = run_script("sampler_overhead.py", "--quick")
     rows = table_rows(output)
     for workload in ("python loop", "torch matmul"):
-        for condition in ("none", "thread 10ms", "process 1ms"):
+        for condition in ("none", "thread 10ms", "process 1ms", "energy 10ms"):
             row = re.compile(rf"{workload}\s+{condition}\s+\d")
             assert any(row.match(line) for line in rows), output
     assert "(no verdict: --quick)" in output
@@ -70,3 +70,10 @@ def test_real_suite_says_how_to_set_it_up(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert f"no suite in {tmp_path}: run with --setup first" in proc.stdout
+
+
+def test_energy_overhead_runs_a_pair() -> None:
+    output = run_script("energy_overhead.py", "--pairs", "1")
+    assert re.search(r"tests' own time\s+median \d\.\d{3}x", output), output
+    assert re.search(r"difference of medians: [+-]\d+ us a test", output), output
+    assert "(no verdict: fewer than 6 pairs" in output
