@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_hwbench.hardware._torch_cuda import (
     TorchCudaBackend,
@@ -15,6 +15,9 @@ from pytest_hwbench.hardware._torch_cuda import (
     query_torch_cuda,
 )
 from pytest_hwbench.hardware.base import Capability, Detection, DeviceProperties
+
+if TYPE_CHECKING:
+    from pytest_hwbench.hardware.energy import EnergyCounter
 
 __all__ = ["ROCmBackend", "query_rocm"]
 
@@ -83,6 +86,18 @@ class ROCmBackend(TorchCudaBackend):
             runtime_version=torch.version.hip,
             extra=extra,
         )
+
+    def energy_counters(self, index: int = 0) -> list[EnergyCounter]:
+        """The GPU's energy accumulator (AMD SMI, the optional ``rocm`` extra), opened now.
+
+        The whole board: every process on the GPU counts.
+        """
+        from pytest_hwbench.hardware import _amdsmi
+
+        self.require_available(index)
+        name = self.properties(index).name
+        covers = f"{self.device_label(index)} ({name}): the whole board, every process on it"
+        return [_amdsmi.open_energy_counter(index, "gpu", covers)]
 
     def _query_capabilities(self, index: int) -> frozenset[Capability]:
         import torch

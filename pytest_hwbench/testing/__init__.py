@@ -7,6 +7,7 @@ allocator semantics, so code under test cannot tell them from the device.
 
 from __future__ import annotations
 
+from pytest_hwbench.testing._amdsmi import FakeAmdSmi, fake_amdsmi, no_amdsmi
 from pytest_hwbench.testing._backend import FakeBackend, fake_registry
 from pytest_hwbench.testing._cuda import (
     FakeAllocation,
@@ -35,6 +36,7 @@ from pytest_hwbench.testing._xpu import (
 
 __all__ = [
     "FakeAllocation",
+    "FakeAmdSmi",
     "FakeBackend",
     "FakeCuda",
     "FakeCudaDevice",
@@ -49,12 +51,14 @@ __all__ = [
     "FakeXPUuuid",
     "NVMLError",
     "cpu_only_torch",
+    "fake_amdsmi",
     "fake_cuda",
     "fake_mps",
     "fake_nvml",
     "fake_registry",
     "fake_rocm",
     "fake_xpu",
+    "no_amdsmi",
     "no_mps",
     "no_nvml",
     "no_xpu",

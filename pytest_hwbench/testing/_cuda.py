@@ -64,6 +64,8 @@ _ROUND_LARGE = 2 * MiB  # larger requests get a segment of their own, rounded to
 
 _UUID_NAMESPACE = uuid_module.UUID("6f1c7d52-0c4e-4c1e-9a53-3d1f2b7f9e10")
 _device_numbers = itertools.count()
+#: PCI buses handed to fake GPUs in turn (a machine's GPUs sit on distinct buses).
+_pci_buses = itertools.cycle(range(0x03, 0x100))
 
 _NO_DRIVER_MESSAGE = (
     "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and "
@@ -144,8 +146,12 @@ class FakeCudaDevice:
     gpu_instance_id: int | None = None
     compute_instance_id: int | None = None
     parent: FakeCudaDevice | None = field(default=None, repr=False)
+    #: The PCI bus the board sits on (torch's ``pci_bus_id``; AMD SMI's address); 0: assigned.
+    pci_bus_id: int = 0
 
     def __post_init__(self) -> None:
+        if not self.pci_bus_id:
+            self.pci_bus_id = next(_pci_buses)
         if not self.uuid:  # unique in the process, and the same in a rerun of the same tests
             self.uuid = str(uuid_module.uuid5(_UUID_NAMESPACE, f"device-{next(_device_numbers)}"))
 
@@ -252,6 +258,10 @@ class FakeCudaDeviceProperties:
         self.max_threads_per_multi_processor = 2048
         self.warp_size = device.warp_size
         self.L2_cache_size = device.l2_cache_size
+        # The board's PCI address, as torch reports cudaDeviceProp's (a MIG instance: its GPU's).
+        self.pci_domain_id = 0
+        self.pci_bus_id = (device.parent or device).pci_bus_id
+        self.pci_device_id = 0
         if expose_uuid:  # torch before 2.0 had no uuid
             self.uuid = FakeCudaUUID(device.uuid)
         if hip:  # only ROCm builds expose the LLVM target
@@ -522,6 +532,8 @@ class FakeCuda:
         self.synchronize_calls: list[Device] = []
         #: The `FakeNVML` installed with this machine, if any.
         self.nvml: FakeNVML | None = None
+        #: The `FakeAmdSmi` a ROCm machine got from `fake_rocm(..., amdsmi=True)`, if any.
+        self.amdsmi: Any = None
 
     # -- visibility -------------------------------------------------------------------------------
 
@@ -1410,7 +1422,24 @@ def cpu_only_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     _forget_nvml_state(monkeypatch)
 
 
-def fake_rocm(monkeypatch: pytest.MonkeyPatch, count: int = 1, **options: Any) -> FakeCuda:
-    """Install a `FakeCuda` that looks like a ROCm build with `count` AMD GPUs; no NVML."""
+def fake_rocm(
+    monkeypatch: pytest.MonkeyPatch,
+    count: int = 1,
+    *,
+    amdsmi: bool | dict[str, Any] = False,
+    **options: Any,
+) -> FakeCuda:
+    """Install a `FakeCuda` that looks like a ROCm build with `count` AMD GPUs; no NVML.
+
+    With `amdsmi` a matching `FakeAmdSmi` is installed too (a dict gives its options, and
+    `cuda.amdsmi` holds it); without, ``import amdsmi`` fails, as without the rocm extra.
+    """
+    from pytest_hwbench.testing._amdsmi import fake_amdsmi, no_amdsmi
+
     options.setdefault("hip", True)
-    return fake_cuda(monkeypatch, count, nvml=False, **options)
+    cuda = fake_cuda(monkeypatch, count, nvml=False, **options)
+    if amdsmi is False:
+        no_amdsmi(monkeypatch)
+    else:
+        cuda.amdsmi = fake_amdsmi(monkeypatch, cuda, **(amdsmi if isinstance(amdsmi, dict) else {}))
+    return cuda

@@ -16,7 +16,7 @@ import pytest
 
 from pytest_hwbench.report.compare import compare_reports
 from pytest_hwbench.report.export import github_action_benchmark
-from pytest_hwbench.testing import FakeCudaDevice, FakePowercap, fake_cuda
+from pytest_hwbench.testing import FakeCudaDevice, FakePowercap, fake_cuda, fake_rocm
 
 #: The inner tests' helper: advance the fake counters as if the test's work used `joules`.
 BURN = """
@@ -427,8 +427,10 @@ def test_hw_benchmark_under_hw_energy_gives_joules_per_call_and_flop_per_joule(
     report_path: Path,
     tmp_path: Path,
     load_valid_report: Callable[[Path], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytest.importorskip("pytest_benchmark")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # else it disables itself
     pytester.makepyfile(
         """
 import os
@@ -477,6 +479,7 @@ def test_hw_benchmark_without_a_counter_says_why_in_extra_info(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("pytest_benchmark")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # else it disables itself
     from pytest_hwbench.hardware import _rapl
 
     monkeypatch.setattr(_rapl, "POWERCAP_ROOT", str(tmp_path / "absent"))
@@ -486,3 +489,33 @@ def test_hw_benchmark_without_a_counter_says_why_in_extra_info(
     result.assert_outcomes(passed=1)
     extra = json.loads(bench_json.read_text())["benchmarks"][0]["extra_info"]
     assert "no RAPL energy counters" in extra["energy"]["unavailable"]
+
+
+def test_an_amd_gpu_test_is_measured_through_amd_smi(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    report_path: Path,
+    load_valid_report: Callable[[Path], dict[str, Any]],
+) -> None:
+    cuda = fake_rocm(monkeypatch, amdsmi=True)
+    cuda.amdsmi.set_power_w(cuda.gpus[0], 400)
+    pytester.makepyfile(
+        """
+import time
+import pytest
+
+@pytest.mark.hardware("rocm")
+def test_kernel():
+    time.sleep(0.05)
+"""
+    )
+    result = pytester.runpytest("--hw-energy", f"--hw-report={report_path}")
+    result.assert_outcomes(passed=1)
+    report = load_valid_report(report_path)
+    (entry,) = report["tests"]
+    gpu = entry["energy"]["domains"]["gpu"]
+    assert gpu["method"] == "counter"
+    assert gpu["mean_watts"] == pytest.approx(400, rel=0.05)  # within one 1 ms refresh
+    assert gpu["peak_watts"] == 400.0
+    covers = report["session"]["energy"]["rocm"]["domains"]["gpu"]["covers"]
+    assert covers.endswith("the whole board, every process on it")
