@@ -27,11 +27,36 @@ class EnergyMetricError(RuntimeError):
     """An energy metric used out of order (stopped before started, read while running)."""
 
 
-def _integral(times: list[float], watts: list[float]) -> float:
-    """The trapezoid integral of `watts` over `times` (joules)."""
-    return sum(
-        (times[i] - times[i - 1]) * (watts[i] + watts[i - 1]) / 2 for i in range(1, len(times))
-    )
+#: Past this many points a power timeline halves itself (neighbours merged, time-weighted);
+#: peaks and integrals are kept as the points arrive, so they lose nothing.
+MAX_POWER_POINTS = 10_000
+
+
+def _merge_pairs(times: list[float], series: list[list[float]]) -> None:
+    """Halve a timeline in place, each pair of points made one at the later time.
+
+    Its value is the pair's time-weighted mean: a mean power over the longer interval.
+    """
+    merged_t: list[float] = []
+    merged: list[list[float]] = [[] for _ in series]
+    before = 0.0
+    for i in range(1, len(times), 2):
+        first, second = times[i - 1] - before, times[i] - times[i - 1]
+        span = first + second
+        for values, out in zip(series, merged, strict=True):
+            if span > 0:
+                out.append((values[i - 1] * first + values[i] * second) / span)
+            else:
+                out.append(values[i])
+        merged_t.append(times[i])
+        before = times[i]
+    if len(times) % 2:  # the odd last point stays as it is
+        merged_t.append(times[-1])
+        for values, out in zip(series, merged, strict=True):
+            out.append(values[-1])
+    times[:] = merged_t
+    for values, out in zip(series, merged, strict=True):
+        values[:] = out
 
 
 class _Reading:
@@ -83,6 +108,11 @@ class EnergyMetric:
         #: Per counter without a power reading (RAPL): its last (seconds, joules), to derive
         #: the mean power over each sampling interval from the counter.
         self._last: list[tuple[float, float] | None] = [None for _ in counters]
+        #: Per domain, the highest power seen, and (counters that read power) the readings'
+        #: trapezoid integral so far with the last (seconds since start, watts) it reached.
+        self._peak: list[float | None] = [None for _ in counters]
+        self._power_joules: list[float] = [0.0 for _ in counters]
+        self._integrated_to: list[tuple[float, float]] = [(0.0, 0.0) for _ in counters]
 
     @property
     def available(self) -> bool:
@@ -110,6 +140,9 @@ class EnergyMetric:
                 (start.seconds, joules) if watts is None else None
                 for joules, watts in zip(start.joules, start.watts, strict=True)
             ]
+            self._peak = [None for _ in self.counters]
+            self._power_joules = [0.0 for _ in self.counters]
+            self._integrated_to = [(0.0, watts or 0.0) for watts in start.watts]
             self._start, self._stop = start, None
         if self.interval_s is not None and self.counters:
             from pytest_hwbench.metrics.sampler import get_sampler
@@ -158,18 +191,27 @@ class EnergyMetric:
     def _add_power(self, seconds: float, joules: list[float], watts: list[float | None]) -> None:
         """Append a point of the power timeline (caller holds the lock)."""
         assert self._start is not None
+        since_start = seconds - self._start.seconds
         points: list[float] = []
         for i, last in enumerate(self._last):
-            if last is None:  # the counter reads power itself
-                points.append(watts[i] or 0.0)
-                continue
-            then, before = last
-            elapsed = seconds - then
-            points.append((joules[i] - before) / elapsed if elapsed > 0 else 0.0)
-            self._last[i] = (seconds, joules[i])
-        self._power_t.append(seconds - self._start.seconds)
+            if last is None:  # the counter reads power itself: integrate its readings
+                value = watts[i] or 0.0
+                then, before = self._integrated_to[i]
+                self._power_joules[i] += (since_start - then) * (value + before) / 2
+                self._integrated_to[i] = (since_start, value)
+            else:
+                then, joules_then = last
+                elapsed = seconds - then
+                value = (joules[i] - joules_then) / elapsed if elapsed > 0 else 0.0
+                self._last[i] = (seconds, joules[i])
+            peak = self._peak[i]
+            self._peak[i] = value if peak is None or value > peak else peak
+            points.append(value)
+        self._power_t.append(since_start)
         for series, value in zip(self._power, points, strict=True):
             series.append(value)
+        if len(self._power_t) > MAX_POWER_POINTS:
+            _merge_pairs(self._power_t, self._power)
 
     def _on_sampler_error(self, exc: BaseException) -> None:
         self._sampler_token = None
@@ -242,12 +284,11 @@ class EnergyMetric:
                 "update_period_s": period,
                 "covers": counter.covers,
             }
-            series = self._power[i]
-            if series:
-                domain["peak_watts"] = max(series)
+            peak = self._peak[i]
+            if peak is not None:
+                domain["peak_watts"] = peak
                 if self._last[i] is None:  # its own power readings, from the window's start
-                    first = start.watts[i] or 0.0
-                    domain["power_joules"] = _integral([0.0, *self._power_t], [first, *series])
+                    domain["power_joules"] = self._power_joules[i]
             domains[counter.domain] = domain
         results: dict[str, Any] = {
             "device": {

@@ -193,3 +193,33 @@ def test_the_shared_sampler_thread_reads_power_while_the_metric_runs(
     sampled = len(timeline["t"])
     time.sleep(0.03)  # stopped: no tick lands after the window
     assert len(metric.get_power_timeline()["t"]) == sampled  # type: ignore[index]
+
+
+def test_a_long_timeline_halves_itself_keeping_the_peak_and_the_integral(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_hwbench.metrics.energy import metric as metric_module
+
+    monkeypatch.setattr(metric_module, "MAX_POWER_POINTS", 8)
+    clock = ManualClock()
+    cuda = fake_cuda(monkeypatch, nvml={"clock": clock})
+    assert cuda.nvml is not None
+    board = cuda.nvml.gpus[0]
+    cuda.nvml.set_power_mw(board, 100_000)
+    metric = _on_clock(EnergyMetricFactory.create("cuda:0"), clock).start()
+    for tick in range(1, 20):
+        cuda.nvml.set_power_mw(board, 500_000 if tick == 7 else 100_000)  # one spike
+        clock.now += 0.1
+        metric._sample_power(0)
+    clock.now += 0.1
+    metric.stop()
+    timeline = metric.get_power_timeline()
+    assert timeline is not None
+    assert len(timeline["t"]) <= 8
+    assert timeline["t"][-1] == pytest.approx(2.0)
+    assert timeline["t"] == sorted(timeline["t"])
+    gpu = metric.get_metrics()["domains"]["gpu"]
+    assert gpu["peak_watts"] == 500.0  # though merged away from the timeline
+    assert max(timeline["watts"]["gpu"]) < 500.0
+    # Trapezoids over every reading, not the merged ones: 2 s at 100 W, plus the spike's two.
+    assert gpu["power_joules"] == pytest.approx(200.0 + 2 * 0.1 * 400 / 2)
