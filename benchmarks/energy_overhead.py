@@ -3,10 +3,10 @@
 ``make demo``'s command (``pytest example_suites --hw-report=...``) runs in pairs, with and without
 ``--hw-energy``, alternating which goes first (A B, B A, ...) so that drift and warm-up hit both
 alike. Each run reads real energy counters: this VM has no RAPL, so a fake powercap tree
-(`pytest_hwbench.testing.FakePowercap`, the kernel's files and units) stands in through a
-one-line plugin (``-p``) that points the CPU backend at it, and the sampler reads it every 10 ms
-as it would read sysfs. Without that, the runs would measure the no-counter path, which reads
-nothing.
+(`pytest_hwbench.testing.FakePowercap`, the kernel's files and units) stands in through a one-line
+plugin (``-p``) that points the CPU backend at it, and the sampler reads it every 50 ms (the
+plugin's default for power) as it would read sysfs. Without that, the runs would measure the no-
+counter path, which reads nothing.
 
 Two ratios per pair: the tests' own time (the report's ``duration_s`` summed: setup, call and
 teardown of every test, what the suite's user waits for and what the energy windows and power
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     print(
         f"\n--hw-energy over the same run without it, example suites ({count} tests ran), "
-        f"{args.pairs} pairs, fake RAPL read every 10 ms; target <= {TARGET:.2f}x:"
+        f"{args.pairs} pairs, fake RAPL read every 50 ms; target <= {TARGET:.2f}x:"
     )
     tests_ratios = [e / p for e, p in zip(tests_energy, tests_plain, strict=True)]
     wall_ratios = [e / p for e, p in zip(wall_energy, wall_plain, strict=True)]

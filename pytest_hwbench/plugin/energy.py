@@ -97,7 +97,7 @@ class EnergyMeter:
         self.planner = planner
         self._registry = registry
         self.summary_size = summary_size
-        #: How often the shared sampler reads power during a test (the memory timeline's).
+        #: --hw-interval: power is sampled at it when it is longer than the power default.
         self.interval_s = interval_s
         #: Whether entries keep each test's power timeline (a report is written).
         self.keep_power = False
@@ -107,6 +107,8 @@ class EnergyMeter:
         self.unavailable: dict[str, tuple[str, int]] = {}
         #: Node ids of the tests that failed an energy limit (marked in the summary).
         self.over_limit: set[str] = set()
+        #: Energy limits that could not be checked (no figure), per platform.
+        self.unchecked_limits: dict[str, int] = {}
         #: Joules measured per platform, and tests measured there.
         self.totals: dict[str, tuple[float, int]] = {}
         self._added = 0
@@ -162,9 +164,9 @@ class EnergyMeter:
         label = backend.device_label(0)
         metric = None
         if not isinstance(counters, str):
-            from pytest_hwbench.metrics.sampler import DEFAULT_INTERVAL_S
+            from pytest_hwbench.metrics.energy.metric import DEFAULT_POWER_INTERVAL_S
 
-            interval_s = self.interval_s or DEFAULT_INTERVAL_S
+            interval_s = max(self.interval_s or 0.0, DEFAULT_POWER_INTERVAL_S)
             metric = EnergyMetric(
                 label, backend=backend, index=0, counters=counters, interval_s=interval_s
             )
@@ -246,6 +248,7 @@ class EnergyMeter:
         if limit_joules is None or energy is None or energy["total_joules"] is None:
             if limit_joules is not None and energy is not None:
                 energy["limit_unchecked"] = True
+                self.unchecked_limits[platform] = self.unchecked_limits.get(platform, 0) + 1
             return
         joules = energy["total_joules"]
         if joules <= limit_joules:
@@ -342,6 +345,13 @@ def write_energy_summary(
                 + ("  OVER LIMIT" if row.nodeid in over_limit else "")
             )
     for platform, (reason, tests) in sorted(meter.unavailable.items()):
+        unchecked = meter.unchecked_limits.get(platform, 0)
         terminalreporter.write_line(
-            f"{platform}: no energy figure for {tests} test{'s' if tests != 1 else ''}: {reason}"
+            f"{platform}: no energy figure for {tests} test{'s' if tests != 1 else ''}"
+            + (
+                f" ({unchecked} energy limit{'s' if unchecked != 1 else ''} not checked)"
+                if unchecked
+                else ""
+            )
+            + f": {reason}"
         )

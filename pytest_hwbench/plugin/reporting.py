@@ -262,7 +262,11 @@ class Reporter:
             data = getattr(phases["teardown"], "hwbench", None) or {}
             energy = data.get("energy")
             if energy is not None and self.energy is not None:  # a worker's: count it here
-                self.energy.keep(nodeid, data.get("platform") or "?", energy)
+                platform = data.get("platform") or "?"
+                self.energy.keep(nodeid, platform, energy)
+                if energy.get("limit_unchecked"):
+                    unchecked = self.energy.unchecked_limits
+                    unchecked[platform] = unchecked.get(platform, 0) + 1
                 failure = data.get("failure") or {}
                 if failure.get("kind") == "energy_limit":
                     self.energy.over_limit.add(nodeid)

@@ -140,7 +140,11 @@ def test_fixture(energy_profile):
     result = pytester.runpytest("--hw-energy", f"--hw-report={report_path}", "-W", "error")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(
-        ["*hwbench: energy*", "cpu: no energy figure for 3 tests: no RAPL energy counters under *"]
+        [
+            "*hwbench: energy*",
+            "cpu: no energy figure for 3 tests (1 energy limit not checked): no RAPL energy "
+            "counters under *",
+        ]
     )
     report = load_valid_report(report_path)
     for entry in report["tests"]:
@@ -361,7 +365,7 @@ def test_long():
     assert long["exact"] is True
     assert long["domains"]["gpu"]["method"] == "counter"
     # The counter moves in 0.1 s steps: the window's joules are whole steps of 30 J.
-    assert long["total_joules"] in (pytest.approx(120.0), pytest.approx(150.0))
+    assert long["total_joules"] in (pytest.approx(120.0, abs=0.01), pytest.approx(150.0, abs=0.01))
     assert report["session"]["energy"]["cuda"]["domains"]["gpu"]["update_period_s"] == 0.1
     # The sampler read the board's power through the long test: a timeline, its peak, and the
     # readings integrated beside the counter's whole steps.

@@ -12,7 +12,18 @@ if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.energy import EnergyCounter
 
-__all__ = ["COUNTER", "POWER_TIMES_DURATION", "EnergyMetric", "EnergyMetricError"]
+__all__ = [
+    "COUNTER",
+    "DEFAULT_POWER_INTERVAL_S",
+    "POWER_TIMES_DURATION",
+    "EnergyMetric",
+    "EnergyMetricError",
+]
+
+#: How often the plugin samples power: less often than memory, since NVML's reading changes
+#: only every ~0.1 s (an average over ~1 s), and each tick reads every counter (~15 µs each,
+#: taken from the measured program while it holds the GIL).
+DEFAULT_POWER_INTERVAL_S = 0.05
 
 #: How a domain's joules were found: the counter's difference (measured).
 COUNTER = "counter"
