@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 from pytest_hwbench.hardware.energy import EnergyCounter, EnergyUnavailableError
@@ -44,14 +45,17 @@ class RaplCounter(EnergyCounter):
     def __init__(self, zone: Path, domain: str, covers: str) -> None:
         self.domain = domain
         self.covers = covers
-        self._energy_path = zone / "energy_uj"
         self._range_uj = int(_read_text(zone / "max_energy_range_uj"))
         self._lock = threading.Lock()  # a sampler's thread may read beside the test's
+        # Opened once: reading a sysfs attribute again from offset 0 shows its value now, and
+        # a read costs one system call instead of three (~4 µs, not ~13 µs, a read).
+        self._fd = os.open(zone / "energy_uj", os.O_RDONLY | os.O_CLOEXEC)
+        weakref.finalize(self, os.close, self._fd)
         self._last_uj = self._read_uj()
         self._total_uj = 0
 
     def _read_uj(self) -> int:
-        return int(_read_text(self._energy_path))
+        return int(os.pread(self._fd, 32, 0))
 
     def read_joules(self) -> float:
         """Joules since this counter was opened, wrap-arounds included."""

@@ -89,12 +89,25 @@ class FakePowercap:
         """Set the counter's raw value (0 to ``max_energy_range_uj``)."""
         if not 0 <= value <= self.max_range_uj:
             raise ValueError(f"energy_uj must be within 0..{self.max_range_uj}, got {value}")
-        # Whole or not at all, as the kernel's attribute reads: another process may be reading.
+        # In place, as sysfs: a reader keeps its file open and reads it again from offset 0.
+        # The new digits go in with one write, then the file is cut to them, so a reader in
+        # between sees at worst stale digits after a shorter value (only at a wrap).
         target = self.zones[domain] / "energy_uj"
-        staged = target.with_name(f".energy_uj.{os.getpid()}")
-        staged.write_text(f"{value}\n", encoding="ascii")
-        os.chmod(staged, os.stat(target).st_mode if target.exists() else 0o644)
-        os.replace(staged, target)
+        data = f"{value}\n".encode("ascii")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT, 0o644)
+        except PermissionError:  # made root-only (0400) and we are its owner, not root
+            mode = os.stat(target).st_mode
+            os.chmod(target, mode | 0o200)
+            try:
+                fd = os.open(target, os.O_WRONLY)
+            finally:
+                os.chmod(target, mode)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
     def add_joules(self, domain: str, joules: float) -> None:
         """Advance `domain`'s counter by `joules`, wrapping past its range as the hardware does."""

@@ -285,10 +285,12 @@ def test_a_counter_failing_mid_run_costs_no_test_its_outcome(
 ) -> None:
     pytester.makepyfile(
         """
-import os, shutil
+import os
+from pathlib import Path
 
-def test_removes_the_counters():
-    shutil.rmtree(os.environ["HW_FAKE_POWERCAP"])  # a module unloaded, a sysfs gone
+def test_breaks_the_counter():
+    # What a reader sees of an attribute gone bad (a driver in trouble): no number.
+    (Path(os.environ["HW_FAKE_POWERCAP"]) / "intel-rapl:0" / "energy_uj").write_text("")
 
 def test_after():
     pass
@@ -299,7 +301,7 @@ def test_after():
     for entry in json.loads(report_path.read_text())["tests"]:
         assert entry["outcome"] == "passed"
         assert entry["energy"]["total_joules"] is None
-        assert "reading failed (FileNotFoundError" in entry["energy"]["unavailable"]
+        assert "reading failed (ValueError(" in entry["energy"]["unavailable"]
 
 
 def test_compare_fails_on_energy_and_export_charts_it(
@@ -373,7 +375,7 @@ def test_long():
     assert gpu["peak_watts"] == 300.0
     assert gpu["power_joules"] == pytest.approx(300 * long["duration_s"], rel=1e-3)
     power = long["power"]
-    assert len(power["t"]) >= 10
+    assert len(power["t"]) >= 6  # every 50 ms over 0.45 s, give or take a late tick
     assert set(power["watts"]["gpu"]) == {300.0}
     assert "power" not in short  # ended within one sampling interval
 
