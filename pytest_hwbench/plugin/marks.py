@@ -8,7 +8,7 @@ help lines: hardware is imported only where a marker names it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -38,6 +38,8 @@ __all__ = [
     "parse_leak_limit",
     "parse_memory_limit",
 ]
+
+T = TypeVar("T")
 
 #: What a parser gets besides the mark: the run's registry, built only when a parser calls it.
 RegistryGetter = Callable[[], "HardwareRegistry"]
@@ -113,6 +115,45 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
     return HardwareRequirement(tuple(dict.fromkeys(names)), requires, min_memory_bytes, min_count)
 
 
+def _per_platform_values(
+    mark: pytest.Mark,
+    registry: RegistryGetter,
+    parse: Callable[[Any], T],
+    noun: str,
+    missing: str,
+) -> tuple[T | None, dict[str, T]]:
+    """A limit marker's one value for every platform and its per-platform values, parsed.
+
+    ``marker(value)``, ``marker(cuda=value, cpu=value)`` or both; `parse` reads a value (a
+    `SizeError` names what it expected), `noun` names one, and `missing` says what to write
+    when the marker gives none. Platform names must be registered, exactly.
+    """
+    from pytest_hwbench.units import SizeError
+
+    name = mark.name
+    args = tuple(mark.args)
+    if len(args) > 1:
+        raise _marker_error(name, f"takes one {noun} for every platform, got {len(args)}")
+    try:
+        default = parse(args[0]) if args else None
+        per_platform: dict[str, T] = {}
+        if mark.kwargs:
+            known = registry()
+            for platform, value in mark.kwargs.items():
+                if platform not in known.names():  # exact: "CPU" would never apply
+                    raise _marker_error(
+                        name,
+                        f"unknown platform {platform!r}; registered platforms: "
+                        f"{', '.join(known.names())}",
+                    )
+                per_platform[platform] = parse(value)
+    except SizeError as exc:
+        raise _marker_error(name, str(exc)) from None
+    if default is None and not per_platform:
+        raise _marker_error(name, missing)
+    return default, per_platform
+
+
 def parse_memory_limit(mark: pytest.Mark, registry: RegistryGetter) -> MemoryLimit:
     """``memory_limit(size=None, **per_platform)``.
 
@@ -120,30 +161,12 @@ def parse_memory_limit(mark: pytest.Mark, registry: RegistryGetter) -> MemoryLim
     platform: memory_limit(cuda='2GiB', cpu='500MiB').
     """
     from pytest_hwbench.plugin.requirements import MemoryLimit
-    from pytest_hwbench.units import SizeError, parse_size
+    from pytest_hwbench.units import parse_size
 
-    name = mark.name
-    args = tuple(mark.args)
-    if len(args) > 1:
-        raise _marker_error(name, f"takes one size for every platform, got {len(args)}")
-    try:
-        default = parse_size(args[0]) if args else None
-        per_platform: dict[str, int] = {}
-        if mark.kwargs:
-            known = registry()
-            for platform, size in mark.kwargs.items():
-                if platform not in known.names():  # exact: "CPU" would never apply
-                    raise _marker_error(
-                        name,
-                        f"unknown platform {platform!r}; registered platforms: "
-                        f"{', '.join(known.names())}",
-                    )
-                per_platform[platform] = parse_size(size)
-    except SizeError as exc:
-        raise _marker_error(name, str(exc)) from None
-    if default is None and not per_platform:
-        raise _marker_error(name, 'give a size, e.g. ("2GiB") or (cuda="2GiB")')
-    return MemoryLimit(default, per_platform, source=f"@pytest.mark.{name}")
+    default, per_platform = _per_platform_values(
+        mark, registry, parse_size, "size", 'give a size, e.g. ("2GiB") or (cuda="2GiB")'
+    )
+    return MemoryLimit(default, per_platform, source=f"@pytest.mark.{mark.name}")
 
 
 def parse_leak_limit(mark: pytest.Mark, registry: RegistryGetter) -> int:
@@ -170,30 +193,12 @@ def parse_energy_limit(mark: pytest.Mark, registry: RegistryGetter) -> EnergyLim
     are device-wide, so other processes on the device count too.
     """
     from pytest_hwbench.plugin.requirements import EnergyLimit
-    from pytest_hwbench.units import SizeError, parse_energy
+    from pytest_hwbench.units import parse_energy
 
-    name = mark.name
-    args = tuple(mark.args)
-    if len(args) > 1:
-        raise _marker_error(name, f"takes one energy for every platform, got {len(args)}")
-    try:
-        default = parse_energy(args[0]) if args else None
-        per_platform: dict[str, float] = {}
-        if mark.kwargs:
-            known = registry()
-            for platform, joules in mark.kwargs.items():
-                if platform not in known.names():
-                    raise _marker_error(
-                        name,
-                        f"unknown platform {platform!r}; registered platforms: "
-                        f"{', '.join(known.names())}",
-                    )
-                per_platform[platform] = parse_energy(joules)
-    except SizeError as exc:
-        raise _marker_error(name, str(exc)) from None
-    if default is None and not per_platform:
-        raise _marker_error(name, "give an energy, e.g. (40), ('2kJ') or (cuda='2kJ')")
-    return EnergyLimit(default, per_platform, source=f"@pytest.mark.{name}")
+    default, per_platform = _per_platform_values(
+        mark, registry, parse_energy, "energy", "give an energy, e.g. (40), ('2kJ') or (cuda='2kJ')"
+    )
+    return EnergyLimit(default, per_platform, source=f"@pytest.mark.{mark.name}")
 
 
 #: Every marker of ours and its parser. A parser's docstring is the marker's help: its summary

@@ -70,8 +70,34 @@ def _slice_args(entry: Mapping[str, Any]) -> dict[str, Any]:
     return args
 
 
+def _counter_events(
+    name: str,
+    category: str,
+    unit: str,
+    times: list[float],
+    values: list[Any],
+    track: tuple[float, int, int],
+) -> Iterator[dict[str, Any]]:
+    """One counter track: a ``C`` event per value (nulls skipped), at ``ts + t``.
+
+    `track` is the test's (start in µs, pid, tid); each event's one argument is `unit`.
+    """
+    ts, pid, tid = track
+    for t, value in zip(times, values, strict=False):
+        if value is not None:
+            yield {
+                "name": name,
+                "cat": category,
+                "ph": "C",
+                "ts": ts + t * _US,
+                "pid": pid,
+                "tid": tid,
+                "args": {unit: value},
+            }
+
+
 def _power_events(
-    entry: Mapping[str, Any], ts: float, pid: int, tid: int, suffix: str
+    entry: Mapping[str, Any], track: tuple[float, int, int], suffix: str
 ) -> Iterator[dict[str, Any]]:
     """Each energy domain's power timeline as a counter track in watts."""
     energy = entry.get("energy")
@@ -80,18 +106,9 @@ def _power_events(
         return
     times = power.get("t") or []
     for domain, values in (power.get("watts") or {}).items():
-        name = f"power {domain}{suffix}"
-        for t, value in zip(times, values, strict=False):
-            if value is not None:
-                yield {
-                    "name": name,
-                    "cat": "power",
-                    "ph": "C",
-                    "ts": ts + t * _US,
-                    "pid": pid,
-                    "tid": tid,
-                    "args": {"watts": value},
-                }
+        yield from _counter_events(
+            f"power {domain}{suffix}", "power", "watts", times, values, track
+        )
 
 
 def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -154,25 +171,16 @@ def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             "args": _slice_args(entry),
         }
         suffix = f" ({worker})" if worker else ""
-        yield from _power_events(entry, ts, pid, tid, suffix)
+        yield from _power_events(entry, (ts, pid, tid), suffix)
         memory = entry.get("memory")
         if not isinstance(memory, Mapping):
             continue
         timeline = memory.get("timeline") or {}
         times = timeline.get("t") or []
         for series, values in (timeline.get("series") or {}).items():
-            name = f"{series}{suffix}"
-            for t, value in zip(times, values, strict=False):
-                if value is not None:
-                    yield {
-                        "name": name,
-                        "cat": "memory",
-                        "ph": "C",
-                        "ts": ts + t * _US,
-                        "pid": pid,
-                        "tid": tid,
-                        "args": {"bytes": value},
-                    }
+            yield from _counter_events(
+                f"{series}{suffix}", "memory", "bytes", times, values, (ts, pid, tid)
+            )
         for mark in timeline.get("marks") or []:
             yield {
                 "name": str(mark.get("label", "")),
