@@ -10,13 +10,13 @@ its tests a result that says why, never an error: measuring must not change an o
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable, Generator, Set
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
 from pytest_hwbench.names import ENERGY_RESULT_KEY, FAILURE_KEY
+from pytest_hwbench.plugin.summary import TopRows
 from pytest_hwbench.units import format_duration, format_energy
 
 if TYPE_CHECKING:
@@ -39,6 +39,11 @@ class EnergyRow(NamedTuple):
     duration_s: float
     exact: bool
     nodeid: str
+
+    @property
+    def score(self) -> float:
+        """Rows rank by joules."""
+        return self.joules
 
 
 def _watts(value: float | None) -> float | None:
@@ -96,7 +101,8 @@ class EnergyMeter:
     ) -> None:
         self.planner = planner
         self._registry = registry
-        self.summary_size = summary_size
+        #: The summary's top tests by joules per platform, and those over their limit.
+        self.top_rows: TopRows[EnergyRow] = TopRows(summary_size)
         #: --hw-interval: power is sampled at it when it is longer than the power default.
         self.interval_s = interval_s
         #: Whether entries keep each test's power timeline (a report is written).
@@ -105,15 +111,10 @@ class EnergyMeter:
         self._counters: dict[str, list[EnergyCounter] | str] = {}
         #: Tests whose device had no counter, per platform: (the reason, how many tests).
         self.unavailable: dict[str, tuple[str, int]] = {}
-        #: Node ids of the tests that failed an energy limit (marked in the summary).
-        self.over_limit: set[str] = set()
         #: Energy limits that could not be checked (no figure), per platform.
         self.unchecked_limits: dict[str, int] = {}
         #: Joules measured per platform, and tests measured there.
         self.totals: dict[str, tuple[float, int]] = {}
-        self._added = 0
-        # Per platform, a min-heap of (joules, -order, row): the root is the next one evicted.
-        self._top: dict[str, list[tuple[float, int, EnergyRow]]] = {}
 
     def counters(self, platform: str) -> list[EnergyCounter] | str:
         """`platform`'s energy counters (device 0's), opened once a run; else why there are none."""
@@ -216,26 +217,9 @@ class EnergyMeter:
             return
         total, tests = self.totals.get(platform, (0.0, 0))
         self.totals[platform] = (total + joules, tests + 1)
-        if self.summary_size <= 0:
-            return
-        heap = self._top.setdefault(platform, [])
-        if len(heap) >= self.summary_size and joules <= heap[0][0]:
-            return
-        self._added += 1
-        row = EnergyRow(platform, joules, energy["duration_s"], energy["exact"], nodeid)
-        ranked = (joules, -self._added, row)
-        if len(heap) < self.summary_size:
-            heapq.heappush(heap, ranked)
-        else:
-            heapq.heapreplace(heap, ranked)
-
-    def rows(self) -> list[EnergyRow]:
-        """The summary's kept rows, most energy first per platform."""
-        return [
-            row
-            for _, heap in sorted(self._top.items())
-            for _, _, row in sorted(heap, key=lambda ranked: (-ranked[0], -ranked[1]))
-        ]
+        if self.top_rows.would_keep(platform, joules):
+            row = EnergyRow(platform, joules, energy["duration_s"], energy["exact"], nodeid)
+            self.top_rows.add(row)
 
     def check_limit(self, item: pytest.Item, limit: EnergyLimit, platform: str) -> None:
         """Fail `item` when the energy its device used exceeds `limit` on `platform`.
@@ -268,7 +252,7 @@ class EnergyMeter:
             )
         lines.append("  (device-wide counters: other processes on the device count too)")
         message = "\n".join(lines)
-        self.over_limit.add(item.nodeid)
+        self.top_rows.over_limit.add(item.nodeid)
         item.stash[FAILURE_KEY] = {
             "kind": "energy_limit",
             "message": message,
@@ -311,12 +295,7 @@ class EnergyHooks:
 
 
 def write_energy_summary(
-    terminalreporter: Any,
-    meter: EnergyMeter,
-    top_n: int,
-    over_limit: Set[str] = frozenset(),
-    *,
-    concurrent: bool = False,
+    terminalreporter: Any, meter: EnergyMeter, top_n: int, *, concurrent: bool = False
 ) -> None:
     """Each platform's measured energy and its top tests; where none could be read, why.
 
@@ -331,8 +310,11 @@ def write_energy_summary(
             "the device meanwhile, and the sums count overlapping windows more than once"
         )
     by_platform: dict[str, list[EnergyRow]] = {}
-    for row in meter.rows():
+    for row in meter.top_rows.rows():
         by_platform.setdefault(row.platform, []).append(row)
+    for rows in by_platform.values():
+        rows.sort(key=lambda row: row.joules, reverse=True)
+    over_limit = meter.top_rows.over_limit
     for platform, (joules, tests) in sorted(meter.totals.items()):
         terminalreporter.write_line(
             f"{platform}: {format_energy(joules)} over {tests} test{'s' if tests != 1 else ''}"

@@ -50,7 +50,7 @@ class Measurer:
         options: HwbenchOptions,
         planner: Planner,
         registry: Callable[[], HardwareRegistry],
-        top_rows: TopRows,
+        top_rows: TopRows[SummaryRow],
         on_metric_use: Callable[[], None],
     ) -> None:
         self.config = config

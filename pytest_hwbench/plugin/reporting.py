@@ -118,7 +118,7 @@ class Reporter:
         self,
         config: pytest.Config,
         options: HwbenchOptions,
-        top_rows: TopRows,
+        top_rows: TopRows[SummaryRow],
         machine_inventory: Callable[[], dict[str, Any]],
         pinned_devices: str | None,
         session_facts: Callable[[], dict[str, Any]],
@@ -269,7 +269,7 @@ class Reporter:
                     unchecked[platform] = unchecked.get(platform, 0) + 1
                 failure = data.get("failure") or {}
                 if failure.get("kind") == "energy_limit":
-                    self.energy.over_limit.add(nodeid)
+                    self.energy.top_rows.over_limit.add(nodeid)
         memory = data.get("memory")
         entry: dict[str, Any] = {
             "nodeid": nodeid,
@@ -517,7 +517,6 @@ class Reporter:
                 terminalreporter,
                 self.energy,
                 self.options.summary,
-                self.energy.over_limit,
                 concurrent=is_xdist_controller(self.config),
             )
 

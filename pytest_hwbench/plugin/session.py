@@ -18,7 +18,7 @@ from pytest_hwbench.plugin.measuring import CallHooks, GuardHooks, Measurer
 from pytest_hwbench.plugin.options import HwbenchOptions, is_xdist_controller
 from pytest_hwbench.plugin.planning import Planner, TestPlan
 from pytest_hwbench.plugin.reporting import DistributedReportHooks, Reporter, ReportHooks
-from pytest_hwbench.plugin.summary import TopRows
+from pytest_hwbench.plugin.summary import SummaryRow, TopRows
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import HardwareBackend
@@ -52,7 +52,7 @@ class HwbenchSession:
         self.config = config
         self.options = options
         self._registry = registry
-        top_rows = TopRows(options.summary)
+        top_rows: TopRows[SummaryRow] = TopRows(options.summary)
         #: Collection: each test's platform, whether it can run, how it is measured.
         self.planning = Planner(options, registry)
         #: Each test's metric, the RSS peak probe, limits and leak checks.

@@ -7,17 +7,33 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping, Sequence, Set
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pytest_hwbench.units import format_bytes, format_duration
 
 __all__ = [
+    "RankedRow",
     "SummaryRow",
     "TopRows",
     "write_peak_summary",
     "write_throughput_summary",
     "write_untimed_summary",
 ]
+
+
+class RankedRow(Protocol):
+    """A row `TopRows` ranks: its platform, and the score that ranks it there."""
+
+    @property
+    def platform(self) -> str:
+        """The platform the row's test ran on (rows rank per platform)."""
+
+    @property
+    def score(self) -> float:
+        """What ranks it: the higher, the nearer the top."""
+
+
+R = TypeVar("R", bound=RankedRow)
 
 
 class SummaryRow(NamedTuple):
@@ -29,6 +45,11 @@ class SummaryRow(NamedTuple):
     series: str
     exact: bool
     nodeid: str
+
+    @property
+    def score(self) -> float:
+        """Rows rank by peak growth."""
+        return self.growth_bytes
 
     @classmethod
     def of(cls, platform: str, series: str, stats: Mapping[str, Any], nodeid: str) -> SummaryRow:
@@ -52,41 +73,43 @@ class SummaryRow(NamedTuple):
         return cls.of(entry["platform"] or "?", primary, stats, entry["nodeid"])
 
 
-class TopRows:
-    """The `size` tests with the highest peak growth per platform, kept as tests finish.
+class TopRows(Generic[R]):
+    """The `size` tests with the highest score per platform (peak growth, joules), kept live.
 
-    Bounded, so a run of any length keeps `size` rows a platform; a test that does not make the
-    cut costs a comparison. Ties keep the earlier test, as a stable sort of every row would.
+    Kept as tests finish, bounded, so a run of any length keeps `size` rows a platform; a test
+    that does not make the cut costs a comparison. Ties keep the earlier test, as a stable sort
+    of every row would.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        #: Node ids of the tests that failed a memory limit (marked in the summary).
+        #: Node ids of the tests that failed a limit (marked in the summary).
         self.over_limit: set[str] = set()
         self._added = 0
-        # Min-heaps of (growth, -order, row): the root is the row the next better one evicts.
-        self._heaps: dict[str, list[tuple[int, int, SummaryRow]]] = {}
+        # Min-heaps of (score, -order, row): the root is the row the next better one evicts.
+        self._heaps: dict[str, list[tuple[float, int, R]]] = {}
 
-    def would_keep(self, platform: str, growth_bytes: int) -> bool:
-        """Whether a test on `platform` with this growth makes the top (build its row then)."""
+    def would_keep(self, platform: str, score: float) -> bool:
+        """Whether a test on `platform` with this score makes the top (build its row then)."""
         if self.size <= 0:
             return False
         heap = self._heaps.get(platform)
-        return heap is None or len(heap) < self.size or growth_bytes > heap[0][0]
+        return heap is None or len(heap) < self.size or score > heap[0][0]
 
-    def add(self, row: SummaryRow) -> None:
+    def add(self, row: R) -> None:
         """Keep `row` if it ranks among the top `size` of its platform."""
-        if not self.would_keep(row.platform, row.growth_bytes):
+        score = row.score
+        if not self.would_keep(row.platform, score):
             return
         self._added += 1
-        ranked = (row.growth_bytes, -self._added, row)
+        ranked = (score, -self._added, row)
         heap = self._heaps.setdefault(row.platform, [])
         if len(heap) < self.size:
             heapq.heappush(heap, ranked)
         else:
             heapq.heapreplace(heap, ranked)
 
-    def rows(self) -> list[SummaryRow]:
+    def rows(self) -> list[R]:
         """The kept rows, in the order their tests finished."""
         ranked = [entry for heap in self._heaps.values() for entry in heap]
         return [row for _, _, row in sorted(ranked, key=lambda entry: -entry[1])]

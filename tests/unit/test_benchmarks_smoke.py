@@ -38,7 +38,7 @@ def test_sampler_overhead_quick() -> None:
     output = run_script("sampler_overhead.py", "--quick")
     rows = table_rows(output)
     for workload in ("python loop", "torch matmul"):
-        for condition in ("none", "thread 10ms", "process 1ms", "energy 50ms"):
+        for condition in ("none", "thread 10ms", "process 1ms", "energy 10ms"):
             row = re.compile(rf"{workload}\s+{condition}\s+\d")
             assert any(row.match(line) for line in rows), output
     assert "(no verdict: --quick)" in output
