@@ -8,13 +8,21 @@ registered backend (initializing the platforms that are there).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import HardwareBackend
     from pytest_hwbench.hardware.registry import HardwareRegistry
 
-__all__ = ["backend_inventory", "hardware_inventory", "host_inventory", "torch_build"]
+__all__ = [
+    "DMI_ROOT",
+    "backend_inventory",
+    "hardware_inventory",
+    "host_inventory",
+    "system_identity",
+    "torch_build",
+]
 
 
 def backend_inventory(backend: HardwareBackend, *, capabilities: bool = True) -> dict[str, Any]:
@@ -53,12 +61,38 @@ def host_inventory() -> dict[str, Any]:
 
     from pytest_hwbench._version import __version__
 
-    return {
+    inventory: dict[str, Any] = {
         "host": platform.node(),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "pytest_hwbench": __version__,
     }
+    system = system_identity()
+    if system:
+        inventory["system"] = system
+    return inventory
+
+
+#: Where Linux shows the firmware's (DMI/SMBIOS) description of the machine, readable by all.
+DMI_ROOT = Path("/sys/class/dmi/id")
+
+
+def system_identity(root: Path | None = None) -> dict[str, str]:
+    """The machine's maker and model as its firmware says (Linux DMI), or {} where unreadable.
+
+    ``{"vendor": "Amazon EC2", "product": "p5.48xlarge"}`` on a cloud instance, the board's
+    maker and model on a server: read from local files, never a metadata server.
+    """
+    base = DMI_ROOT if root is None else root
+    found = {}
+    for key, name in (("vendor", "sys_vendor"), ("product", "product_name")):
+        try:
+            value = (base / name).read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            continue
+        if value and value.lower() not in ("", "none", "to be filled by o.e.m.", "default string"):
+            found[key] = value
+    return found
 
 
 def torch_build(registry: HardwareRegistry | None = None) -> dict[str, Any]:

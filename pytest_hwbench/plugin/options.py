@@ -33,6 +33,8 @@ RSS_RESET_CHOICES = ("on", "off")
 WARMUP_CHOICES = ("auto", "off")
 #: Untimed calls ``hw_benchmark`` makes before timing, unless ini ``hw_benchmark_warmup`` says.
 BENCHMARK_WARMUP_DEFAULT = 1
+#: A machine label names a column of a side-by-side table: short.
+MACHINE_LABEL_MAX = 80
 #: The help text's defaults, checked against the sampler's constants by a unit test.
 INTERVAL_HELP = "memory sampling interval (default 10ms; minimum 1ms)"
 
@@ -64,6 +66,15 @@ _OPTIONS = (
         "string",
         None,
         metavar="PATH",
+    ),
+    _Option(
+        ("--hw-machine-label",),
+        "hw_machine_label",
+        "what the report calls this machine (default: its accelerators with their count and "
+        "driver, else its CPU's model); reports are told apart by it side by side",
+        "string",
+        None,
+        metavar="LABEL",
     ),
     _Option(
         ("--hw-interval",),
@@ -278,6 +289,7 @@ class HwbenchOptions(NamedTuple):
     warmup: bool = True
     heap: bool = False
     energy: bool = False
+    machine_label: str | None = None
 
     @property
     def measures_every_test(self) -> bool:
@@ -415,6 +427,16 @@ def resolve_options(
         report_base = config.inipath.parent if config.inipath else config.rootpath
     report_path = _check_report_path(str(raw_report), source, report_base) if raw_report else None
 
+    raw_label, source = setting(config, "hw_machine_label")
+    machine_label = " ".join(str(raw_label).split()) if raw_label else None
+    if raw_label is not None and raw_label != "" and not machine_label:
+        raise _usage(f"{source}: give a label, e.g. --hw-machine-label='A100 runner'")
+    if machine_label is not None and len(machine_label) > MACHINE_LABEL_MAX:
+        raise _usage(
+            f"{source}={machine_label[:20]}...: at most {MACHINE_LABEL_MAX} characters "
+            f"(got {len(machine_label)})"
+        )
+
     raw_interval, source = setting(config, "hw_interval")
     interval_s = _parse_interval(str(raw_interval), source) if raw_interval else None
 
@@ -486,6 +508,7 @@ def resolve_options(
         warmup=warmup,
         heap=bool(heap),
         energy=bool(setting(config, "hw_energy")[0]),
+        machine_label=machine_label,
     )
 
 

@@ -37,6 +37,7 @@ from pytest_hwbench.report.model import (
     benchmark_median_s,
     entry_label,
     finite_json,
+    machine_label,
     primary_stats,
     throughput_text,
 )
@@ -198,7 +199,10 @@ class Reporter:
         # The inventory is taken at the end: reading device properties initializes CUDA, which
         # must not happen before tests that fork. Under xdist the controller never touches the
         # hardware at all: each worker sends its own inventory when it finishes.
-        self.writer = ReportWriter(path, {"hosts": {}} if self._distributed else host_inventory())
+        from pytest_hwbench.provenance import run_identity
+
+        machine = {"hosts": {}} if self._distributed else host_inventory()
+        self.writer = ReportWriter(path, machine, run_identity(self.config.rootpath))
         self._report_writer_errors(0)
 
     def _report_writer_errors(self, seen: int) -> None:
@@ -435,6 +439,7 @@ class Reporter:
         if not self._distributed:
             writer.machine.update(self._inventory())
             writer.session.update(self._session_facts())
+        writer.run["machine_label"] = self.options.machine_label or machine_label(writer.machine)
         if self._crashed:
             writer.errors.append("an xdist worker crashed: its test's measurements are lost")
         complete = exitstatus in (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
@@ -35,6 +36,7 @@ __all__ = [
     "entry_label",
     "finite_json",
     "finite_number",
+    "machine_label",
     "primary_stats",
     "schema_path",
     "throughput_text",
@@ -352,3 +354,57 @@ def torch_runtimes(torch_info: Mapping[str, Any]) -> list[str]:
         for key, value in torch_info.items()
         if key not in ("version", "error") and isinstance(value, str) and value
     ]
+
+
+#: Words a device or CPU name carries that say nothing a label needs.
+_TRADEMARKS = re.compile(r"\((?:R|TM)\)|\bCPU @ .*$", re.IGNORECASE)
+_MAKERS = re.compile(r"^(?:NVIDIA|AMD|Intel|Apple)\s+", re.IGNORECASE)
+
+
+def _short_name(name: str) -> str:
+    """A device's name without its maker and trademarks: "H200", "Xeon Platinum 8481C"."""
+    plain = " ".join(_TRADEMARKS.sub(" ", name).split())
+    return _MAKERS.sub("", plain) or name
+
+
+def _host_label(inventory: Mapping[str, Any]) -> str:
+    accelerators: dict[str, int] = {}
+    drivers: list[str] = []
+    host_model: str | None = None
+    for backend in inventory.get("backends") or ():
+        if not isinstance(backend, Mapping) or not backend.get("available"):
+            continue
+        for device in backend.get("devices") or ():
+            props = device.get("properties") if isinstance(device, Mapping) else None
+            if not isinstance(props, Mapping) or not props.get("name"):
+                continue
+            if backend.get("torch_device_type") == "cpu":
+                host_model = host_model or str(props["name"])
+                continue
+            name = _short_name(str(props["name"]))
+            accelerators[name] = accelerators.get(name, 0) + 1
+            driver = props.get("driver_version")
+            if driver and str(driver) not in drivers:
+                drivers.append(str(driver))
+    if accelerators:
+        parts = [f"{name} \u00d7{count}" for name, count in accelerators.items()]
+        if drivers:
+            parts.append("driver " + "/".join(d.split(".")[0] for d in drivers))
+        return " \u00b7 ".join(parts)
+    if host_model is not None:
+        return _short_name(host_model)
+    return str(inventory.get("host") or "unknown machine")
+
+
+def machine_label(machine: Mapping[str, Any]) -> str:
+    """A readable name for what a report ran on, as `--hw-machine-label` would give one.
+
+    From the accelerators (each short name with its count, then the driver's major version:
+    docs/report-schema.md shows one), else the CPU's model, else the host name. Under xdist
+    (``{"hosts": ...}``), each host's, joined.
+    """
+    hosts = machine.get("hosts")
+    if isinstance(hosts, Mapping) and hosts:
+        labels = [_host_label(h) for h in hosts.values() if isinstance(h, Mapping)]
+        return " + ".join(dict.fromkeys(labels)) or "unknown machine"
+    return _host_label(machine)

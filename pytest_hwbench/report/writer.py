@@ -341,11 +341,15 @@ class ReportWriter:
     (text, which the garbage collector never walks, rather than thousands of dicts).
     """
 
-    def __init__(self, path: Path, machine: Mapping[str, Any]) -> None:
+    def __init__(
+        self, path: Path, machine: Mapping[str, Any], run: Mapping[str, Any] | None = None
+    ) -> None:
         self.path = path
         now = datetime.now(timezone.utc)
         self.created = now.isoformat(timespec="seconds")
         self.machine = dict(machine)
+        #: What the run was of: its git commit, its CI job, the machine's label.
+        self.run: dict[str, Any] = dict(run or {})
         #: How the run measured: warm-ups, the process's peak RSS (filled in at the end).
         self.session: dict[str, Any] = {}
         #: How many tests were added.
@@ -377,6 +381,8 @@ class ReportWriter:
             "complete": complete,
             "machine": self.machine,
         }
+        if self.run:
+            header["run"] = self.run
         if self.session:
             header["session"] = self.session
         if self.errors:

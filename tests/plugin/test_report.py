@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -206,3 +207,45 @@ def test_the_report_path_is_shown_as_given_never_as_a_dotdot_path(
     assert "../" not in result.stdout.str()
     inside = pytester.runpytest("--hw-report=out/hw.json")
     inside.stdout.fnmatch_lines(["hwbench report: out/hw.json"])
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git makes the repository")
+def test_the_report_says_which_commit_ci_job_and_machine_it_ran_at(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    report_path: Path,
+    load_valid_report: Callable[[Path], dict[str, Any]],
+) -> None:
+    pytester.makepyfile("def test_a():\n    pass\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "first"]):
+        subprocess.run([*git, *args], cwd=pytester.path, check=True, capture_output=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=pytester.path, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    for name in ("CI", "GITHUB_ACTIONS"):  # this suite's own CI must not answer
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GITLAB_CI", "true")
+    monkeypatch.setenv("CI_PIPELINE_ID", "991")
+    result = pytester.runpytest(f"--hw-report={report_path}", "--hw-machine-label=  A100   runner ")
+    result.assert_outcomes(passed=1)
+    run = load_valid_report(report_path)["run"]
+    assert run["git"] == {"commit": head, "branch": "main"}
+    assert run["ci"] == {"service": "gitlab-ci", "run_id": "991"}
+    assert run["machine_label"] == "A100 runner"  # spaces as one
+    # Without the option, the label comes from the machine: its CPU here.
+    pytester.runpytest(f"--hw-report={report_path}").assert_outcomes(passed=1)
+    assert load_valid_report(report_path)["run"]["machine_label"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("   ", "give a label, e.g."), ("x" * 81, "at most 80 characters (got 81)")],
+)
+def test_a_bad_machine_label_is_a_usage_error(
+    pytester: pytest.Pytester, value: str, message: str
+) -> None:
+    pytester.makepyfile("def test_a():\n    pass\n")
+    result = pytester.runpytest(f"--hw-machine-label={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--hw-machine-label*{message}*"])
