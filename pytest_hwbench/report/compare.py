@@ -10,9 +10,8 @@ a test's device used (``--hw-energy``), for tests both runs measured. Thresholds
 from __future__ import annotations
 
 import os
-import posixpath
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from pytest_hwbench.report.model import (
     entry_label,
     primary_stats,
 )
+from pytest_hwbench.report.text import common_folder, fit, text_table
 from pytest_hwbench.report.thresholds import Threshold, format_amount
 from pytest_hwbench.units import format_bytes, format_duration, format_energy
 
@@ -155,12 +155,12 @@ class Comparison:
             header += ["energy base", "energy new", "energy change"]
         header.append("")
         rows = [_row(change, with_medians, with_durations, with_energy) for change in self.changes]
-        folder = _common_folder([row[0] for row in rows])
+        folder = common_folder([row[0] for row in rows])
         if folder:  # said once, not on every line: the names keep the room
             lines.append(f"tests under {folder}")
             rows = [(row[0][len(folder) :], *row[1:]) for row in rows]
         if rows:
-            lines.extend(_table(header, rows, numeric=range(1, len(header) - 1), width=width))
+            lines.extend(text_table(header, rows, numeric=range(1, len(header) - 1), width=width))
             legend = (
                 "peak: peak growth (peak minus start) of the primary memory series, ~ where the "
                 "peak was sampled, not exact"
@@ -190,7 +190,7 @@ class Comparison:
         for title, tests in (("new (not in base)", self.added), (gone, self.removed)):
             if tests:
                 lines += ["", f"{title}: {len(tests)}"]
-                lines += [_fit(f"  {t.label}  {t.outcome}{_peak_note(t)}", width, 2) for t in tests]
+                lines += [fit(f"  {t.label}  {t.outcome}{_peak_note(t)}", width, 2) for t in tests]
         if self.skipped:
             # Skipped in both runs says nothing new: a count. A test that skipped in one run
             # only changed: each is listed.
@@ -202,7 +202,7 @@ class Comparison:
             for base, new in changed:
                 reason = new.skip_reason or base.skip_reason
                 lines.append(
-                    _fit(
+                    fit(
                         f"  {new.label}  {base.outcome} -> {new.outcome}"
                         + (f" ({reason})" if reason else ""),
                         width,
@@ -311,68 +311,6 @@ def _times(metric: str, base: float, new: float) -> list[str]:
 
 def _peak_or_dash(summary: TestSummary) -> str:
     return "-" if summary.peak_bytes is None else format_bytes(summary.peak_bytes)
-
-
-def _common_folder(labels: Sequence[str]) -> str:
-    """The folder every node id in `labels` lies under ("tests/unit/"), or ""."""
-    folders = [label.split("::", 1)[0].rpartition("/")[0] for label in labels]
-    if not folders or not all(folders):
-        return ""
-    common = posixpath.commonpath(folders)  # node ids use "/" on every OS
-    return f"{common}/" if common else ""
-
-
-def _fit(text: str, width: int, keep: int = 0) -> str:
-    """`text` cut to `width` characters in its middle, after its first `keep` (an indent).
-
-    A node id keeps its start (the file) and, longer, its end (the test's name and parameters).
-    """
-    if len(text) <= width:
-        return text
-    room = width - keep - 1
-    head = room // 3
-    return text[: keep + head] + "…" + text[len(text) - (room - head) :]
-
-
-def _table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    numeric: Iterable[int],
-    width: int = 100,
-) -> list[str]:
-    """Aligned columns that fit `width`.
-
-    The first (the test) is cut from the left, or, where the figures leave it too little room,
-    each test's name goes on a line of its own.
-    """
-    right = set(numeric)
-    if not header[-1] and not any(r[-1] for r in rows):  # no status to show: no room for it
-        header, rows = header[:-1], [r[:-1] for r in rows]
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(len(header))]
-    others = sum(widths[1:]) + 2 * (len(widths) - 1)
-    stacked = width - others < _MIN_TEST_WIDTH and widths[0] > width - others
-    if stacked:
-        widths[0] = 0
-    else:
-        widths[0] = max(min(widths[0], width - others), len(header[0]))
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if i in right else _fit(cell, widths[i]).ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
-        return "  ".join(parts).rstrip()
-
-    if not stacked:
-        return [line(header), "-" * len(line(header)), *(line(r) for r in rows)]
-    lines = [header[0], line(["", *header[1:]]), "-" * min(width, len(line(["", *header[1:]])))]
-    for row in rows:
-        lines += [_fit(row[0], width), line(["", *row[1:]])]
-    return lines
-
-
-#: The narrowest the test column gets before each test's name goes on a line of its own.
-_MIN_TEST_WIDTH = 24
 
 
 def summarize_entry(entry: Mapping[str, Any]) -> TestSummary:
