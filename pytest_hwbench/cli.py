@@ -172,6 +172,47 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return _write_format("export", FORMATS[args.format], args)
 
 
+def _matrix_sources(paths: Sequence[str]) -> list[str]:
+    """The report files `paths` name: each file, and each folder's ``*.json`` files, sorted."""
+    found: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            names = sorted(n for n in os.listdir(path) if n.endswith(".json"))
+            found += [os.path.join(path, name) for name in names]
+        else:
+            found.append(path)
+    return found
+
+
+def _cmd_matrix(args: argparse.Namespace) -> int:
+    from pytest_hwbench.report import ReportError, atomic_text_file
+    from pytest_hwbench.report.compare import load_for_compare
+    from pytest_hwbench.report.matrix import MatrixError, build_matrix
+
+    sources = _matrix_sources(args.reports)
+    if not sources:
+        return _fail("matrix", "no report: the folders given hold no *.json file")
+    try:
+        reports = [(source, load_for_compare(source)) for source in sources]
+        matrix = build_matrix(reports, args.baseline)
+    except (ReportError, MatrixError) as exc:
+        return _fail("matrix", exc)
+    width = min(shutil.get_terminal_size((100, 24)).columns, 100)
+    text = matrix.render(args.format, width)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with atomic_text_file(args.output) as fh:
+            fh.write(text)
+    except OSError as exc:
+        return _fail("matrix", f"cannot write {args.output}: {exc.strerror or exc}")
+    sys.stdout.write(
+        f"wrote {args.output} ({len(matrix.rows)} tests, {len(matrix.columns)} columns)\n"
+    )
+    return 0
+
+
 def _add_format_commands(commands: Any) -> None:
     """A command per format that has one, and ``export`` over the rest (from the table)."""
     from pytest_hwbench.report.formats import FORMATS, export_formats
@@ -242,6 +283,27 @@ def build_parser() -> argparse.ArgumentParser:
         "joules its device used); peak:+10%%,+1MiB fails only when both are crossed; repeatable",
     )
     compare.set_defaults(handler=_cmd_compare)
+
+    matrix = commands.add_parser(
+        "matrix",
+        help="one table of tests across reports (machines) and their platforms, side by side",
+        description="Set reports side by side: a column per report and platform, a row per "
+        "test (one row for a test run once per platform), each cell its median and speedup "
+        "against the baseline column, else its peak memory growth, else its energy; or why "
+        "it has none (skipped, failed).",
+    )
+    matrix.add_argument("reports", nargs="+", help="reports, or folders of *.json reports")
+    matrix.add_argument(
+        "--baseline", help="the column speedups are against: a machine label (default: the first)"
+    )
+    matrix.add_argument(
+        "--format",
+        default="table",
+        choices=("table", "markdown", "csv", "json"),
+        help="table (fits the terminal), markdown (a pull request comment), csv or json",
+    )
+    matrix.add_argument("-o", "--output", help="where to write it (default: standard output)")
+    matrix.set_defaults(handler=_cmd_matrix)
 
     _add_format_commands(commands)
     return parser

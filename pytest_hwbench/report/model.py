@@ -204,6 +204,8 @@ class Report(_ReportRequired, total=False):
 
     errors: list[str]
     session: dict[str, Any]
+    #: What the run was of: ``git``, ``ci``, ``machine_label``.
+    run: dict[str, Any]
 
 
 def _finite(obj: Any) -> Any:

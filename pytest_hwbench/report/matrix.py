@@ -1,0 +1,352 @@
+"""One test across machines and devices, side by side (``hwbench matrix``).
+
+Every report gives columns, one per platform its tests ran on, named by the report's machine
+label and the platform; every test is a row, a test run once per platform in one
+report (``test_step[cpu]``, ``test_step[cuda]``) being one row with a cell in each platform's
+column. A cell holds the test's outcome and figures: benchmark median and its spread, throughput
+and fraction of the device's peak, peak memory growth, energy; against the baseline column, the
+median's speedup. Written as a terminal table, markdown (a pull request comment), CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pytest_hwbench.report.model import (
+    Report,
+    benchmark_median_s,
+    energy_joules,
+    machine_label,
+    primary_stats,
+    throughput_text,
+)
+from pytest_hwbench.report.text import common_folder, text_table
+from pytest_hwbench.units import format_bytes, format_duration, format_energy
+
+__all__ = ["MATRIX_FORMATS", "Cell", "Column", "Matrix", "MatrixError", "build_matrix", "row_key"]
+
+#: The formats `Matrix.render` writes.
+MATRIX_FORMATS = ("table", "markdown", "csv", "json")
+_MEASURED = frozenset({"passed", "xfailed", "xpassed"})
+
+
+class MatrixError(ValueError):
+    """Reports that cannot be set side by side as asked (an unknown baseline); says why."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One platform of one report: what the cells below it ran on."""
+
+    machine: str
+    platform: str
+    source: str
+
+    @property
+    def name(self) -> str:
+        """The column's heading: the machine's label and the platform."""
+        return f"{self.machine} \u00b7 {self.platform}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One test on one column: its outcome and what was measured of it."""
+
+    outcome: str
+    median_s: float | None = None
+    iqr_s: float | None = None
+    rounds: int | None = None
+    throughput: str | None = None
+    peak_growth_bytes: int | None = None
+    exact_peak: bool | None = None
+    energy_joules: float | None = None
+    #: Why it was skipped, or how it failed (the failure's kind and first line).
+    reason: str | None = None
+
+    @classmethod
+    def of_entry(cls, entry: Mapping[str, Any]) -> Cell:
+        """The cell of a report entry."""
+        outcome = str(entry.get("outcome", "?"))
+        benchmark = entry.get("benchmark")
+        stats = primary_stats(entry)
+        reason = entry.get("skip_reason")
+        failure = entry.get("failure")
+        if isinstance(failure, Mapping):
+            first = str(failure.get("message", "")).strip().splitlines()[:1]
+            reason = f"{failure.get('kind', 'failure')}: {first[0] if first else ''}".strip()
+        rounds = benchmark.get("rounds") if isinstance(benchmark, Mapping) else None
+        iqr = benchmark.get("iqr") if isinstance(benchmark, Mapping) else None
+        peak = stats.get("peak_delta_bytes") if stats is not None else None
+        return cls(
+            outcome=outcome,
+            median_s=benchmark_median_s(entry),
+            iqr_s=float(iqr) if isinstance(iqr, (int, float)) and math.isfinite(iqr) else None,
+            rounds=int(rounds) if isinstance(rounds, int) else None,
+            throughput=throughput_text(entry),
+            peak_growth_bytes=int(peak) if isinstance(peak, int) else None,
+            exact_peak=bool(stats.get("exact_peak")) if stats is not None else None,
+            energy_joules=energy_joules(entry),
+            reason=str(reason) if reason else None,
+        )
+
+    def headline(self, speedup: float | None) -> str:
+        """The cell in one short string: the median (and speedup), else the peak; or why not."""
+        if self.outcome == "skipped":
+            return "skip"
+        if self.outcome not in _MEASURED:
+            return {"failed": "FAIL", "error": "ERROR", "crashed": "CRASH"}.get(
+                self.outcome, self.outcome
+            )
+        if self.median_s is not None:
+            text = format_duration(self.median_s)
+            return text if speedup is None else f"{text} ({_times(speedup)})"
+        if self.peak_growth_bytes is not None:
+            return format_bytes(self.peak_growth_bytes) + ("" if self.exact_peak else "~")
+        if self.energy_joules is not None:
+            return format_energy(self.energy_joules)
+        return "ok"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}\u00d7" if ratio < 10 else f"{ratio:.0f}\u00d7"
+
+
+def row_key(nodeid: str, platform: str | None) -> str:
+    """The test's row: its node id without the platform among its parameters.
+
+    ``test_step[cuda-8]`` on cuda is ``test_step[8]``; ``test_step[cpu]`` is ``test_step``.
+    """
+    match = re.fullmatch(r"(.*)\[(.*)\]", nodeid)
+    if match is None or not platform:
+        return nodeid
+    base, params = match.groups()
+    parts = params.split("-")
+    if platform not in parts:
+        return nodeid
+    parts.remove(platform)
+    return f"{base}[{'-'.join(parts)}]" if parts else base
+
+
+@dataclass
+class Matrix:
+    """Tests by columns (reports x platforms), with one baseline column for speedups."""
+
+    columns: list[Column]
+    #: Row key -> column index -> cell.
+    rows: dict[str, dict[int, Cell]] = field(default_factory=dict)
+    baseline: int = 0
+    #: Columns where every test was skipped (the platform absent there), with the first reason.
+    absent: list[tuple[Column, str]] = field(default_factory=list)
+
+    def speedup(self, row: str, column: int) -> float | None:
+        """How many times faster the test's median is here than in the baseline column."""
+        cells = self.rows[row]
+        base, here = cells.get(self.baseline), cells.get(column)
+        if column == self.baseline or base is None or here is None:
+            return None
+        if base.median_s is None or here.median_s is None or here.median_s <= 0:
+            return None
+        if base.outcome not in _MEASURED or here.outcome not in _MEASURED:
+            return None
+        return base.median_s / here.median_s
+
+    def render(self, fmt: str, width: int = 100) -> str:
+        """The matrix as ``table`` (fits `width`), ``markdown``, ``csv`` or ``json`` text."""
+        if fmt == "table":
+            return self._table(width)
+        if fmt == "markdown":
+            return self._markdown()
+        if fmt == "csv":
+            return self._csv()
+        if fmt == "json":
+            return json.dumps(self._records(), indent=2) + "\n"
+        raise MatrixError(f"unknown format {fmt!r}; valid: {', '.join(MATRIX_FORMATS)}")
+
+    def _headlines(self, row: str) -> list[str]:
+        cells = self.rows[row]
+        return [
+            cells[i].headline(self.speedup(row, i)) if i in cells else "-"
+            for i in range(len(self.columns))
+        ]
+
+    def _legend(self) -> list[str]:
+        base = self.columns[self.baseline].name if self.columns else "-"
+        lines = [
+            f"baseline: {base}; a cell is the benchmark median (speedup against the baseline), "
+            "else the peak memory growth (~ sampled), else the energy; skip, FAIL, ERROR: see "
+            "the markdown, CSV or JSON for why"
+        ]
+        for column, reason in self.absent:
+            lines.append(f"not run on {column.name} ({column.source}): {reason}")
+        return lines
+
+    def _table(self, width: int) -> str:
+        count = len(self.columns)
+        lines = [f"{len(self.rows)} tests on {count} column{'s' if count != 1 else ''}"]
+        for i, column in enumerate(self.columns):
+            lines.append(f"  [{i + 1}] {column.name}  ({column.source})")
+        keys = list(self.rows)
+        folder = common_folder(keys)
+        if folder:
+            lines.append(f"tests under {folder}")
+        header = ["test", *(f"[{i + 1}]" for i in range(len(self.columns))), ""]
+        body = [(key[len(folder) :], *self._headlines(key), "") for key in keys]
+        if body:
+            lines += text_table(header, body, numeric=range(1, len(header) - 1), width=width)
+        for line in self._legend():
+            lines += textwrap.wrap(line, width, subsequent_indent="    ")
+        return "\n".join(lines) + "\n"
+
+    def _markdown(self) -> str:
+        def cell_text(row: str, index: int) -> str:
+            cell = self.rows[row].get(index)
+            if cell is None:
+                return "-"
+            text = cell.headline(self.speedup(row, index))
+            extra = []
+            if cell.outcome in _MEASURED:
+                if cell.throughput:
+                    extra.append(cell.throughput)
+                if cell.median_s is not None and cell.peak_growth_bytes is not None:
+                    extra.append(f"peak {format_bytes(cell.peak_growth_bytes)}")
+                if cell.energy_joules is not None and cell.median_s is not None:
+                    extra.append(format_energy(cell.energy_joules))
+            elif cell.reason:
+                extra.append(cell.reason)
+            shown = " · ".join([text, *extra])
+            return shown.replace("|", "\\|").replace("\n", " ")
+
+        header = ["test", *(c.name for c in self.columns)]
+        lines = [
+            "| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
+            "|" + "---|" + "---:|" * len(self.columns),
+        ]
+        for row in self.rows:
+            cells = [cell_text(row, i) for i in range(len(self.columns))]
+            lines.append("| `" + row.replace("`", "'") + "` | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += self._legend()
+        return "\n".join(lines) + "\n"
+
+    def _records(self) -> list[dict[str, Any]]:
+        records = []
+        for row, cells in self.rows.items():
+            for index, cell in sorted(cells.items()):
+                column = self.columns[index]
+                records.append(
+                    {
+                        "test": row,
+                        "machine": column.machine,
+                        "platform": column.platform,
+                        "source": column.source,
+                        **asdict(cell),
+                        "speedup": self.speedup(row, index),
+                        "baseline": index == self.baseline,
+                    }
+                )
+        return records
+
+    def _csv(self) -> str:
+        out = io.StringIO()
+        records = self._records()
+        fields = list(records[0]) if records else ["test"]
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return out.getvalue()
+
+
+def _report_label(report: Mapping[str, Any]) -> str:
+    run = report.get("run")
+    label = run.get("machine_label") if isinstance(run, Mapping) else None
+    return str(label) if label else machine_label(report.get("machine") or {})
+
+
+def _distinct_labels(reports: Sequence[tuple[str, Report]]) -> list[str]:
+    """Each report's machine label, told apart where two are alike (by commit, else source)."""
+    labels = [_report_label(report) for _, report in reports]
+    for label in set(labels):
+        same = [i for i, other in enumerate(labels) if other == label]
+        if len(same) < 2:
+            continue
+        for i in same:
+            run: Mapping[str, Any] = reports[i][1].get("run") or {}
+            git: Mapping[str, Any] = run.get("git") or {}
+            commit = str(git.get("commit") or "")[:7]
+            labels[i] = f"{label} @{commit}" if commit else f"{label} ({reports[i][0]})"
+    return labels
+
+
+def build_matrix(reports: Sequence[tuple[str, Report]], baseline: str | None = None) -> Matrix:
+    """The matrix of `reports` (each with the name it was given by, its path).
+
+    `baseline` names the column speedups are against: a column's full name, a machine label
+    (its first platform), or a report's source; by default the first column.
+    """
+    columns: list[Column] = []
+    index: dict[tuple[int, str], int] = {}
+    rows: dict[str, dict[int, Cell]] = {}
+    for number, ((source, report), label) in enumerate(
+        zip(reports, _distinct_labels(reports), strict=True)
+    ):
+        for entry in report.get("tests") or ():
+            if not isinstance(entry, Mapping):
+                continue
+            platform = str(entry.get("platform") or "?")
+            key = (number, platform)
+            if key not in index:
+                index[key] = len(columns)
+                columns.append(Column(label, platform, source))
+            row = row_key(str(entry.get("nodeid", "?")), entry.get("platform"))
+            rows.setdefault(row, {})[index[key]] = Cell.of_entry(entry)
+    kept, absent = _drop_absent(columns, rows)
+    return Matrix(kept, rows, _baseline_index(kept, baseline), absent)
+
+
+def _drop_absent(
+    columns: list[Column], rows: dict[str, dict[int, Cell]]
+) -> tuple[list[Column], list[tuple[Column, str]]]:
+    """Drop the columns where every test was skipped (their platform absent), in place.
+
+    A platform a machine lacks says so once, not in every row: the first skip reason stands
+    for the column.
+    """
+    skipped_only: dict[int, str] = {}
+    for index in range(len(columns)):
+        column_cells = [cells[index] for cells in rows.values() if index in cells]
+        if column_cells and all(cell.outcome == "skipped" for cell in column_cells):
+            skipped_only[index] = next((c.reason for c in column_cells if c.reason), "skipped")
+    if not skipped_only or len(skipped_only) == len(columns):
+        return columns, []
+    renumber: dict[int, int] = {}
+    kept: list[Column] = []
+    for index, column in enumerate(columns):
+        if index not in skipped_only:
+            renumber[index] = len(kept)
+            kept.append(column)
+    for key, cells in rows.items():
+        rows[key] = {renumber[i]: cell for i, cell in cells.items() if i in renumber}
+    for key in [key for key, cells in rows.items() if not cells]:
+        del rows[key]
+    return kept, [(columns[i], reason) for i, reason in skipped_only.items()]
+
+
+def _baseline_index(columns: Sequence[Column], wanted: str | None) -> int:
+    if wanted is None or not columns:
+        return 0
+    for attribute in ("name", "machine", "source"):
+        found = [i for i, column in enumerate(columns) if getattr(column, attribute) == wanted]
+        if found:
+            return found[0]
+    names = "; ".join(column.name for column in columns)
+    raise MatrixError(
+        f"no column is {wanted!r}: give a column, a machine label or a report ({names})"
+    )
