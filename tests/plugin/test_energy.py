@@ -512,7 +512,7 @@ import pytest
 
 @pytest.mark.hardware("rocm")
 def test_kernel():
-    time.sleep(0.05)
+    time.sleep(0.2)  # long enough for the sampler's power ticks (every 50 ms)
 """
     )
     result = pytester.runpytest("--hw-energy", f"--hw-report={report_path}")
