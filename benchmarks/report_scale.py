@@ -10,7 +10,9 @@ included):
 2. ``hwbench html NEW -o page.html``: generation time and page size;
 3. the page in headless chromium, when one is on PATH: time to the load event, to open the first
    test's row and draw its chart, and to sort by peak growth; console errors are counted;
-4. ``hwbench trace`` of a tenth of the tests (a full-size trace has ten million counter events).
+4. ``hwbench trace`` of a tenth of the tests (a full-size trace has ten million counter events);
+5. ``hwbench matrix`` of many machines' reports (default 20 reports x 2,000 tests, each its own
+   machine label; the goal: under 5 s), to markdown.
 
 Run from the repository root::
 
@@ -215,6 +217,22 @@ def browser_figures(page: Path) -> list[tuple[str, str]]:
     ]
 
 
+def matrix_figures(folder: Path, reports: int, tests: int) -> list[tuple[str, str]]:
+    """`hwbench matrix` over `reports` machines' reports of `tests` tests each (100 samples)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for number in range(reports):
+        report = synthetic_report(tests, 100, seed=100 + number, rerun=False)
+        report["run"] = {"machine_label": f"machine {number:02d}"}
+        write_report(report, folder / f"machine-{number:02d}.json")
+    seconds, proc = run(["matrix", str(folder), "--format", "markdown", "-o", str(folder / "m.md")])
+    said = proc.stdout.strip() if proc.returncode == 0 else f"failed: {proc.stderr.strip()[:200]}"
+    goal = " (goal < 5 s)" if reports >= 20 and tests >= 2_000 else ""
+    return [
+        (f"hwbench matrix ({reports} reports x {tests} tests)", f"{seconds:.2f} s{goal}"),
+        ("  said", said[:90]),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", type=int, default=10_000)
@@ -222,9 +240,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="200 tests x 100 samples")
     parser.add_argument("--no-browser", action="store_true", help="skip the chromium figures")
     parser.add_argument("--keep", type=Path, help="write the files here and keep them")
+    parser.add_argument("--matrix-reports", type=int, default=20, help="reports for matrix (20)")
+    parser.add_argument("--matrix-tests", type=int, default=2_000, help="tests each (2,000)")
     options = parser.parse_args()
     if options.quick:
         options.tests, options.samples = 200, 100
+        options.matrix_reports, options.matrix_tests = 3, 50
 
     with tempfile.TemporaryDirectory(prefix="hwbench-scale-") as tmp:
         out = options.keep or Path(tmp)
@@ -279,6 +300,8 @@ def main() -> int:
                 f"{(out / 'trace.json').stat().st_size / 2**20:.1f} MiB",
             )
         )
+
+        rows += matrix_figures(out / "machines", options.matrix_reports, options.matrix_tests)
 
     width = max(len(name) for name, _ in rows)
     print(f"{'measure':<{width}}  value")
