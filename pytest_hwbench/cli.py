@@ -299,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument(
         "--format",
         default="table",
-        choices=("table", "markdown", "csv", "json"),
-        help="table (fits the terminal), markdown (a pull request comment), csv or json",
+        choices=("table", "markdown", "csv", "json", "html"),
+        help="table (fits the terminal), markdown (a pull request comment), csv, json, or html "
+        "(one offline page: sortable, filterable, a row's bars across the columns)",
     )
     matrix.add_argument("-o", "--output", help="where to write it (default: standard output)")
     matrix.set_defaults(handler=_cmd_matrix)

@@ -11,6 +11,7 @@ median's speedup. Written as a terminal table, markdown (a pull request comment)
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -34,7 +35,64 @@ from pytest_hwbench.units import format_bytes, format_duration, format_energy
 __all__ = ["MATRIX_FORMATS", "Cell", "Column", "Matrix", "MatrixError", "build_matrix", "row_key"]
 
 #: The formats `Matrix.render` writes.
-MATRIX_FORMATS = ("table", "markdown", "csv", "json")
+MATRIX_FORMATS = ("table", "markdown", "csv", "json", "html")
+#: The page's policy: nothing loads from anywhere; its own script and style run inline.
+_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
+_PAGE_STYLE = """
+body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse}th,td{padding:.3em .6em;border-bottom:1px solid #ddd}
+th{cursor:pointer;background:#f4f4f4;position:sticky;top:0;text-align:right}
+th:first-child,td:first-child{text-align:left;font-family:monospace}
+td{text-align:right;white-space:nowrap}tr.test{cursor:pointer}tr.test:hover{background:#f8f8ff}
+td.skip{color:#888}td.fail{color:#b00020;font-weight:600}td.base{background:#fffbe6}
+.muted{color:#666}svg text{font:11px system-ui,sans-serif}
+"""
+_PAGE_SCRIPT = """
+(function(){
+var table=document.getElementById('matrix'),body=table.tBodies[0];
+function rows(){return Array.prototype.slice.call(body.querySelectorAll('tr.test'));}
+Array.prototype.forEach.call(table.tHead.rows[0].cells,function(th,col){
+ th.addEventListener('click',function(){
+  var up=th.dataset.dir!=='up';th.dataset.dir=up?'up':'down';
+  var rs=rows();rs.sort(function(a,b){
+   var x=a.cells[col],y=b.cells[col];
+   if(col===0){var o=x.textContent.localeCompare(y.textContent);return up?o:-o;}
+   var u=x.dataset.v===''?Infinity:+x.dataset.v,v=y.dataset.v===''?Infinity:+y.dataset.v;
+   return up?u-v:v-u;});
+  rs.forEach(function(r){var d=document.getElementById('chart-'+r.dataset.i);
+   body.appendChild(r);if(d){body.appendChild(d);}});
+ });});
+document.getElementById('filter').addEventListener('input',function(ev){
+ var q=ev.target.value.toLowerCase();rows().forEach(function(r){
+  r.hidden=q!==''&&r.cells[0].textContent.toLowerCase().indexOf(q)<0;
+  var d=document.getElementById('chart-'+r.dataset.i);if(d){d.hidden=r.hidden;}});});
+var NS='http://www.w3.org/2000/svg';
+function bars(r){
+ var cells=Array.prototype.slice.call(r.cells,1),vals=cells.map(function(c){
+  return c.dataset.v===''?null:+c.dataset.v;}),max=Math.max.apply(null,vals.concat([0]));
+ var svg=document.createElementNS(NS,'svg'),h=18,w=360;
+ svg.setAttribute('width',w+320);svg.setAttribute('height',h*cells.length+4);
+ cells.forEach(function(c,i){
+  var y=i*h+2,t=document.createElementNS(NS,'text');t.setAttribute('x',0);t.setAttribute('y',y+12);
+  t.textContent=table.tHead.rows[0].cells[i+1].textContent;svg.appendChild(t);
+  var v=vals[i];if(v===null||max<=0){return;}
+  var b=document.createElementNS(NS,'rect');b.setAttribute('x',220);b.setAttribute('y',y+2);
+  b.setAttribute('height',h-6);b.setAttribute('width',Math.max(1,w*v/max));
+  b.setAttribute('fill',c.classList.contains('base')?'#d4a017':'#4a6fa5');svg.appendChild(b);
+  var l=document.createElementNS(NS,'text');
+  l.setAttribute('x',224+w*v/max);l.setAttribute('y',y+12);
+  l.textContent=c.textContent;svg.appendChild(l);});
+ return svg;}
+body.addEventListener('click',function(ev){
+ var r=ev.target.closest('tr.test');if(!r){return;}
+ var id='chart-'+r.dataset.i,open=document.getElementById(id);
+ if(open){open.remove();return;}
+ var tr=document.createElement('tr'),td=document.createElement('td');tr.id=id;tr.className='chart';
+ td.colSpan=r.cells.length;td.appendChild(bars(r));tr.appendChild(td);
+ body.insertBefore(tr,r.nextSibling);});
+document.body.dataset.ready='1';
+})();
+"""
 _MEASURED = frozenset({"passed", "xfailed", "xpassed"})
 
 
@@ -168,6 +226,8 @@ class Matrix:
             return self._csv()
         if fmt == "json":
             return json.dumps(self._records(), indent=2) + "\n"
+        if fmt == "html":
+            return self._html()
         raise MatrixError(f"unknown format {fmt!r}; valid: {', '.join(MATRIX_FORMATS)}")
 
     def _headlines(self, row: str) -> list[str]:
@@ -235,6 +295,57 @@ class Matrix:
         lines.append("")
         lines += self._legend()
         return "\n".join(lines) + "\n"
+
+    def _sort_value(self, cell: Cell) -> str:
+        """What a column sorts by: the median, else the peak growth, else the energy."""
+        if cell.outcome not in _MEASURED:
+            return ""
+        for value in (cell.median_s, cell.peak_growth_bytes, cell.energy_joules):
+            if value is not None:
+                return repr(value)
+        return ""
+
+    def _html(self) -> str:
+        """One offline page: the table, sortable by any column and filterable by test.
+
+        A row's click draws its bars across the columns (the same figure as its cells show).
+        """
+        e = html.escape
+        head = "".join(
+            f'<th title="{e(column.source)}">{e(column.name)}</th>' for column in self.columns
+        )
+        body = []
+        for number, (row, cells) in enumerate(self.rows.items()):
+            tds = []
+            for index in range(len(self.columns)):
+                cell = cells.get(index)
+                if cell is None:
+                    tds.append('<td data-v="" class="skip">-</td>')
+                    continue
+                css = "" if cell.outcome in _MEASURED else "fail"
+                if cell.outcome == "skipped":
+                    css = "skip"
+                if index == self.baseline:
+                    css = f"{css} base".strip()
+                hover = cell.reason or cell.throughput or ""
+                tds.append(
+                    f'<td data-v="{self._sort_value(cell)}" class="{css}" title="{e(hover)}">'
+                    f"{e(cell.headline(self.speedup(row, index)))}</td>"
+                )
+            body.append(f'<tr class="test" data-i="{number}"><td>{e(row)}</td>{"".join(tds)}</tr>')
+        legend = "".join(f'<p class="muted">{e(line)}</p>' for line in self._legend())
+        return (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+            f"<title>hwbench matrix: {len(self.rows)} tests</title><style>{_PAGE_STYLE}</style>"
+            "</head><body>\n"
+            f"<h1>{len(self.rows)} tests on {len(self.columns)} columns</h1>\n"
+            '<p><input id="filter" placeholder="filter tests" size="40"> '
+            '<span class="muted">click a heading to sort, a row for its bars</span></p>\n'
+            f'<table id="matrix"><thead><tr><th>test</th>{head}</tr></thead><tbody>\n'
+            + "\n".join(body)
+            + f"\n</tbody></table>\n{legend}\n<script>{_PAGE_SCRIPT}</script></body></html>\n"
+        )
 
     def _records(self) -> list[dict[str, Any]]:
         records = []

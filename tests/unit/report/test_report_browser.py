@@ -151,3 +151,37 @@ def test_power_is_drawn_on_a_second_axis_and_energy_is_a_column(
     ids = browser.evaluate(f"[...{rows}].map(r => r.cells[0].textContent)")
     assert ids[-2:] == ["t.py::test_power_only[cuda]", "t.py::test_train[cuda]"]
     assert browser.errors() == []
+
+
+def test_the_matrix_page_sorts_filters_and_draws_a_rows_bars(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from test_report_matrix import _three_machines
+
+    from pytest_hwbench.report.matrix import build_matrix
+
+    machines = _three_machines()
+    hostile = machines[0][1]["tests"][0]
+    hostile["nodeid"] = EVIL.replace("test_x", "test_matmul") + "[cpu]"
+    path = tmp_path / "matrix.html"
+    path.write_text(build_matrix(machines).render("html"))
+    browser.load(path.as_uri())
+    assert browser.evaluate("document.body.dataset.ready") == "1"
+    rows = "[...document.querySelectorAll('#matrix tr.test')]"
+    assert browser.evaluate(f"{rows}.length") == 5  # the hostile id is a row of its own
+    assert browser.evaluate("window.__pwned === undefined")
+    heads = browser.evaluate("[...document.querySelectorAll('#matrix th')].map(t => t.textContent)")
+    assert heads[2] == "H100 \u00d78 \u00b7 cuda"
+    browser.evaluate("document.querySelectorAll('#matrix th')[3].click()")  # CPU box, ascending
+    first = browser.evaluate(f"{rows}[0].cells[0].textContent")
+    assert first == "t.py::test_matmul"  # the only test the CPU box timed (20 ms)
+    browser.evaluate(f"{rows}[0].click()")
+    bars = browser.evaluate("document.querySelectorAll('#chart-' + "
+                            f"{rows}[0].dataset.i + ' rect').length")  # fmt: skip
+    assert bars == 4  # every column but the H100's cpu (its test_matmul is the hostile row)
+    browser.evaluate(
+        "const f = document.getElementById('filter'); f.value = 'mps_only';"
+        "f.dispatchEvent(new Event('input'))"
+    )
+    assert browser.evaluate(f"{rows}.filter(r => !r.hidden).length") == 1
+    assert browser.errors() == []
