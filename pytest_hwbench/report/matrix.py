@@ -107,6 +107,8 @@ class Column:
     machine: str
     platform: str
     source: str
+    #: The report's own machine label (`machine` adds a commit or file where two are alike).
+    label: str = ""
 
     @property
     def name(self) -> str:
@@ -384,7 +386,7 @@ def _report_label(report: Mapping[str, Any]) -> str:
 def _distinct_labels(reports: Sequence[tuple[str, Report]]) -> list[str]:
     """Each report's machine label, told apart where two are alike (by commit, else source)."""
     labels = [_report_label(report) for _, report in reports]
-    for label in set(labels):
+    for label in set(labels):  # set: each label once, whatever the order
         same = [i for i, other in enumerate(labels) if other == label]
         if len(same) < 2:
             continue
@@ -408,6 +410,7 @@ def build_matrix(reports: Sequence[tuple[str, Report]], baseline: str | None = N
     for number, ((source, report), label) in enumerate(
         zip(reports, _distinct_labels(reports), strict=True)
     ):
+        own_label = _report_label(report)
         for entry in report.get("tests") or ():
             if not isinstance(entry, Mapping):
                 continue
@@ -415,7 +418,7 @@ def build_matrix(reports: Sequence[tuple[str, Report]], baseline: str | None = N
             key = (number, platform)
             if key not in index:
                 index[key] = len(columns)
-                columns.append(Column(label, platform, source))
+                columns.append(Column(label, platform, source, own_label))
             row = row_key(str(entry.get("nodeid", "?")), entry.get("platform"))
             rows.setdefault(row, {})[index[key]] = Cell.of_entry(entry)
     kept, absent = _drop_absent(columns, rows)
@@ -453,7 +456,7 @@ def _drop_absent(
 def _baseline_index(columns: Sequence[Column], wanted: str | None) -> int:
     if wanted is None or not columns:
         return 0
-    for attribute in ("name", "machine", "source"):
+    for attribute in ("name", "machine", "label", "source"):
         found = [i for i, column in enumerate(columns) if getattr(column, attribute) == wanted]
         if found:
             return found[0]

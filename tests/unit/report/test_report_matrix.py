@@ -138,6 +138,11 @@ def test_two_reports_of_one_machine_are_told_apart_by_commit() -> None:
     new = _machine("A100 \u00d71", "2" * 40, entry("t.py::test_a", device="cpu"))
     matrix = build_matrix([("old.json", old), ("new.json", new)])
     assert [c.machine for c in matrix.columns] == ["A100 \u00d71 @1111111", "A100 \u00d71 @2222222"]
+    # The machine's own label still names a baseline: the first of its columns.
+    assert (
+        build_matrix([("old.json", old), ("new.json", new)], baseline="A100 \u00d71").baseline == 0
+    )
+    assert build_matrix([("old.json", old), ("new.json", new)], baseline="new.json").baseline == 1
 
 
 def test_an_unknown_baseline_names_the_columns() -> None:
