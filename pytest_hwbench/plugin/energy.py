@@ -155,29 +155,41 @@ class EnergyMeter:
                 }
         return facts
 
-    def start(self, item: pytest.Item) -> EnergyMetric:
-        """Start `item`'s energy window on its platform (a metric saying why, without counters)."""
+    def metric(self, platform: str, interval_s: float | None = None) -> EnergyMetric | str:
+        """An unstarted metric over `platform`'s counters (device 0's), or why there are none.
+
+        `interval_s`: how often it samples power (None: never).
+        """
         from pytest_hwbench.metrics.energy.metric import EnergyMetric
 
-        platform = self.planner.platform_of(item)
         counters = self.counters(platform)
+        if isinstance(counters, str):
+            return counters
         backend = self._registry().get(platform)
         label = backend.device_label(0)
-        metric = None
-        if not isinstance(counters, str):
-            from pytest_hwbench.metrics.energy.metric import DEFAULT_POWER_INTERVAL_S
+        return EnergyMetric(
+            label, backend=backend, index=0, counters=counters, interval_s=interval_s
+        )
 
-            interval_s = max(self.interval_s or 0.0, DEFAULT_POWER_INTERVAL_S)
-            metric = EnergyMetric(
-                label, backend=backend, index=0, counters=counters, interval_s=interval_s
-            )
+    def start(self, item: pytest.Item) -> EnergyMetric:
+        """Start `item`'s energy window on its platform (a metric saying why, without counters)."""
+        from pytest_hwbench.metrics.energy.metric import DEFAULT_POWER_INTERVAL_S, EnergyMetric
+
+        platform = self.planner.platform_of(item)
+        metric = self.metric(platform, max(self.interval_s or 0.0, DEFAULT_POWER_INTERVAL_S))
+        if not isinstance(metric, str):
             try:
                 metric.start()
             except Exception as exc:  # a counter gone mid-run: this test says so, and runs
-                metric, counters = None, f"reading failed ({exc!r})"
-        if metric is None:
+                metric = f"reading failed ({exc!r})"
+        if isinstance(metric, str):
+            backend = self._registry().get(platform)
             metric = EnergyMetric(
-                label, backend=backend, index=0, counters=[], unavailable_reason=str(counters)
+                backend.device_label(0),
+                backend=backend,
+                index=0,
+                counters=[],
+                unavailable_reason=metric,
             ).start()
         item.stash[_energy_metric_key] = metric
         return metric

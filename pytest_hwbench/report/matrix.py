@@ -383,9 +383,12 @@ def _report_label(report: Mapping[str, Any]) -> str:
     return str(label) if label else machine_label(report.get("machine") or {})
 
 
-def _distinct_labels(reports: Sequence[tuple[str, Report]]) -> list[str]:
-    """Each report's machine label, told apart where two are alike (by commit, else source)."""
-    labels = [_report_label(report) for _, report in reports]
+def _distinct_labels(reports: Sequence[tuple[str, Report]], own: Sequence[str]) -> list[str]:
+    """The reports' own machine labels `own`, told apart where two are alike.
+
+    By the report's commit where it has one, else by its source.
+    """
+    labels = list(own)
     for label in set(labels):  # set: each label once, whatever the order
         same = [i for i, other in enumerate(labels) if other == label]
         if len(same) < 2:
@@ -407,10 +410,11 @@ def build_matrix(reports: Sequence[tuple[str, Report]], baseline: str | None = N
     columns: list[Column] = []
     index: dict[tuple[int, str], int] = {}
     rows: dict[str, dict[int, Cell]] = {}
-    for number, ((source, report), label) in enumerate(
-        zip(reports, _distinct_labels(reports), strict=True)
+    own_labels = [_report_label(report) for _, report in reports]
+    distinct = _distinct_labels(reports, own_labels)
+    for number, ((source, report), label, own_label) in enumerate(
+        zip(reports, distinct, own_labels, strict=True)
     ):
-        own_label = _report_label(report)
         for entry in report.get("tests") or ():
             if not isinstance(entry, Mapping):
                 continue

@@ -308,21 +308,12 @@ class HwBenchmark:
         meter = self.energy
         if meter is None:
             return
-        from pytest_hwbench.metrics.energy.metric import EnergyMetric
-
-        counters = meter.counters(self.backend.name)
-        if isinstance(counters, str):
-            self.extra_info["energy"] = {"unavailable": counters}
+        metric = meter.metric(self.backend.name)  # device 0's counters: the device it times
+        if isinstance(metric, str):
+            self.extra_info["energy"] = {"unavailable": metric}
             return
-        period = max((c.update_period_s or 0.0 for c in counters), default=0.0)
+        period = max((c.update_period_s or 0.0 for c in metric.counters), default=0.0)
         window_s = max(ENERGY_WINDOW_UPDATES * period, ENERGY_WINDOW_MIN_S)
-        index = getattr(self.device, "index", None)
-        metric = EnergyMetric(
-            str(self.device),
-            backend=self.backend,
-            index=index if isinstance(index, int) else 0,
-            counters=counters,
-        )
         synchronize = self.backend.synchronize
         calls = 0
         try:
