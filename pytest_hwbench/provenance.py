@@ -7,13 +7,24 @@ service documents for its jobs. A leaf: it imports nothing of ours.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
+import struct
+import zlib
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
-__all__ = ["CI_SERVICES", "CIService", "ci_identity", "git_revision", "run_identity"]
+__all__ = [
+    "CI_SERVICES",
+    "CIService",
+    "ci_identity",
+    "commit_time",
+    "git_revision",
+    "run_identity",
+]
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")  # SHA-1, or SHA-256 repositories
 
@@ -59,11 +70,164 @@ def _resolve_ref(common: Path, git_dir: Path, ref: str) -> str | None:
     return None
 
 
-def git_revision(start: str | os.PathLike[str]) -> dict[str, str | None] | None:
-    """``{"commit": sha, "branch": name or None}`` of the checkout holding `start`, or None.
+def _loose_object(common: Path, sha: str) -> bytes | None:
+    try:
+        return zlib.decompress((common / "objects" / sha[:2] / sha[2:]).read_bytes())
+    except (OSError, zlib.error):
+        return None
 
-    The branch is None on a detached HEAD (CI checks out a commit so); the commit is None for
-    a branch with no commit yet.
+
+def _pack_offset(index_path: Path, name: bytes) -> int | None:
+    """Where object `name` starts in the pack beside `index_path`, or None if not there.
+
+    Pack index version 2: a 256-entry fan-out of counts by first byte, the sorted object
+    names, their CRCs, then 4-byte offsets (the high bit pointing into a table of 8-byte ones).
+    """
+    width = len(name)
+    with (
+        index_path.open("rb") as file,
+        mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as index,
+    ):
+        if index[:8] != b"\377tOc\x00\x00\x00\x02":
+            return None
+        fanout = struct.unpack_from(">256I", index, 8)
+        count = fanout[255]
+        low = fanout[name[0] - 1] if name[0] else 0
+        high = fanout[name[0]]
+        names = 8 + 256 * 4
+        while low < high:  # binary search among the names sharing the first byte
+            middle = (low + high) // 2
+            if index[names + middle * width : names + (middle + 1) * width] < name:
+                low = middle + 1
+            else:
+                high = middle
+        start = names + low * width
+        if low >= count or index[start : start + width] != name:
+            return None
+        offsets = names + count * width + count * 4
+        (offset,) = struct.unpack_from(">I", index, offsets + low * 4)
+        if offset & 0x80000000:
+            (offset,) = struct.unpack_from(
+                ">Q", index, offsets + count * 4 + (offset & 0x7FFFFFFF) * 8
+            )
+        return int(offset)
+
+
+def _inflate(pack: BinaryIO, offset: int) -> bytes:
+    """The zlib stream starting at `offset` of `pack`, inflated."""
+    pack.seek(offset)
+    stream = zlib.decompressobj()
+    data = b""
+    while not stream.eof:
+        chunk = pack.read(64 * 1024)
+        if not chunk:
+            raise zlib.error("the pack ends inside an object")
+        data += stream.decompress(chunk)
+    return data
+
+
+def _apply_delta(base: bytes, delta: bytes) -> bytes:
+    """Git's delta format: two size varints, then copy-from-base and insert instructions."""
+    position = 0
+    for _ in range(2):  # the base's size, then the result's: not needed here
+        while delta[position] & 0x80:
+            position += 1
+        position += 1
+    out = bytearray()
+    while position < len(delta):
+        op = delta[position]
+        position += 1
+        if op & 0x80:  # copy: up to 4 offset bytes and 3 size bytes, present by the op's bits
+            start = size = 0
+            for bit in range(7):
+                if op & (1 << bit):
+                    value = delta[position]
+                    position += 1
+                    if bit < 4:
+                        start |= value << (8 * bit)
+                    else:
+                        size |= value << (8 * (bit - 4))
+            out += base[start : start + (size or 0x10000)]
+        elif op:  # insert the next `op` bytes
+            out += delta[position : position + op]
+            position += op
+        else:
+            raise ValueError("delta instruction 0 is reserved")
+    return bytes(out)
+
+
+def _pack_object(
+    pack: BinaryIO, index_path: Path, offset: int, width: int, depth: int = 0
+) -> tuple[int, bytes]:
+    """The type number and content of the object at `offset`, its deltas applied.
+
+    `width` is the length of the repository's object names (20: SHA-1, 32: SHA-256).
+    """
+    if depth > 64:
+        raise ValueError("a delta chain deeper than git makes")
+    pack.seek(offset)
+    header = pack.read(32)
+    kind = (header[0] >> 4) & 7
+    used = 1
+    while header[used - 1] & 0x80:  # the size's varint
+        used += 1
+    if kind == 6:  # OFS_DELTA: its base lies a (big-endian, offset-by-one varint) distance back
+        byte = header[used]
+        used += 1
+        distance = byte & 0x7F
+        while byte & 0x80:
+            byte = header[used]
+            used += 1
+            distance = ((distance + 1) << 7) | (byte & 0x7F)
+        base_kind, base = _pack_object(pack, index_path, offset - distance, width, depth + 1)
+        return base_kind, _apply_delta(base, _inflate(pack, offset + used))
+    if kind == 7:  # REF_DELTA: its base named by the object name that follows
+        base_name = header[used : used + width]
+        base_offset = _pack_offset(index_path, base_name)
+        if base_offset is None:
+            raise ValueError("a delta's base is not in its pack")
+        base_kind, base = _pack_object(pack, index_path, base_offset, width, depth + 1)
+        return base_kind, _apply_delta(base, _inflate(pack, offset + used + width))
+    return kind, _inflate(pack, offset + used)
+
+
+def _packed_object(common: Path, sha: str) -> bytes | None:
+    """A commit from a pack (what clones, shallow CI fetches and gc leave), deltas resolved."""
+    name = bytes.fromhex(sha)
+    for index_path in sorted((common / "objects" / "pack").glob("pack-*.idx")):
+        try:
+            offset = _pack_offset(index_path, name)
+            if offset is None:
+                continue
+            with index_path.with_suffix(".pack").open("rb") as pack:
+                kind, data = _pack_object(pack, index_path, offset, len(name))
+            return b"commit 0\x00" + data if kind == 1 else None  # 1: a commit
+        except (OSError, ValueError, struct.error, zlib.error, IndexError):
+            continue
+    return None
+
+
+def commit_time(common: Path, sha: str) -> datetime | None:
+    """When commit `sha` was committed (its committer date), read from git's object store."""
+    raw = _loose_object(common, sha) or _packed_object(common, sha)
+    if raw is None or not raw.startswith(b"commit "):
+        return None
+    _, _, body = raw.partition(b"\x00")
+    for line in body.split(b"\n\n", 1)[0].splitlines():
+        if line.startswith(b"committer "):
+            match = re.search(rb" (\d+) [+-]\d{4}$", line)
+            if match:
+                return datetime.fromtimestamp(int(match.group(1)), tz=timezone.utc)
+    return None
+
+
+def git_revision(start: str | os.PathLike[str]) -> dict[str, str | None] | None:
+    """The commit and branch of the checkout holding `start`, and when it was committed.
+
+    ``{"commit": sha, "branch": name or None, "committed": ISO 8601 time or None}``, or None
+    outside a checkout. The branch is None on a detached HEAD (CI checks out a commit so);
+    the commit is None for a branch with no commit yet. The committed time places reports in
+    a history (``hwbench matrix``) whatever order they ran in.
     """
     dirs = _git_dirs(Path(start).resolve())
     if dirs is None:
@@ -72,13 +236,19 @@ def git_revision(start: str | os.PathLike[str]) -> dict[str, str | None] | None:
     head = _read(git_dir / "HEAD")
     if head is None:
         return None
+    branch = None
     if head.startswith("ref:"):
         ref = head.removeprefix("ref:").strip()
-        return {
-            "commit": _resolve_ref(common, git_dir, ref),
-            "branch": ref.removeprefix("refs/heads/"),
-        }
-    return {"commit": head if _SHA_RE.match(head) else None, "branch": None}
+        commit = _resolve_ref(common, git_dir, ref)
+        branch = ref.removeprefix("refs/heads/")
+    else:
+        commit = head if _SHA_RE.match(head) else None
+    when = commit_time(common, commit) if commit else None
+    return {
+        "commit": commit,
+        "branch": branch,
+        "committed": when.isoformat(timespec="seconds") if when else None,
+    }
 
 
 class CIService(NamedTuple):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from pytest_hwbench.hardware.inventory import system_identity
-from pytest_hwbench.provenance import ci_identity, git_revision, run_identity
+from pytest_hwbench.provenance import ci_identity, commit_time, git_revision, run_identity
 from pytest_hwbench.report.model import machine_label
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="the git command makes repos")
@@ -22,6 +24,12 @@ def _git(cwd: Path, *args: str) -> str:
         cwd=cwd, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return done.stdout.strip()
+
+
+def _committed(repo: Path, rev: str = "HEAD") -> str:
+    """The committer date of `rev` as git prints it, in UTC (what the report records)."""
+    stamp = int(_git(repo, "log", "-1", "--format=%ct", rev))
+    return datetime.fromtimestamp(stamp, tz=timezone.utc).isoformat(timespec="seconds")
 
 
 @pytest.fixture
@@ -38,9 +46,10 @@ def repo(tmp_path: Path) -> Path:
 @needs_git
 def test_a_branch_and_its_commit_from_a_subfolder(repo: Path) -> None:
     head = _git(repo, "rev-parse", "HEAD")
-    assert git_revision(repo / "tests") == {"commit": head, "branch": "main"}
+    when = _committed(repo, head)
+    assert git_revision(repo / "tests") == {"commit": head, "branch": "main", "committed": when}
     _git(repo, "checkout", "-q", "-b", "feature/energy")
-    assert git_revision(repo) == {"commit": head, "branch": "feature/energy"}
+    assert git_revision(repo) == {"commit": head, "branch": "feature/energy", "committed": when}
 
 
 @needs_git
@@ -48,21 +57,50 @@ def test_packed_refs_a_detached_head_and_a_worktree(repo: Path, tmp_path: Path) 
     first = _git(repo, "rev-parse", "HEAD")
     _git(repo, "pack-refs", "--all")  # what clones and gc leave: no loose ref file
     assert not (repo / ".git" / "refs" / "heads" / "main").exists()
-    assert git_revision(repo) == {"commit": first, "branch": "main"}
-    _git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    assert git_revision(repo) == {"commit": first, "branch": "main", "committed": _committed(repo)}
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "second", "--date", "2026-11-30T10:00Z")
     second = _git(repo, "rev-parse", "HEAD")
     _git(repo, "checkout", "-q", first)  # CI checks a commit out like this
-    assert git_revision(repo) == {"commit": first, "branch": None}
+    assert git_revision(repo) == {"commit": first, "branch": None, "committed": _committed(repo)}
     tree = tmp_path / "tree"
     _git(repo, "worktree", "add", "-q", "-b", "side", str(tree), second)
     assert (tree / ".git").is_file()  # "gitdir: <repo>/.git/worktrees/tree"
-    assert git_revision(tree) == {"commit": second, "branch": "side"}
+    assert git_revision(tree) == {
+        "commit": second, "branch": "side", "committed": _committed(repo, second)
+    }  # fmt: skip
+
+
+@needs_git
+def test_the_commit_time_is_read_from_loose_objects_and_from_packs(repo: Path) -> None:
+    env = {**os.environ, "GIT_COMMITTER_DATE": "2026-11-30T10:00:00+0200"}
+    for message in ("second", "third"):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+             "--allow-empty", "-m", message],
+            cwd=repo, env=env, check=True,
+        )  # fmt: skip
+    head = _git(repo, "rev-parse", "HEAD")
+    common = repo / ".git"
+    assert (common / "objects" / head[:2] / head[2:]).is_file()  # loose, as just committed
+    assert commit_time(common, head) == datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+    _git(repo, "gc", "-q", "--prune=now")  # what a clone (or CI's shallow fetch) leaves: packs
+    assert not (common / "objects" / head[:2] / head[2:]).exists()
+    assert commit_time(common, head) == datetime(2026, 11, 30, 8, 0, tzinfo=timezone.utc)
+    first = _git(repo, "rev-list", "--max-parents=0", "HEAD")
+    assert commit_time(common, first) == datetime.fromisoformat(_committed(repo, first))
+    assert commit_time(common, "0" * 40) is None  # an object the repository lacks
+    # Deltas named by their base's name rather than its offset (what older gits and thin
+    # fetches leave), recomputed (-f) so that commits become deltas of each other.
+    _git(repo, "-c", "repack.useDeltaBaseOffset=false", "repack", "-q", "-a", "-d", "-f")
+    for line in _git(repo, "log", "--format=%H %ct").splitlines():
+        sha, stamp = line.split()
+        assert commit_time(common, sha) == datetime.fromtimestamp(int(stamp), tz=timezone.utc)
 
 
 @needs_git
 def test_a_new_repository_has_a_branch_and_no_commit(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
-    assert git_revision(tmp_path) == {"commit": None, "branch": "main"}
+    assert git_revision(tmp_path) == {"commit": None, "branch": "main", "committed": None}
 
 
 def test_outside_a_checkout_and_ci_the_run_section_is_empty(tmp_path: Path) -> None:
