@@ -194,7 +194,7 @@ def _cmd_matrix(args: argparse.Namespace) -> int:
         return _fail("matrix", "no report: the folders given hold no *.json file")
     try:
         reports = [(source, load_for_compare(source)) for source in sources]
-        matrix = build_matrix(reports, args.baseline)
+        matrix = build_matrix(reports, args.baseline, history=args.history)
     except (ReportError, MatrixError) as exc:
         return _fail("matrix", exc)
     width = min(shutil.get_terminal_size((100, 24)).columns, 100)
@@ -290,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Set reports side by side: a column per report and platform, a row per "
         "test (one row for a test run once per platform), each cell its median and speedup "
         "against the baseline column, else its peak memory growth, else its energy; or why "
-        "it has none (skipped, failed).",
+        "it has none (skipped, failed). A machine's reports at several commits are one column "
+        "(the newest) with a history: each test's trend over the commits, its step changes "
+        "beyond its own run-to-run spread listed.",
     )
     matrix.add_argument("reports", nargs="+", help="reports, or folders of *.json reports")
     matrix.add_argument(
@@ -301,9 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="table",
         choices=("table", "markdown", "csv", "json", "html"),
         help="table (fits the terminal), markdown (a pull request comment), csv, json, or html "
-        "(one offline page: sortable, filterable, a row's bars across the columns)",
+        "(one offline page: sortable, filterable, a row's bars across the columns and its "
+        "history)",
     )
     matrix.add_argument("-o", "--output", help="where to write it (default: standard output)")
+    matrix.add_argument(
+        "--no-history",
+        dest="history",
+        action="store_false",
+        help="every report its own column (a machine's told apart by commit), no history",
+    )
     matrix.set_defaults(handler=_cmd_matrix)
 
     _add_format_commands(commands)

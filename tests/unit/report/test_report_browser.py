@@ -185,3 +185,44 @@ def test_the_matrix_page_sorts_filters_and_draws_a_rows_bars(
     )
     assert browser.evaluate(f"{rows}.filter(r => !r.hidden).length") == 1
     assert browser.errors() == []
+
+
+def test_the_matrix_page_draws_a_cells_history_and_filters_machines(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from test_report_matrix import _history
+
+    from pytest_hwbench.report.matrix import build_matrix
+
+    path = tmp_path / "history.html"
+    path.write_text(build_matrix(_history(), baseline="Xeon").render("html"))
+    browser.load(path.as_uri())
+    assert browser.evaluate("document.body.dataset.ready") == "1"
+    rows = "[...document.querySelectorAll('#matrix tr.test')]"
+    browser.evaluate(f"{rows}[0].click()")  # test_matmul: 1.5x slower from the fourth commit
+    chart = "document.getElementById('chart-0')"
+    assert browser.evaluate(f"{chart}.querySelectorAll('svg.history').length") == 1
+    dots = browser.evaluate(
+        f"[...{chart}.querySelectorAll('svg.history circle')]"
+        ".map(c => [c.getAttribute('fill'), c.textContent])"
+    )
+    assert len(dots) == 6
+    assert dots[3] == ["#b00020", "4444444 (2026-11-04): 3.00 ms; step: 2.00 ms -> 3.00 ms "
+                       "(1.50\u00d7 slower) at 4444444 (2026-11-04, after 3333333)"]  # fmt: skip
+    assert [fill for fill, _ in dots].count("#4a6fa5") == 5
+    labels = browser.evaluate(f"[...{chart}.querySelectorAll('svg.history text')]"
+                              ".map(t => t.textContent)")  # fmt: skip
+    assert labels == ["H100 \u00d78 \u00b7 cuda: 6 runs", "3.00 ms", "2.00 ms",
+                      "1111111 2026-11-01", "6666666 2026-11-06"]  # fmt: skip
+    browser.evaluate(f"{rows}[0].click()")  # closes it
+    browser.evaluate(
+        "const m = document.getElementById('machines'); m.value = 'xeon';"
+        "m.dispatchEvent(new Event('input'))"
+    )
+    shown = browser.evaluate("[...document.querySelectorAll('#matrix th')]"
+                             ".filter(t => !t.hidden).map(t => t.textContent)")  # fmt: skip
+    assert shown == ["test", "Xeon \u00b7 cpu"]
+    browser.evaluate(f"{rows}[0].click()")
+    assert browser.evaluate(f"{chart}.querySelectorAll('svg.history').length") == 0
+    assert browser.evaluate(f"{chart}.querySelectorAll('svg.bars rect').length") == 1
+    assert browser.errors() == []

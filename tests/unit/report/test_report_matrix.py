@@ -133,16 +133,131 @@ def test_csv_and_json_have_one_record_per_cell() -> None:
     assert rows[0]["test"] == "t.py::test_matmul"
 
 
-def test_two_reports_of_one_machine_are_told_apart_by_commit() -> None:
+def test_without_history_two_reports_of_one_machine_are_told_apart_by_commit() -> None:
     old = _machine("A100 \u00d71", "1" * 40, entry("t.py::test_a", device="cpu"))
     new = _machine("A100 \u00d71", "2" * 40, entry("t.py::test_a", device="cpu"))
-    matrix = build_matrix([("old.json", old), ("new.json", new)])
+    reports = [("old.json", old), ("new.json", new)]
+    matrix = build_matrix(reports, history=False)
     assert [c.machine for c in matrix.columns] == ["A100 \u00d71 @1111111", "A100 \u00d71 @2222222"]
+    assert matrix.history == {}
+    assert matrix.step_changes == []
     # The machine's own label still names a baseline: the first of its columns.
-    assert (
-        build_matrix([("old.json", old), ("new.json", new)], baseline="A100 \u00d71").baseline == 0
+    assert build_matrix(reports, baseline="A100 \u00d71", history=False).baseline == 0
+    assert build_matrix(reports, baseline="new.json", history=False).baseline == 1
+    # Reports without commits cannot be placed in time: columns told apart by file.
+    bare = [(name, {k: v for k, v in data.items() if k != "run"}) for name, data in reports]
+    assert [c.machine for c in build_matrix(bare).columns] == [
+        "Test CPU (old.json)", "Test CPU (new.json)"
+    ]  # fmt: skip
+
+
+def _history() -> list[tuple[str, Report]]:
+    """Six runs of an H100 runner over six commits (files named out of time order), a CPU box.
+
+    test_matmul gets 1.5x slower at the fourth commit; test_train's exact peak never moves;
+    test_noisy swings from run to run; test_gone is only in the older runs.
+    """
+    medians = [0.0020, 0.0020, 0.0020, 0.0030, 0.0030, 0.0030]
+    noisy = [0.010, 0.013, 0.010, 0.013, 0.010, 0.013]
+    reports = []
+    for k in range(6):
+        entries = [
+            entry("t.py::test_matmul[cuda]", device="cuda", benchmark=_bench(medians[k], 2e-5)),
+            entry("t.py::test_train[cuda]", device="cuda", growth=2**30),
+            entry("t.py::test_noisy[cuda]", device="cuda", benchmark=_bench(noisy[k], 1e-4)),
+        ]
+        if k < 3:
+            entries.append(entry("t.py::test_gone[cuda]", device="cuda"))
+        data = _machine("H100 \u00d78", str(k + 1) * 40, *entries)
+        data["run"]["git"]["committed"] = f"2026-11-0{k + 1}T12:00:00+00:00"
+        data["created"] = f"2026-12-0{6 - k}T00:00:00+00:00"  # run in reverse: the date wins
+        reports.append((f"h100-{'fedcba'[k]}.json", data))
+    cpu = _machine("Xeon", "6" * 40, entry("t.py::test_matmul[cpu]", benchmark=_bench(0.030)))
+    return [*sorted(reports), ("cpu.json", cpu)]
+
+
+def test_a_machines_reports_over_commits_are_one_column_with_its_history() -> None:
+    matrix = build_matrix(_history(), baseline="Xeon")
+    assert [c.name for c in matrix.columns] == ["H100 \u00d78 \u00b7 cuda", "Xeon \u00b7 cpu"]
+    h100 = matrix.columns[0]
+    assert h100.source == "h100-a.json"  # the newest commit's report
+    assert [run.source for run in h100.runs] == [f"h100-{x}.json" for x in "fedcba"]
+    assert list(matrix.rows) == ["t.py::test_matmul", "t.py::test_train", "t.py::test_noisy"]
+    assert matrix.speedup("t.py::test_matmul", 0) == pytest.approx(10.0)  # the newest run's
+    assert matrix.series("t.py::test_matmul", 0) == (
+        "median_s", [0.002, 0.002, 0.002, 0.003, 0.003, 0.003]
+    )  # fmt: skip
+    assert matrix.series("t.py::test_train", 0) == ("peak_growth_bytes", [2**30] * 6)
+    assert matrix.series("t.py::test_matmul", 1) is None  # one run: no history
+    [step] = matrix.step_changes
+    assert (step.row, step.column, step.figure) == ("t.py::test_matmul", 0, "median_s")
+    assert step.run.short == "4444444"
+    assert step.previous is not None
+    assert step.describe() == (
+        "2.00 ms -> 3.00 ms (1.50\u00d7 slower) at 4444444 (2026-11-04, after 3333333)"
     )
-    assert build_matrix([("old.json", old), ("new.json", new)], baseline="new.json").baseline == 1
+
+    table = matrix.render("table", width=100)
+    assert all(len(line) <= 100 for line in table.splitlines())
+    assert (
+        "  [1] H100 \u00d78 \u00b7 cuda  (h100-a.json, newest of 6 runs since 1111111 (2026-11-01))"
+        in table
+    )
+    assert table.rstrip().endswith(
+        "step changes beyond each test's run-to-run spread (1):\n"
+        "  t.py::test_matmul on H100 \u00d78 \u00b7 cuda: 2.00 ms -> 3.00 ms (1.50\u00d7 slower)"
+        " at 4444444 (2026-11-04,\n    after 3333333)"
+    )  # fmt: skip
+    markdown = matrix.render("markdown")
+    assert (
+        "3.00 ms (10\u00d7) \u00b7 333 TFLOP/s \u00b7 peak 1.0 MiB \u00b7 "
+        "`\u2581\u2581\u2581\u2588\u2588\u2588` |" in markdown
+    )
+    assert "- `t.py::test_matmul` on H100 \u00d78 \u00b7 cuda: 2.00 ms -> 3.00 ms" in markdown
+
+
+def test_the_history_in_json_and_csv() -> None:
+    matrix = build_matrix(_history())
+    records = {(r["test"], r["platform"]): r for r in json.loads(matrix.render("json"))}
+    matmul = records["t.py::test_matmul", "cuda"]
+    assert matmul["commit"] == "6" * 40
+    assert matmul["history_figure"] == "median_s"
+    assert [(p["commit"][:1], p["date"], p["value"]) for p in matmul["history"]] == [
+        (str(k + 1), f"2026-11-0{k + 1}", v)
+        for k, v in enumerate([0.002, 0.002, 0.002, 0.003, 0.003, 0.003])
+    ]
+    [step] = matmul["steps"]
+    assert step["commit"] == "4" * 40
+    assert step["previous_commit"] == "3" * 40
+    assert step["ratio"] == pytest.approx(1.5)
+    assert step["tentative"] is False
+    assert records["t.py::test_noisy", "cuda"]["steps"] == []  # it swings: no step
+    assert records["t.py::test_matmul", "cpu"]["history"] == []
+    rows = {
+        (r["test"], r["platform"]): r for r in csv.DictReader(io.StringIO(matrix.render("csv")))
+    }
+    assert rows["t.py::test_matmul", "cuda"]["history"] == "\u2581\u2581\u2581\u2588\u2588\u2588"
+    assert rows["t.py::test_matmul", "cuda"]["steps"] == "4444444 x1.5"
+
+
+def test_a_slower_newest_run_is_a_tentative_step_and_flagged_in_the_page() -> None:
+    reports = _history()[:6]
+    newest = json.loads(json.dumps(reports[0][1]))  # h100-a.json, the sixth commit
+    newest["tests"][1] = entry("t.py::test_train[cuda]", device="cuda", growth=2**31)
+    newest["run"]["git"].update(commit="7" * 40, committed="2026-11-07T00:00:00+00:00")
+    matrix = build_matrix([*reports, ("h100-new.json", newest)])
+    train = [c for c in matrix.step_changes if c.row == "t.py::test_train"]
+    assert [c.describe() for c in train] == [
+        "1.0 GiB -> 2.0 GiB (2.00\u00d7 more memory) at 7777777 (2026-11-07, after 6666666), "
+        "tentative"
+    ]
+    page = matrix.render("html")
+    assert '<td data-v="2147483648" class="base up" title="">2.0 GiB</td>' in page
+    data = json.loads(page.split('id="history">', 1)[1].split("</script>", 1)[0])
+    assert data["runs"]["0"][0] == ["1111111", "2026-11-01", "h100-f.json"]
+    train_cell = data["cells"]["1:0"]
+    assert train_cell["t"][-2:] == ["1.0 GiB", "2.0 GiB"]
+    assert train_cell["s"] == [[6, True, train[0].describe()]]
 
 
 def test_an_unknown_baseline_names_the_columns() -> None:
