@@ -12,7 +12,10 @@ included):
    test's row and draw its chart, and to sort by peak growth; console errors are counted;
 4. ``hwbench trace`` of a tenth of the tests (a full-size trace has ten million counter events);
 5. ``hwbench matrix`` of many machines' reports (default 20 reports x 2,000 tests, each its own
-   machine label; the goal: under 5 s), to markdown.
+   machine label; the goal: under 5 s), to markdown and to its page (opened in chromium: a
+   row's bars, a sort, the machine filter);
+6. ``hwbench matrix`` with history: 2 runners x 10 commits x 2,000 timed tests, one test in
+   50 made 1.3x slower two thirds along: the steps it finds, the page with a row's history.
 
 Run from the repository root::
 
@@ -24,6 +27,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import random
@@ -217,20 +221,132 @@ def browser_figures(page: Path) -> list[tuple[str, str]]:
     ]
 
 
-def matrix_figures(folder: Path, reports: int, tests: int) -> list[tuple[str, str]]:
+def matrix_page_figures(page: Path, history: bool) -> list[tuple[str, str]]:
+    """Load a matrix page in headless chromium: load, a row's bars (and history), sort."""
+    cdp = load_browser_helper()
+    exe = cdp.find_chromium() if cdp else None
+    if cdp is None or exe is None:
+        return [("  page in headless chromium", "skipped: no chromium on PATH")]
+    drawn = "svg.history" if history else "svg.bars"
+    with cdp.Browser(exe) as browser:
+        load_s = browser.load(page.as_uri(), timeout=300)
+        ready = browser.evaluate("document.body.dataset.ready === '1'")
+        start = time.perf_counter()
+        browser.evaluate("document.querySelector('#matrix tr.test').click()")
+        browser.wait_for(f"document.querySelector('#chart-0 {drawn}')", timeout=60)
+        chart_s = time.perf_counter() - start
+        start = time.perf_counter()
+        browser.evaluate("document.querySelectorAll('#matrix th')[1].click()")
+        sort_s = time.perf_counter() - start
+        start = time.perf_counter()
+        browser.evaluate(
+            "const m = document.getElementById('machines'); m.value = '01';"
+            "m.dispatchEvent(new Event('input'))"
+        )
+        filter_s = time.perf_counter() - start
+        rows = browser.evaluate("document.querySelectorAll('#matrix tr.test').length")
+        errors = browser.errors()
+    what = "bars and history line" if history else "bars"
+    return [
+        ("  page load (to the load event)", f"{load_s:.2f} s" + ("" if ready else ", NO SCRIPT")),
+        (f"  open the first row, draw its {what}", f"{chart_s * 1e3:.0f} ms"),
+        (f"  sort {rows} rows by a column", f"{sort_s * 1e3:.0f} ms"),
+        ("  filter the columns by machine", f"{filter_s * 1e3:.0f} ms"),
+        ("  console errors", str(len(errors)) + (f": {errors[:3]}" if errors else "")),
+    ]
+
+
+def _matrix_run(folder: Path, fmt: str, out: Path) -> tuple[float, str]:
+    seconds, proc = run(["matrix", str(folder), "--format", fmt, "-o", str(out)])
+    said = proc.stdout.strip() if proc.returncode == 0 else f"failed: {proc.stderr.strip()[:200]}"
+    return seconds, said
+
+
+def matrix_figures(
+    folder: Path, reports: int, tests: int, browser: bool = True
+) -> list[tuple[str, str]]:
     """`hwbench matrix` over `reports` machines' reports of `tests` tests each (100 samples)."""
     folder.mkdir(parents=True, exist_ok=True)
     for number in range(reports):
         report = synthetic_report(tests, 100, seed=100 + number, rerun=False)
         report["run"] = {"machine_label": f"machine {number:02d}"}
         write_report(report, folder / f"machine-{number:02d}.json")
-    seconds, proc = run(["matrix", str(folder), "--format", "markdown", "-o", str(folder / "m.md")])
-    said = proc.stdout.strip() if proc.returncode == 0 else f"failed: {proc.stderr.strip()[:200]}"
+    seconds, said = _matrix_run(folder, "markdown", folder.parent / "matrix.md")
     goal = " (goal < 5 s)" if reports >= 20 and tests >= 2_000 else ""
-    return [
+    page = folder.parent / "matrix.html"
+    page_s, page_said = _matrix_run(folder, "html", page)
+    rows = [
         (f"hwbench matrix ({reports} reports x {tests} tests)", f"{seconds:.2f} s{goal}"),
         ("  said", said[:90]),
+        ("hwbench matrix --format html", f"{page_s:.2f} s, {_size(page)}"),
     ]
+    if browser and page.exists():
+        rows += matrix_page_figures(page, history=False)
+    elif not page.exists():
+        rows.append(("  said", page_said[:90]))
+    return rows
+
+
+def _size(path: Path) -> str:
+    return f"{path.stat().st_size / 2**20:.1f} MiB" if path.exists() else "not written"
+
+
+def history_figures(
+    folder: Path, machines: int, commits: int, tests: int, browser: bool = True
+) -> list[tuple[str, str]]:
+    """`hwbench matrix` of `machines` runners' reports over `commits` commits each.
+
+    Every test is timed (a median that wanders by +-1% from run to run); one test in 50
+    gets 1.3x slower from the commit two thirds of the way along: the steps to find.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stepped_from = 2 * commits // 3
+    for runner in range(machines):
+        base = synthetic_report(tests, 10, seed=500 + runner, rerun=False)
+        for commit in range(commits):
+            rng = random.Random(commit * 1000 + runner)
+            entries = []
+            for index, entry in enumerate(base["tests"]):
+                median = 1e-3 * (1 + index % 17) * rng.uniform(0.99, 1.01)
+                if index % 50 == 7 and commit >= stepped_from:
+                    median *= 1.3
+                entries.append({**entry, "benchmark": {
+                    "timed": True, "unit": "seconds", "median": median, "min": median,
+                    "max": median, "mean": median, "stddev": 0.0, "iqr": median * 0.01,
+                    "rounds": 20, "iterations": 1}})  # fmt: skip
+            report = {**base, "tests": entries, "created": f"2026-11-{commit + 1:02d}T12:00:00Z"}
+            report["run"] = {
+                "machine_label": f"runner {runner:02d}",
+                "git": {"commit": hashlib.sha1(b"%d" % commit).hexdigest(), "branch": "main",
+                        "committed": f"2026-11-{commit + 1:02d}T10:00:00+00:00"},
+            }  # fmt: skip
+            write_report(report, folder / f"runner-{runner:02d}-{commit:02d}.json")
+    expected = sum(1 for index in range(tests) if index % 50 == 7) * machines
+    seconds, _ = _matrix_run(folder, "table", folder.parent / "history.txt")
+    _matrix_run(folder, "json", folder.parent / "history.json")
+    try:
+        records = json.loads((folder.parent / "history.json").read_text())
+    except (OSError, ValueError):
+        records = []
+    made = {r["test"] for r in records if int(r["test"].rsplit("_", 1)[1][:5]) % 50 == 7}
+    stepped = {(r["test"], r["machine"]) for r in records if r["steps"]}
+    right = sum(1 for test, _ in stepped if test in made)
+    steps = f"{right} of {expected} made, {len(stepped) - right} elsewhere"
+    page = folder.parent / "history.html"
+    page_s, said = _matrix_run(folder, "html", page)
+    rows = [
+        (
+            f"hwbench matrix history ({machines} machines x {commits} commits x {tests} tests)",
+            f"{seconds:.2f} s",
+        ),
+        ("  step changes found", steps),
+        ("hwbench matrix --format html (history)", f"{page_s:.2f} s, {_size(page)}"),
+    ]
+    if browser and page.exists():
+        rows += matrix_page_figures(page, history=True)
+    elif not page.exists():
+        rows.append(("  said", said[:90]))
+    return rows
 
 
 def main() -> int:
@@ -242,10 +358,13 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="write the files here and keep them")
     parser.add_argument("--matrix-reports", type=int, default=20, help="reports for matrix (20)")
     parser.add_argument("--matrix-tests", type=int, default=2_000, help="tests each (2,000)")
+    parser.add_argument("--history-machines", type=int, default=2, help="runners (2)")
+    parser.add_argument("--history-commits", type=int, default=10, help="commits each (10)")
     options = parser.parse_args()
     if options.quick:
         options.tests, options.samples = 200, 100
         options.matrix_reports, options.matrix_tests = 3, 50
+        options.history_machines, options.history_commits = 2, 4
 
     with tempfile.TemporaryDirectory(prefix="hwbench-scale-") as tmp:
         out = options.keep or Path(tmp)
@@ -301,7 +420,14 @@ def main() -> int:
             )
         )
 
-        rows += matrix_figures(out / "machines", options.matrix_reports, options.matrix_tests)
+        browser = not options.no_browser
+        rows += matrix_figures(
+            out / "machines", options.matrix_reports, options.matrix_tests, browser
+        )
+        rows += history_figures(
+            out / "history", options.history_machines, options.history_commits,
+            options.matrix_tests, browser,
+        )  # fmt: skip
 
     width = max(len(name) for name, _ in rows)
     print(f"{'measure':<{width}}  value")

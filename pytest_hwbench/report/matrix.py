@@ -768,7 +768,8 @@ def build_matrix(
                 cells = cells_over_time.setdefault(row, {}).setdefault(
                     column, [None] * len(ordered)
                 )
-                cells[position] = Cell.of_entry(entry)
+                newest_cell = rows[row].get(column) if number == newest else None
+                cells[position] = newest_cell or Cell.of_entry(entry)
     kept, absent, renumber = _drop_absent(columns, rows)
     over_time = {
         row: {renumber[i]: cells for i, cells in by_column.items() if i in renumber}
