@@ -71,16 +71,19 @@ document.getElementById('filter').addEventListener('input',function(ev){
  var q=ev.target.value.toLowerCase();rows().forEach(function(r){
   r.hidden=q!==''&&r.cells[0].textContent.toLowerCase().indexOf(q)<0;
   var d=document.getElementById('chart-'+r.dataset.i);if(d){d.hidden=r.hidden;}});});
+var hiddenColumns=document.createElement('style');document.head.appendChild(hiddenColumns);
 document.getElementById('machines').addEventListener('input',function(ev){
- var q=ev.target.value.toLowerCase();
+ var q=ev.target.value.toLowerCase(),rules=[];
  Array.prototype.forEach.call(heads,function(th,col){if(col===0){return;}
-  var hide=q!==''&&th.textContent.toLowerCase().indexOf(q)<0;th.hidden=hide;
-  rows().forEach(function(r){r.cells[col].hidden=hide;});});});
+  th.hidden=q!==''&&th.textContent.toLowerCase().indexOf(q)<0;
+  if(th.hidden){rules.push('#matrix tr.test>:nth-child('+(col+1)+')');}});
+ hiddenColumns.textContent=rules.length?rules.join(',')+'{display:none}':'';});
 var NS='http://www.w3.org/2000/svg';
 function el(name,attrs,text){var n=document.createElementNS(NS,name);
  for(var k in attrs){n.setAttribute(k,attrs[k]);}if(text!==undefined){n.textContent=text;}return n;}
 function bars(r){
- var cells=Array.prototype.slice.call(r.cells,1).filter(function(c){return !c.hidden;});
+ var cells=Array.prototype.slice.call(r.cells,1).filter(function(c){
+  return !heads[c.cellIndex].hidden;});
  var vals=cells.map(function(c){return c.dataset.v===''?null:+c.dataset.v;});
  var max=Math.max.apply(null,vals.concat([0])),h=18,w=360;
  var svg=el('svg',{width:w+320,height:h*cells.length+4,'class':'bars'});
@@ -119,7 +122,7 @@ body.addEventListener('click',function(ev){
  var tr=document.createElement('tr'),td=document.createElement('td');tr.id=id;tr.className='chart';
  td.colSpan=r.cells.length;td.appendChild(bars(r));
  Array.prototype.forEach.call(r.cells,function(c,col){
-  var series=history.cells[r.dataset.i+':'+(col-1)];if(!series||c.hidden){return;}
+  var series=history.cells[r.dataset.i+':'+(col-1)];if(!series||heads[col].hidden){return;}
   td.appendChild(document.createElement('br'));
   td.appendChild(line(heads[col].textContent,history.runs[String(col-1)],series));});
  tr.appendChild(td);body.insertBefore(tr,r.nextSibling);});

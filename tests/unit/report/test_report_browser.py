@@ -222,7 +222,55 @@ def test_the_matrix_page_draws_a_cells_history_and_filters_machines(
     shown = browser.evaluate("[...document.querySelectorAll('#matrix th')]"
                              ".filter(t => !t.hidden).map(t => t.textContent)")  # fmt: skip
     assert shown == ["test", "Xeon \u00b7 cpu"]
+    display = f"[...{rows}[0].cells].map(c => getComputedStyle(c).display)"
+    assert browser.evaluate(display) == ["table-cell", "none", "table-cell"]
     browser.evaluate(f"{rows}[0].click()")
     assert browser.evaluate(f"{chart}.querySelectorAll('svg.history').length") == 0
     assert browser.evaluate(f"{chart}.querySelectorAll('svg.bars rect').length") == 1
+    assert browser.errors() == []
+
+
+def test_make_demos_report_beside_another_machine_reads_without_the_docs(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The page of tools/matrix_demo.py (the picture in docs/matrix.md), from a real run."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    sys.path.insert(0, str(root / "tools"))
+    try:
+        from matrix_demo import GPU_LABEL, build_page
+    finally:
+        sys.path.remove(str(root / "tools"))
+    report = tmp_path / "hw-report.json"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "example_suites/test_mlp_training.py", "-q",
+         "-p", "no:cacheprovider", "-p", "no:xdist", f"--hw-report={report}"],
+        cwd=root, check=True, capture_output=True,
+    )  # fmt: skip
+    page = build_page(report, tmp_path / "matrix.html")
+    browser.load(page.as_uri())
+    heads = browser.evaluate("[...document.querySelectorAll('#matrix th')].map(t => t.textContent)")
+    assert heads[0] == "test"
+    assert heads[-1] == f"{GPU_LABEL} \u00b7 cuda"  # machines by name, platforms by name
+    rows = browser.evaluate(
+        "[...document.querySelectorAll('#matrix tr.test')]"
+        ".map(r => [...r.cells].map(c => c.textContent))"
+    )
+    names = [row[0] for row in rows]
+    assert names == [
+        "example_suites/test_mlp_training.py::test_training_step[32]",
+        "example_suites/test_mlp_training.py::test_training_step[256]",
+        "example_suites/test_mlp_training.py::test_loss_decreases_over_steps",
+    ]  # one row per test, not per platform
+    assert all(cell.endswith(("B", "B~")) for row in rows for cell in row[1:])  # sizes
+    legend = browser.evaluate("[...document.querySelectorAll('p.muted')].map(p => p.textContent)")
+    assert legend[0].startswith("baseline: ")
+    assert any(line.startswith("not run on ") and "cuda" in line for line in legend)
+    browser.evaluate("document.querySelector('#matrix tr.test').click()")
+    assert browser.evaluate("document.querySelectorAll('#chart-0 svg.bars rect').length") == 3
+    shot = tmp_path / "matrix.png"
+    browser.screenshot(shot)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert browser.errors() == []
