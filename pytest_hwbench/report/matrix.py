@@ -463,6 +463,8 @@ class Matrix:
             text = cell.headline(self.speedup(row, index))
             extra = []
             if cell.outcome in _MEASURED:
+                if cell.median_s is not None and cell.iqr_s is not None:
+                    extra.append(f"IQR {format_duration(cell.iqr_s)}")
                 if cell.throughput:
                     extra.append(cell.throughput)
                 if cell.median_s is not None and cell.peak_growth_bytes is not None:
@@ -569,7 +571,16 @@ class Matrix:
                 ratio = newest_steps.get((row, index))
                 if ratio is not None:  # the newest run stepped: flagged where it shows
                     css = f"{css} {'up' if ratio > 1 else 'down'}"
-                hover = cell.reason or cell.throughput or ""
+                hover = cell.reason or ", ".join(
+                    part
+                    for part in (
+                        f"IQR {format_duration(cell.iqr_s)} over {cell.rounds} rounds"
+                        if cell.median_s is not None and cell.iqr_s is not None
+                        else "",
+                        cell.throughput or "",
+                    )
+                    if part
+                )
                 tds.append(
                     f'<td data-v="{self._sort_value(cell)}" class="{css.strip()}" '
                     f'title="{e(hover)}">{e(cell.headline(self.speedup(row, index)))}</td>'

@@ -117,7 +117,7 @@ def test_the_terminal_table_fits_and_the_markdown_fits_a_comment() -> None:
     assert rule == "|---|---:|---:|---:|---:|---:|"
     failed = next(row for row in rows if "test_train[64]" in row)
     assert "FAIL · memory_limit: memory limit exceeded on cuda: ... |" in failed
-    assert "2.00 ms (20\u00d7) · 500 TFLOP/s · peak 3.0 GiB |" in markdown
+    assert "2.00 ms (20\u00d7) · IQR 100 us · 500 TFLOP/s · peak 3.0 GiB |" in markdown
 
 
 def test_csv_and_json_have_one_record_per_cell() -> None:
@@ -210,7 +210,7 @@ def test_a_machines_reports_over_commits_are_one_column_with_its_history() -> No
     )  # fmt: skip
     markdown = matrix.render("markdown")
     assert (
-        "3.00 ms (10\u00d7) \u00b7 333 TFLOP/s \u00b7 peak 1.0 MiB \u00b7 "
+        "3.00 ms (10\u00d7) \u00b7 IQR 20 us \u00b7 333 TFLOP/s \u00b7 peak 1.0 MiB \u00b7 "
         "`\u2581\u2581\u2581\u2588\u2588\u2588` |" in markdown
     )
     assert "- `t.py::test_matmul` on H100 \u00d78 \u00b7 cuda: 2.00 ms -> 3.00 ms" in markdown
