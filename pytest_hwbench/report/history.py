@@ -7,7 +7,8 @@ own run-to-run spread, the way asv marks regressions, with a rule that can be sa
 
     the median of the (up to) three runs from a commit on differs from the median of the
     three before it by more than the larger of 3 x the runs' scatter about those levels,
-    2 x the widest notch of a run's median (its rounds' spread), and 2% of the level.
+    2 x the widest notch of a run's median (its rounds' spread), and 2% of the level
+    (and, for memory, 1 MiB).
 
 The run-to-run spread is the larger of the scatter within those windows and the whole
 series' (from its runs' successive differences), so a test that swings from run to run shows
@@ -25,12 +26,24 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["MIN_CHANGE", "WINDOW", "Run", "Step", "find_steps", "order_runs", "sparkline"]
+__all__ = [
+    "MEMORY_LEAST",
+    "MIN_CHANGE",
+    "WINDOW",
+    "Run",
+    "Step",
+    "find_steps",
+    "order_runs",
+    "sparkline",
+]
 
 #: How many runs on each side of a commit stand for the level there.
 WINDOW = 3
 #: A step is at least this fraction of the level before it, however quiet the test.
 MIN_CHANGE = 0.02
+#: A memory step is at least this many bytes: a process's resident set moves by pages and by
+#: its allocators' slack from run to run (`hwbench compare`'s peak thresholds take the same).
+MEMORY_LEAST = 2**20
 #: Multiples of the scatter (a standard deviation, from the median absolute deviation) and of
 #: a median's notch (already a ~95% half-width) that a step must exceed.
 SCATTER_FACTOR = 3.0
@@ -112,17 +125,20 @@ def _jitter(series: Sequence[float]) -> float:
     return _MAD_TO_SIGMA * statistics.median(differences) / math.sqrt(2)
 
 
-def find_steps(values: Sequence[float | None], notches: Sequence[float | None]) -> list[Step]:
+def find_steps(
+    values: Sequence[float | None], notches: Sequence[float | None], least: float = 0.0
+) -> list[Step]:
     """The step changes in `values` (one per run, None where the test has no figure there).
 
     `notches` are the runs' own uncertainty of each value (a benchmark median's notch
-    half-width), None where a value has none (an exact peak). Indices in the steps are those
-    of `values`. Binary segmentation: the best step of the whole series, then of each side of
-    it, until no side has one; a window never reaches across a step already found.
+    half-width), None where a value has none (an exact peak); `least` is the smallest change
+    that can be a step, in the figure's units (memory: `MEMORY_LEAST`). Indices in the steps
+    are those of `values`. Binary segmentation: the best step of the whole series, then of
+    each side of it, until no side has one; a window never reaches across a step found.
     """
     points = [i for i, value in enumerate(values) if value is not None]
     series = [float(v) for v in values if v is not None]
-    if series and min(series) > 0 and max(series) - min(series) <= MIN_CHANGE * min(series):
+    if series and max(series) - min(series) <= max(least, MIN_CHANGE * min(series)):
         return []  # no two runs differ by the least a step is: most series, found at once
     jitter = _jitter(series)
     steps: list[Step] = []
@@ -142,6 +158,7 @@ def find_steps(values: Sequence[float | None], notches: Sequence[float | None]) 
                 SCATTER_FACTOR * max(jitter, _scatter(before, after)),
                 NOTCH_FACTOR * notch,
                 MIN_CHANGE * abs(level_before),
+                least,
             )
             change = abs(level_after - level_before)
             if change <= threshold or change == 0:

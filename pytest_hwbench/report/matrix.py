@@ -22,7 +22,14 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from pytest_hwbench.report.history import Run, Step, find_steps, order_runs, sparkline
+from pytest_hwbench.report.history import (
+    MEMORY_LEAST,
+    Run,
+    Step,
+    find_steps,
+    order_runs,
+    sparkline,
+)
 from pytest_hwbench.report.model import (
     Report,
     benchmark_median_noise_s,
@@ -353,7 +360,8 @@ class Matrix:
                     for cell in cells
                 ]
                 runs = self.columns[column].runs
-                for step in find_steps(values, notches):
+                least = MEMORY_LEAST if figure == "peak_growth_bytes" else 0.0
+                for step in find_steps(values, notches, least):
                     previous = max(
                         (i for i in range(step.index) if values[i] is not None), default=None
                     )

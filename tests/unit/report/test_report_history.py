@@ -67,3 +67,11 @@ def test_a_sparkline_spans_the_series_and_leaves_gaps() -> None:
     assert sparkline([1, 1, 2, None, 3]) == "\u2581\u2581\u2585 \u2588"
     assert sparkline([4, 4]) == "\u2581\u2581"
     assert sparkline([None]) == ""
+
+
+def test_a_least_change_keeps_small_moves_out() -> None:
+    kib = 1024.0
+    values: list[float | None] = [952 * kib, 872 * kib]  # a small CPU peak, run to run
+    assert _steps(values) == [(1, 952 * kib, 872 * kib, True)]
+    assert find_steps(values, [None, None], least=2**20) == []
+    assert len(find_steps([1e6, 1e6, 1e6, 5e6], [None] * 4, least=2**20)) == 1
