@@ -218,6 +218,7 @@ def test_the_report_says_which_commit_ci_job_and_machine_it_ran_at(
 ) -> None:
     pytester.makepyfile("def test_a():\n    pass\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"]
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-11-30T10:00:00+0100")
     for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "first"]):
         subprocess.run([*git, *args], cwd=pytester.path, check=True, capture_output=True)
     head = subprocess.run(
@@ -230,7 +231,9 @@ def test_the_report_says_which_commit_ci_job_and_machine_it_ran_at(
     result = pytester.runpytest(f"--hw-report={report_path}", "--hw-machine-label=  A100   runner ")
     result.assert_outcomes(passed=1)
     run = load_valid_report(report_path)["run"]
-    assert run["git"] == {"commit": head, "branch": "main"}
+    assert run["git"] == {
+        "commit": head, "branch": "main", "committed": "2026-11-30T09:00:00+00:00"
+    }  # fmt: skip
     assert run["ci"] == {"service": "gitlab-ci", "run_id": "991"}
     assert run["machine_label"] == "A100 runner"  # spaces as one
     # Without the option, the label comes from the machine: its CPU here.
