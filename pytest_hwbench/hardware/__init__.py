@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         UnknownCapabilityError,
         UnknownHardwareError,
     )
+    from pytest_hwbench.hardware.dtypes import DTYPE_NAMES, UnknownDtypeError, canonical_dtype
     from pytest_hwbench.hardware.energy import EnergyCounter, EnergyUnavailableError
     from pytest_hwbench.hardware.inventory import (
         backend_inventory,
@@ -54,6 +55,9 @@ _EXPORTS = {
     "HardwareUnavailableError": "base",
     "UnknownCapabilityError": "base",
     "UnknownHardwareError": "base",
+    "DTYPE_NAMES": "dtypes",
+    "UnknownDtypeError": "dtypes",
+    "canonical_dtype": "dtypes",
     "EnergyCounter": "energy",
     "EnergyUnavailableError": "energy",
     "ENTRY_POINT_GROUP": "registry",
@@ -68,6 +72,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "DTYPE_NAMES",
     "ENTRY_POINT_GROUP",
     "BrokenBackend",
     "Capability",
@@ -82,8 +87,10 @@ __all__ = [
     "HardwareRegistry",
     "HardwareUnavailableError",
     "UnknownCapabilityError",
+    "UnknownDtypeError",
     "UnknownHardwareError",
     "backend_inventory",
+    "canonical_dtype",
     "default_registry",
     "get_available_hardware",
     "get_hardware_backend",

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pytest_hwbench.hardware.dtypes import canonical_dtype, dtype_capability
 from pytest_hwbench.hardware.energy import EnergyUnavailableError
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class Capability(str, enum.Enum):
 
     FP16 = "fp16"
     BF16 = "bf16"
+    FP64 = "fp64"
     FP8 = "fp8"
     TF32 = "tf32"
     MEMORY_STATS = "memory_stats"
@@ -375,6 +377,19 @@ class HardwareBackend(ABC):
                     caps.add(Capability.MULTI_DEVICE)
                 self._capabilities[index] = frozenset(caps)
             return self._capabilities[index]
+
+    def dtype_unmet_reason(self, dtype: str, index: int = 0) -> str | None:
+        """Why device `index` cannot compute in `dtype` (a torch dtype's name), or None.
+
+        A dtype is as good as the capability it needs (`dtypes.dtype_capability`): bfloat16
+        needs ``bf16``, float64 ``fp64``; dtypes every device computes in need none. A platform
+        that knows better (a probe of the dtype itself) overrides this.
+        """
+        name = canonical_dtype(dtype)
+        needed = dtype_capability(name)
+        if needed is None or Capability(needed) in self.capabilities(index):
+            return None
+        return f"{self.name}: {name} needs {needed}, which {self.device_label(index)} lacks"
 
     def has_capability(self, capability: str | Capability, index: int = 0) -> bool:
         """Whether device `index` has `capability` (False when the platform is unavailable)."""

@@ -162,7 +162,7 @@ class CPUBackend(HardwareBackend):
         return list(_rapl.open_rapl_counters(_rapl.POWERCAP_ROOT))  # read now: tests move it
 
     def _query_capabilities(self, index: int) -> frozenset[Capability]:
-        caps = {Capability.DEVICE_MEMORY_INFO}
+        caps = {Capability.DEVICE_MEMORY_INFO, Capability.FP64}
         if _probe_dtype_matmul("float16"):
             caps.add(Capability.FP16)
         if _probe_dtype_matmul("bfloat16"):

@@ -101,6 +101,7 @@ class CUDABackend(TorchCudaBackend):
         props = torch.cuda.get_device_properties(index)
         cc = (int(props.major), int(props.minor))
         caps = self._allocator_capabilities(index, props)
+        caps.add(Capability.FP64)  # every CUDA GPU computes in float64 (slowly on most)
         if cc >= (5, 3):
             caps.add(Capability.FP16)
         if cc >= (8, 0):

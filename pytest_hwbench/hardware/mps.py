@@ -221,6 +221,8 @@ class MPSBackend(HardwareBackend):
         caps: set[Capability] = set()
         if probe_mps_dtype("float16"):
             caps.add(Capability.FP16)
+        if probe_mps_dtype("float64"):  # Metal has no float64: torch refuses the tensor
+            caps.add(Capability.FP64)
         if _version_tuple(host.macos_version) >= BF16_MIN_MACOS and probe_mps_dtype("bfloat16"):
             caps.add(Capability.BF16)
         if host.machine == "arm64" or self.properties(index).name.startswith("Apple"):

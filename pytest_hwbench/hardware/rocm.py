@@ -105,7 +105,7 @@ class ROCmBackend(TorchCudaBackend):
         props = torch.cuda.get_device_properties(index)
         arch = gfx_arch(props) or ""
         # torch supports only GPUs (gfx9 on) that compute in fp16.
-        caps = self._allocator_capabilities(index, props) | {Capability.FP16}
+        caps = self._allocator_capabilities(index, props) | {Capability.FP16, Capability.FP64}
         if bool(torch.cuda.is_bf16_supported()):
             caps.add(Capability.BF16)
         if arch.startswith(_FP8_ARCH_PREFIXES) and hasattr(torch, "float8_e4m3fn"):

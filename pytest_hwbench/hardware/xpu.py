@@ -145,6 +145,8 @@ class XPUBackend(HardwareBackend):
         caps: set[Capability] = set()
         if getattr(props, "has_fp16", False):
             caps.add(Capability.FP16)
+        if getattr(props, "has_fp64", False):  # Arc and other client GPUs lack it
+            caps.add(Capability.FP64)
         native_bf16 = getattr(props, "has_bfloat16_conversions", None)
         if native_bf16 is None:  # older torch: only the device-wide answer exists
             native_bf16 = xpu.is_bf16_supported()

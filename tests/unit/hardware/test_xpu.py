@@ -164,6 +164,7 @@ def test_capabilities_of_a_data_center_gpu(monkeypatch: pytest.MonkeyPatch) -> N
     assert XPUBackend().capabilities() == {
         Capability.FP16,
         Capability.BF16,
+        Capability.FP64,
         Capability.TF32,
         Capability.MEMORY_STATS,
         Capability.PEAK_MEMORY_RESET,
