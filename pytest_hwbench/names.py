@@ -13,7 +13,9 @@ import pytest
 __all__ = [
     "BACKEND_FIXTURE",
     "BENCHMARK_RESULT_KEY",
+    "DEVICES_FIXTURE",
     "DEVICE_FIXTURE",
+    "DTYPE_FIXTURE",
     "ENERGY_FIXTURE",
     "ENERGY_LIMIT_MARKER",
     "ENERGY_RESULT_KEY",
@@ -37,6 +39,10 @@ __all__ = [
 
 #: The `torch.device` a test runs on; tests using it run once per selected platform.
 DEVICE_FIXTURE = "hw_device"
+#: The `torch.dtype` a test computes in; tests using it run once per selected dtype.
+DTYPE_FIXTURE = "hw_dtype"
+#: The devices a ``min_count=N`` test was granted: a list of N `torch.device`.
+DEVICES_FIXTURE = "hw_devices"
 #: The `HardwareBackend` behind ``hw_device``.
 BACKEND_FIXTURE = "hw_backend"
 #: A running memory metric for the test's device.
@@ -60,7 +66,15 @@ ENERGY_LIMIT_MARKER = "energy_limit"
 
 #: Fixtures and markers that make a test ours: only tests using one wake the session.
 OUR_FIXTURES = frozenset(
-    {DEVICE_FIXTURE, PROFILE_FIXTURE, BACKEND_FIXTURE, HW_BENCHMARK_FIXTURE, ENERGY_FIXTURE}
+    {
+        DEVICE_FIXTURE,
+        DTYPE_FIXTURE,
+        DEVICES_FIXTURE,
+        PROFILE_FIXTURE,
+        BACKEND_FIXTURE,
+        HW_BENCHMARK_FIXTURE,
+        ENERGY_FIXTURE,
+    }
 )
 OUR_MARKERS = frozenset(
     {HARDWARE_MARKER, MEMORY_LIMIT_MARKER, LEAK_LIMIT_MARKER, ENERGY_LIMIT_MARKER}

@@ -20,6 +20,8 @@ import pytest
 
 from pytest_hwbench.names import (
     DEVICE_FIXTURE,
+    DEVICES_FIXTURE,
+    DTYPE_FIXTURE,
     GPU_PLAN_ENV,
     HW_BENCHMARK_FIXTURE,
     SESSION_PLUGIN_NAME,
@@ -124,6 +126,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _plan_gpu_pinning(config, options.gpus_per_worker, options.gpus_share, registry)
     state = _PluginState(options, registry, benchmark_plugin_loaded(config))
     config.stash[_state_key] = state
+    if options.axis_position == "last":
+        config.pluginmanager.register(_LateAxes(), "hwbench_late_axes")
     if options.measures_every_test or is_xdist_controller(config):
         get_session(config)
 
@@ -168,15 +172,32 @@ def _plan_gpu_pinning(
 # -- collection ------------------------------------------------------------------------------------
 
 
+def _takes_an_axis(metafunc: pytest.Metafunc) -> bool:
+    fixtures = metafunc.fixturenames
+    return DEVICE_FIXTURE in fixtures or DTYPE_FIXTURE in fixtures or DEVICES_FIXTURE in fixtures
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Validate our markers and parametrize ``hw_device`` (see `Planner.generate_tests`)."""
+    """Validate our markers and parametrize ``hw_device`` and ``hw_dtype``.
+
+    Before pytest's own ``parametrize`` markers, so that the platform leads the test's id
+    (``[cuda-8]``), unless ini ``hw_axis_position = last`` (see `_LateAxes`).
+    """
     state = metafunc.config.stash[_state_key]
     if HW_BENCHMARK_FIXTURE in metafunc.fixturenames:
         state.benchmarked = True
-    if DEVICE_FIXTURE in metafunc.fixturenames or carries_our_markers(
-        metafunc.definition, state.marked_parents
-    ):
-        get_session(metafunc.config).generate_tests(metafunc)
+    if _takes_an_axis(metafunc) or carries_our_markers(metafunc.definition, state.marked_parents):
+        get_session(metafunc.config).planning.generate_tests(metafunc)
+
+
+class _LateAxes:
+    """With ini ``hw_axis_position = last``: the axes after every other parametrization."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Parametrize ``hw_device`` and ``hw_dtype`` last: ids ``[8-cuda-float32]``."""
+        if _takes_an_axis(metafunc):
+            get_session(metafunc.config).planning.generate_tests(metafunc, late=True)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -242,6 +263,32 @@ def hw_device(request: pytest.FixtureRequest) -> torch.device:
     session = get_session(request.config)
     name = getattr(request, "param", None) or session.platform_of(request.node)
     return session.registry.get(str(name)).initialize(0, strict=True)
+
+
+@pytest.fixture
+def hw_dtype(request: pytest.FixtureRequest) -> torch.dtype:
+    """The `torch.dtype` this test computes in; tests using it run once per selected dtype.
+
+    The dtypes: the ``hardware`` marker's ``dtypes=``, else ``--hw-dtypes``, else float32. A
+    device that cannot compute in one (no fp64 on MPS) skips that instance, saying why.
+    """
+    import torch
+
+    dtype: torch.dtype = getattr(torch, str(getattr(request, "param", None) or "float32"))
+    return dtype
+
+
+@pytest.fixture
+def hw_devices(request: pytest.FixtureRequest) -> list[torch.device]:
+    """The devices this test was granted on its platform: its marker's ``min_count`` of them.
+
+    One without ``min_count``. Under xdist with ``--hw-gpus-per-worker``, from the worker's
+    own GPUs (a test needing more than a worker has is skipped, saying so).
+    """
+    session = get_session(request.config)
+    plan = session.planning.plan(request.node)
+    backend = session.registry.get(plan.platform)
+    return [backend.initialize(index, strict=True) for index in range(plan.device_count)]
 
 
 @pytest.fixture

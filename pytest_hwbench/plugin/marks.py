@@ -54,23 +54,24 @@ def _marker_error(marker: str, message: str) -> MarkerError:
 
 
 def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> HardwareRequirement:
-    """``hardware(*names, requires=(), min_memory=None, min_count=1)``.
+    """``hardware(*names, requires=(), min_memory=None, min_count=1, dtypes=())``.
 
     Run only where one of the named platforms is available and meets the requirements
     (capabilities such as 'bf16', device memory such as '16GiB', device count); with the
-    hw_device fixture, run once per platform.
+    hw_device fixture, run once per platform, and with hw_dtype once per dtype of `dtypes`
+    (torch's names: 'float32', 'bfloat16'; or the torch.dtype objects).
     """
     # What parsing needs loads here, not with this module (pytest loads it in every run).
     from pytest_hwbench.plugin.requirements import HardwareRequirement
     from pytest_hwbench.units import SizeError, parse_size
 
     known = registry()
-    unknown_kwargs = set(mark.kwargs) - {"requires", "min_memory", "min_count"}
+    unknown_kwargs = set(mark.kwargs) - {"requires", "min_memory", "min_count", "dtypes"}
     if unknown_kwargs:
         raise _marker_error(
             HARDWARE_MARKER,
             f"unknown argument(s) {', '.join(sorted(unknown_kwargs))}; "
-            "valid: requires, min_memory, min_count",
+            "valid: requires, min_memory, min_count, dtypes",
         )
     names: list[str] = []
     for raw in mark.args:
@@ -112,7 +113,26 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
     min_count = mark.kwargs.get("min_count", 1)
     if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
         raise _marker_error(HARDWARE_MARKER, f"min_count must be an int >= 1, got {min_count!r}")
-    return HardwareRequirement(tuple(dict.fromkeys(names)), requires, min_memory_bytes, min_count)
+    dtypes = _parse_dtypes(mark.kwargs.get("dtypes", ()))
+    return HardwareRequirement(
+        tuple(dict.fromkeys(names)), requires, min_memory_bytes, min_count, dtypes
+    )
+
+
+def _parse_dtypes(value: object) -> tuple[str, ...]:
+    """The marker's ``dtypes=``: one dtype or a sequence, by name or as torch.dtype objects."""
+    from pytest_hwbench.hardware.dtypes import DTYPE_NAMES, UnknownDtypeError, canonical_dtype
+
+    items = value if isinstance(value, (list, tuple, set, frozenset)) else (value,)
+    if isinstance(value, (list, tuple)) and not value:
+        return ()
+    try:
+        names = tuple(dict.fromkeys(canonical_dtype(item) for item in items))
+    except UnknownDtypeError as exc:
+        raise _marker_error(HARDWARE_MARKER, f"dtypes: {exc}") from None
+    if not names:
+        raise _marker_error(HARDWARE_MARKER, f"dtypes: name one ({', '.join(DTYPE_NAMES)})")
+    return names
 
 
 def _per_platform_values(

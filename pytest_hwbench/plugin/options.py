@@ -54,9 +54,19 @@ _OPTIONS = (
         ("--hw-devices",),
         "hw_devices",
         "platforms that hw_device tests run on: comma-separated names (cpu,cuda) or 'all' "
-        "(every available one; default)",
+        "(every available one; default); a marked test's other platforms are deselected",
         "string",
         "all",
+        metavar="NAMES",
+    ),
+    _Option(
+        ("--hw-dtypes",),
+        "hw_dtypes",
+        "dtypes that hw_dtype tests run in: comma-separated torch names (float32,bfloat16); "
+        "default: a test's own dtypes=, else float32; a marked test's other dtypes are "
+        "deselected",
+        "string",
+        None,
         metavar="NAMES",
     ),
     _Option(
@@ -194,7 +204,15 @@ _OPTIONS = (
     ),
 )
 
+#: Where the platform (and dtype) ids go among a test's parameters.
+AXIS_POSITIONS = ("first", "last")
+
 _INI_ONLY = (
+    (
+        "hw_axis_position",
+        "where hw_device's platform and hw_dtype's dtype go in a test's id among its other "
+        "parameters: first ([cuda-float32-8], default) or last ([8-cuda-float32])",
+    ),
     ("hw_memory_limit", "default peak-growth limit of every profiled test (e.g. 2GiB)"),
     ("hw_leak_tolerance", "allowed memory growth over a test under --hw-leak-check (default 1MiB)"),
 )
@@ -290,6 +308,10 @@ class HwbenchOptions(NamedTuple):
     heap: bool = False
     energy: bool = False
     machine_label: str | None = None
+    #: The dtypes --hw-dtypes (or ini hw_dtypes) selects; None: a test's own, else float32.
+    dtypes: tuple[str, ...] | None = None
+    #: Where the platform and dtype ids go among a test's parameters: "first" or "last".
+    axis_position: str = "first"
 
     @property
     def measures_every_test(self) -> bool:
@@ -399,6 +421,22 @@ def _parse_ini_size(name: str, raw: str) -> int:
         raise _usage(f"ini {name}: {exc}") from None
 
 
+def _resolve_dtypes(config: pytest.Config) -> tuple[str, ...] | None:
+    """--hw-dtypes (or ini hw_dtypes) as canonical dtype names, or None when not given."""
+    raw, source = setting(config, "hw_dtypes")
+    if raw is None or not str(raw).strip():
+        return None
+    from pytest_hwbench.hardware.dtypes import DTYPE_NAMES, UnknownDtypeError, canonical_dtype
+
+    names = [n.strip() for n in str(raw).split(",") if n.strip()]
+    if not names:
+        raise _usage(f"{source}={raw}: name a dtype ({', '.join(DTYPE_NAMES)})")
+    try:
+        return tuple(dict.fromkeys(canonical_dtype(n) for n in names))
+    except UnknownDtypeError as exc:
+        raise _usage(f"{source}={raw}: {exc}") from None
+
+
 def resolve_options(
     config: pytest.Config, registry: Callable[[], HardwareRegistry]
 ) -> HwbenchOptions:
@@ -419,6 +457,11 @@ def resolve_options(
                 f"valid: all, or a comma-separated list of {', '.join(known.names())}"
             )
         devices = names
+
+    dtypes = _resolve_dtypes(config)
+    axis_position = str(_ini(config, "hw_axis_position") or "first").strip().lower()
+    if axis_position not in AXIS_POSITIONS:
+        raise _usage(f"ini hw_axis_position={axis_position}: valid: {', '.join(AXIS_POSITIONS)}")
 
     raw_report, source = setting(config, "hw_report")
     # A path on the command line is relative to where pytest runs; one in an ini file, to it.
@@ -489,6 +532,8 @@ def resolve_options(
 
     return HwbenchOptions(
         devices=devices,
+        dtypes=dtypes,
+        axis_position=axis_position,
         report_path=report_path,
         interval_s=interval_s,
         sampler=sampler,

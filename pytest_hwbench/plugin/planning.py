@@ -13,6 +13,8 @@ import pytest
 
 from pytest_hwbench.names import (
     DEVICE_FIXTURE,
+    DEVICES_FIXTURE,
+    DTYPE_FIXTURE,
     ENERGY_FIXTURE,
     ENERGY_LIMIT_MARKER,
     HARDWARE_MARKER,
@@ -44,6 +46,8 @@ class TestPlan:
     """What the session does around one test, decided once (at collection) and kept in its stash."""
 
     __slots__ = (
+        "device_count",
+        "dtype",
         "energy_by_hook",
         "energy_limit",
         "leak_tolerance",
@@ -66,6 +70,8 @@ class TestPlan:
         leak_tolerance: int | None = None,
         energy_by_hook: bool = False,
         energy_limit: EnergyLimit | None = None,
+        dtype: str | None = None,
+        device_count: int = 1,
     ) -> None:
         #: The registry name of the platform the test runs on.
         self.platform = platform
@@ -83,6 +89,10 @@ class TestPlan:
         self.energy_by_hook = energy_by_hook
         #: The limit on the energy its device used during it (marker), else None.
         self.energy_limit = energy_limit
+        #: The dtype it computes in (its hw_dtype parameter's canonical name), else None.
+        self.dtype = dtype
+        #: How many devices of its platform it was granted (its marker's min_count).
+        self.device_count = device_count
 
 
 PLAN_KEY = pytest.StashKey[TestPlan]()
@@ -123,6 +133,29 @@ class Planner:
     def _requirement(self, mark: pytest.Mark | None) -> HardwareRequirement | None:
         return None if mark is None else parse_hardware_marker(mark, self._registry)
 
+    @staticmethod
+    def hardware_mark(
+        node: pytest.Item, marks: dict[str, pytest.Mark] | None = None
+    ) -> pytest.Mark | None:
+        """`node`'s hardware marker: its own (or its class's, module's), else its directory's.
+
+        A directory's comes from the ``pytest_hwbench_default_hardware`` hook of the
+        conftest.py files above the test (pytest calls those of its path only).
+        """
+        mark = (our_marks(node) if marks is None else marks).get(HARDWARE_MARKER)
+        if mark is not None:
+            return mark
+        given = node.ihook.pytest_hwbench_default_hardware(definition=node)
+        if given is None:
+            return None
+        given = getattr(given, "mark", given)  # pytest.mark.hardware(...) is a MarkDecorator
+        if not isinstance(given, pytest.Mark) or given.name != HARDWARE_MARKER:
+            raise MarkerError(
+                f"pytest_hwbench_default_hardware must return pytest.mark.hardware(...) or "
+                f"None, got {given!r}"
+            )
+        return given
+
     def _memory_limit(self, mark: pytest.Mark | None) -> MemoryLimit | None:
         """The limit on peak growth: the marker's, else ini ``hw_memory_limit``."""
         if mark is not None:
@@ -139,27 +172,84 @@ class Planner:
         """The limit on a test's energy (its marker's), or None."""
         return None if mark is None else parse_energy_limit(mark, self._registry)
 
-    def generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        """Validate our markers (bad ones are collection errors) and parametrize hw_device."""
+    def generate_tests(self, metafunc: pytest.Metafunc, *, late: bool = False) -> None:
+        """Validate our markers (bad ones are collection errors); parametrize the axes.
+
+        hw_device gets the platforms (the marker's, else --hw-devices', else every available
+        one), hw_dtype the dtypes (the marker's, else --hw-dtypes', else float32), as one
+        parametrization: ids ``[cuda-bfloat16]``. Called twice, early and `late` (after
+        pytest's own parametrize markers); ini hw_axis_position says which one parametrizes.
+        """
         definition = metafunc.definition
-        marks = our_marks(definition)
+        fixtures = metafunc.fixturenames
+        wants_device, wants_dtype = DEVICE_FIXTURE in fixtures, DTYPE_FIXTURE in fixtures
         try:
-            check_single_marks(definition)
-            requirement = self._requirement(marks.get(HARDWARE_MARKER))
-            self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
-            self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))
-            self._energy_limit(marks.get(ENERGY_LIMIT_MARKER))
+            if not late:
+                marks = our_marks(definition)
+                check_single_marks(definition)
+                self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
+                self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))
+                self._energy_limit(marks.get(ENERGY_LIMIT_MARKER))
+                requirement = self._requirement(self.hardware_mark(definition, marks))
+            elif wants_device or wants_dtype:
+                requirement = self._requirement(self.hardware_mark(definition))
+            else:
+                return
         except MarkerError as exc:
             raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
-        if DEVICE_FIXTURE not in metafunc.fixturenames:
+        if requirement is not None and requirement.dtypes and not wants_dtype:
+            raise pytest.Collector.CollectError(
+                f"{definition.nodeid}: hardware(dtypes=...) runs the test once per dtype: "
+                f"take the {DTYPE_FIXTURE} fixture as an argument"
+            )
+        if (self.options.axis_position == "last") != late or not (wants_device or wants_dtype):
             return
-        if requirement is not None:
-            names = list(requirement.platforms)
-        elif self.options.devices is not None:
-            names = list(self.options.devices)
+        platforms: list[str] = []
+        if wants_device:
+            if requirement is not None:
+                platforms = list(requirement.platforms)
+            elif self.options.devices is not None:
+                platforms = list(self.options.devices)
+            else:
+                platforms = self._registry().available()
+        dtypes: list[str] = []
+        if wants_dtype:
+            if requirement is not None and requirement.dtypes:
+                dtypes = list(requirement.dtypes)
+            else:
+                dtypes = list(self.options.dtypes or ("float32",))
+        if not wants_dtype:
+            metafunc.parametrize(
+                DEVICE_FIXTURE, platforms, ids=platforms, indirect=True, scope="function"
+            )
+        elif not wants_device:
+            metafunc.parametrize(DTYPE_FIXTURE, dtypes, ids=dtypes, indirect=True, scope="function")
         else:
-            names = self._registry().available()
-        metafunc.parametrize(DEVICE_FIXTURE, names, ids=names, indirect=True, scope="function")
+            pairs = [(p, d) for p in platforms for d in dtypes]
+            metafunc.parametrize(
+                (DEVICE_FIXTURE, DTYPE_FIXTURE),
+                pairs,
+                ids=[f"{p}-{d}" for p, d in pairs],
+                indirect=True,
+                scope="function",
+            )
+
+    def _unselected(self, item: pytest.Item) -> bool:
+        """Whether --hw-devices or --hw-dtypes leaves out the platform or dtype `item` has."""
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            return False
+        params = callspec.params
+        devices, dtypes = self.options.devices, self.options.dtypes
+        if (
+            devices is not None
+            and DEVICE_FIXTURE in params
+            and params[DEVICE_FIXTURE] not in devices
+        ):
+            return True
+        return (
+            dtypes is not None and DTYPE_FIXTURE in params and params[DTYPE_FIXTURE] not in dtypes
+        )
 
     def _unmet_reason(
         self, item: pytest.Item, requirement: HardwareRequirement | None
@@ -167,21 +257,30 @@ class Planner:
         """The platform `item` runs on, and why it cannot (None when it can)."""
         registry = self._registry()
         callspec = getattr(item, "callspec", None)
+        dtype = None
+        if callspec is not None and DTYPE_FIXTURE in callspec.params:
+            dtype = str(callspec.params[DTYPE_FIXTURE])
         if callspec is not None and DEVICE_FIXTURE in callspec.params:
             name = str(callspec.params[DEVICE_FIXTURE])
-            if self.options.devices is not None and name not in self.options.devices:
-                return name, f"{name}: not selected by --hw-devices"
             backend = registry.get(name)
             if requirement is not None:
-                return name, requirement.unmet_reason(backend)
-            if not backend.is_available():
-                return name, f"{name}: {backend.unavailable_reason()}"
-            return name, None
+                reason = requirement.unmet_reason(backend)
+            elif not backend.is_available():
+                reason = f"{name}: {backend.unavailable_reason()}"
+            else:
+                reason = None
+            if reason is None and dtype is not None:
+                reason = backend.dtype_unmet_reason(dtype)
+            return name, reason
         if requirement is None:
-            return HOST_PLATFORM, None
+            host = registry.get(HOST_PLATFORM)
+            return HOST_PLATFORM, None if dtype is None else host.dtype_unmet_reason(dtype)
         reasons = []
         for name in requirement.platforms:
-            reason = requirement.unmet_reason(registry.get(name))
+            backend = registry.get(name)
+            reason = requirement.unmet_reason(backend)
+            if reason is None and dtype is not None:
+                reason = backend.dtype_unmet_reason(dtype)
             if reason is None:
                 return name, None
             reasons.append(reason)
@@ -194,11 +293,16 @@ class Planner:
         if (
             not marks
             and DEVICE_FIXTURE not in fixtures
+            and DTYPE_FIXTURE not in fixtures
+            and DEVICES_FIXTURE not in fixtures
             and PROFILE_FIXTURE not in fixtures
             and ENERGY_FIXTURE not in fixtures
         ):
             return self.plain_plan
-        platform, unmet = self._unmet_reason(item, self._requirement(marks.get(HARDWARE_MARKER)))
+        requirement = self._requirement(self.hardware_mark(item, marks))
+        platform, unmet = self._unmet_reason(item, requirement)
+        callspec = getattr(item, "callspec", None)
+        dtype = callspec.params.get(DTYPE_FIXTURE) if callspec is not None else None
         return TestPlan(
             platform,
             on_host=self._registry().get(platform).is_host,
@@ -210,6 +314,8 @@ class Planner:
             energy_by_hook=ENERGY_FIXTURE not in fixtures
             and (self.options.energy or ENERGY_LIMIT_MARKER in marks),
             energy_limit=self._energy_limit(marks.get(ENERGY_LIMIT_MARKER)),
+            dtype=None if dtype is None else str(dtype),
+            device_count=requirement.min_count if requirement is not None else 1,
         )
 
     def plan(self, item: pytest.Item) -> TestPlan:
@@ -247,6 +353,9 @@ class Planner:
         host_asks = False
         energy = self.options.energy
         for item in ours:
+            if self._unselected(item):
+                unrunnable.add(item)  # the user asked for a subset: the rest is deselected
+                continue
             plan = item.stash[PLAN_KEY] = self._collected_plan(item)
             guard = guard or plan.leak_tolerance is not None
             energy = energy or plan.energy_by_hook or plan.energy_limit is not None

@@ -21,6 +21,7 @@ import pytest
 
 from pytest_hwbench.names import (
     BENCHMARK_RESULT_KEY,
+    DTYPE_FIXTURE,
     ENERGY_RESULT_KEY,
     FAILURE_KEY,
     MEMORY_RESULT_KEY,
@@ -56,6 +57,15 @@ FAILURE_LINES = 8
 THROUGHPUT_ROWS = 50
 #: A JSON string, as the report's compact encoder writes one (ASCII, escapes included).
 _json_string = json.encoder.encode_basestring_ascii
+
+
+def _dtype_of(item: pytest.Item) -> str | None:
+    """The dtype `item` computes in (its hw_dtype parameter), or None."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    dtype = callspec.params.get(DTYPE_FIXTURE)
+    return None if dtype is None else str(dtype)
 
 
 class ReportWarning(UserWarning):
@@ -167,6 +177,7 @@ class Reporter:
                 memory = stretch.to_memory()  # type: ignore[attr-defined]
         return {
             "platform": platform,
+            "dtype": _dtype_of(item),
             "memory": memory,
             "benchmark": stash.get(BENCHMARK_RESULT_KEY, None),
             "energy": stash.get(ENERGY_RESULT_KEY, None),
@@ -255,6 +266,7 @@ class Reporter:
                 and BENCHMARK_RESULT_KEY not in stash
                 and self.worker_id is None
                 and self._pinned is None
+                and _dtype_of(item) is None
             ):
                 energy = stash.get(ENERGY_RESULT_KEY, None)
                 self._keep_short(
@@ -287,7 +299,7 @@ class Reporter:
         if entry["device"] is None and entry["platform"] is not None:
             entry["device"] = entry["platform"]
         # Absent rather than null: most entries have none of these (a report of thousands).
-        for key in ("energy", "worker", "pinned_devices", "benchmark"):
+        for key in ("dtype", "energy", "worker", "pinned_devices", "benchmark"):
             if data.get(key) is not None:
                 entry[key] = data[key]
         if skip_reason is not None:

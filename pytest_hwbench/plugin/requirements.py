@@ -26,6 +26,8 @@ class HardwareRequirement:
     requires: frozenset[Capability] = frozenset()
     min_memory_bytes: int | None = None
     min_count: int = 1
+    #: The dtypes hw_dtype runs the test in (canonical names); empty: the run's default.
+    dtypes: tuple[str, ...] = ()
 
     def unmet_reason(self, backend: HardwareBackend) -> str | None:
         """Why `backend` cannot run the test ("cuda: torch was built without CUDA"), or None."""

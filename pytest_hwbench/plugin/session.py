@@ -137,10 +137,6 @@ class HwbenchSession:
         """The backend of the platform `item` runs on."""
         return self._registry().get(self.planning.platform_of(item))
 
-    def generate_tests(self, metafunc: pytest.Metafunc) -> None:
-        """Validate our markers and parametrize hw_device (see `Planner.generate_tests`)."""
-        self.planning.generate_tests(metafunc)
-
     def classify_items(self, items: list[pytest.Item], ours: list[pytest.Item]) -> None:
         """Plan every collected test; register the hooks the planned tests need."""
         if self.config.hook.pytest_hwbench_register_backends.get_hookimpls():

@@ -185,6 +185,7 @@ class Entry(_EntryRequired, total=False):
     benchmark: Benchmark | None
     energy: Energy
     skip_reason: str
+    dtype: str
     worker: str | None
     host: str | None
     pinned_devices: str | None
