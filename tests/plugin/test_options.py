@@ -26,7 +26,7 @@ def test_markers_are_registered_for_strict_markers(pytester: pytest.Pytester) ->
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(
         [
-            "@pytest.mark.hardware(*names, requires=(), min_memory=None, min_count=1)*",
+            "@pytest.mark.hardware(*names, requires=(), min_memory=None, min_count=1, dtypes=())*",
             "@pytest.mark.memory_limit(*",
             "@pytest.mark.memory_leak_limit(size)*",
         ]
