@@ -198,13 +198,15 @@ import pytest
 
 def pytest_addoption(parser):
     parser.addoption("--device", default=None, help="the suite's own: cpu, cuda, mps or all")
+    parser.addoption("--dtype", default=None, help="the suite's own: float32, float64 or all")
 
 
 def pytest_configure(config):
-    # The suite's --device selects platforms as it always did: through ours.
-    device = config.getoption("device")
-    if device and device != "all":
-        config.option.hw_devices = device
+    # The suite's options select as they always did: through ours.
+    for theirs, ours in (("device", "hw_devices"), ("dtype", "hw_dtypes")):
+        value = config.getoption(theirs)
+        if value and value != "all":
+            setattr(config.option, ours, value)
 
 
 def pytest_hwbench_default_hardware(definition):
@@ -257,6 +259,9 @@ def test_a_suites_own_device_fixture_bridged_keeps_its_ids_options_and_rules(
     result.assert_outcomes(passed=1, deselected=3)
     result = pytester.runpytest("-v", "--device=cpu")
     result.assert_outcomes(passed=2, deselected=2)  # never skipped: not asked for
+    result = pytester.runpytest("-v", "--device=cpu", "--dtype=float64")
+    result.assert_outcomes(passed=1, deselected=3)
+    result.stdout.fnmatch_lines(["*::test_matmul[[]cpu-float64-2[]] PASSED*"])
 
 
 def test_hw_devices_hands_a_min_count_test_its_devices(
