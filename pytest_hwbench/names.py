@@ -15,6 +15,7 @@ __all__ = [
     "BENCHMARK_RESULT_KEY",
     "DEVICES_FIXTURE",
     "DEVICE_FIXTURE",
+    "DISTRIBUTED_MARKER",
     "DTYPE_FIXTURE",
     "ENERGY_FIXTURE",
     "ENERGY_LIMIT_MARKER",
@@ -32,8 +33,11 @@ __all__ = [
     "OUR_MARKERS",
     "PROFILE_FIXTURE",
     "PYTEST_BENCHMARK_FIXTURE",
+    "RANKS_RESULT_KEY",
+    "RANK_FIXTURE",
     "SESSION_PLUGIN_NAME",
     "STRETCH_RESULT_KEY",
+    "WORLD_SIZE_FIXTURE",
     "XDIST_WORKER_ENV",
 ]
 
@@ -43,6 +47,10 @@ DEVICE_FIXTURE = "hw_device"
 DTYPE_FIXTURE = "hw_dtype"
 #: The devices a ``min_count=N`` test was granted: a list of N `torch.device`.
 DEVICES_FIXTURE = "hw_devices"
+#: A distributed test's rank (0 .. world size - 1), in each of its processes.
+RANK_FIXTURE = "hw_rank"
+#: A distributed test's number of ranks.
+WORLD_SIZE_FIXTURE = "hw_world_size"
 #: The `HardwareBackend` behind ``hw_device``.
 BACKEND_FIXTURE = "hw_backend"
 #: A running memory metric for the test's device.
@@ -63,6 +71,7 @@ HARDWARE_MARKER = "hardware"
 MEMORY_LIMIT_MARKER = "memory_limit"
 LEAK_LIMIT_MARKER = "memory_leak_limit"
 ENERGY_LIMIT_MARKER = "energy_limit"
+DISTRIBUTED_MARKER = "distributed"
 
 #: Fixtures and markers that make a test ours: only tests using one wake the session.
 OUR_FIXTURES = frozenset(
@@ -74,10 +83,18 @@ OUR_FIXTURES = frozenset(
         BACKEND_FIXTURE,
         HW_BENCHMARK_FIXTURE,
         ENERGY_FIXTURE,
+        RANK_FIXTURE,
+        WORLD_SIZE_FIXTURE,
     }
 )
 OUR_MARKERS = frozenset(
-    {HARDWARE_MARKER, MEMORY_LIMIT_MARKER, LEAK_LIMIT_MARKER, ENERGY_LIMIT_MARKER}
+    {
+        HARDWARE_MARKER,
+        MEMORY_LIMIT_MARKER,
+        LEAK_LIMIT_MARKER,
+        ENERGY_LIMIT_MARKER,
+        DISTRIBUTED_MARKER,
+    }
 )
 
 #: Carries the xdist controller's GPU plan to its workers (they inherit the environment).
@@ -97,5 +114,7 @@ STRETCH_RESULT_KEY = pytest.StashKey[tuple[Any, ...]]()
 ENERGY_RESULT_KEY = pytest.StashKey[dict[str, Any]]()
 #: Why a test failed when a check of ours failed it (a memory limit, a leak), for its entry.
 FAILURE_KEY = pytest.StashKey[dict[str, Any]]()
+#: A distributed test's ranks: each one's rank, device, status and memory, for its entry.
+RANKS_RESULT_KEY = pytest.StashKey[list[dict[str, Any]]]()
 #: The timing statistics of a test's ``hw_benchmark`` run, for its entry.
 BENCHMARK_RESULT_KEY = pytest.StashKey[dict[str, Any]]()

@@ -292,6 +292,24 @@ def hw_devices(request: pytest.FixtureRequest) -> list[torch.device]:
 
 
 @pytest.fixture
+def hw_rank() -> int:
+    """The rank of the process running a ``distributed`` test (0 .. hw_world_size - 1), else 0."""
+    return 0
+
+
+@pytest.fixture
+def hw_world_size(request: pytest.FixtureRequest) -> int:
+    """The number of ranks of a ``distributed`` test; 1 elsewhere."""
+    session = get_session(request.config)
+    plan = session.planning.plan(request.node)
+    if plan.distributed is None:
+        return 1
+    from pytest_hwbench.plugin.distributed import world_size_on
+
+    return world_size_on(plan.distributed, session.registry.get(plan.platform))
+
+
+@pytest.fixture
 def hw_backend(request: pytest.FixtureRequest, hw_device: torch.device) -> HardwareBackend:
     """The `HardwareBackend` behind `hw_device` (properties, capabilities, synchronize)."""
     return get_session(request.config).backend_of(request.node)

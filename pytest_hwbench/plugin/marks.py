@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_hwbench.names import (
+    DISTRIBUTED_MARKER,
     ENERGY_LIMIT_MARKER,
     HARDWARE_MARKER,
     LEAK_LIMIT_MARKER,
@@ -223,11 +224,51 @@ def parse_energy_limit(mark: pytest.Mark, registry: RegistryGetter) -> EnergyLim
 
 #: Every marker of ours and its parser. A parser's docstring is the marker's help: its summary
 #: line the usage, its next paragraph what the marker does.
+def parse_distributed_marker(mark: pytest.Mark, registry: RegistryGetter) -> Any:
+    """``distributed(world_size=2, timeout=None)``.
+
+    Run the test in world_size processes (an int, or "auto": one per visible device of its
+    platform, 2 on the CPU) with torch.distributed initialized (gloo on CPU, nccl on CUDA with a
+    device per rank); hw_rank, hw_world_size and hw_device are each rank's own. A rank that
+    fails fails the test, naming it; ranks still running after timeout (seconds or '90s'; ini
+    hw_distributed_timeout, default 300s) are killed and their stacks shown.
+    """
+    from pytest_hwbench.plugin.distributed import DistributedSpec
+    from pytest_hwbench.units import parse_duration
+
+    del registry  # the platform is the test's own: nothing to look up here
+    unknown = set(mark.kwargs) - {"world_size", "timeout"}
+    if unknown or len(mark.args) > 1:
+        raise _marker_error(
+            DISTRIBUTED_MARKER,
+            f"unknown argument(s) {', '.join(sorted(unknown)) or repr(mark.args[1:])}; "
+            "valid: world_size, timeout",
+        )
+    size = mark.kwargs.get("world_size", mark.args[0] if mark.args else 2)
+    if size == "auto":
+        world_size = None
+    elif isinstance(size, int) and not isinstance(size, bool) and size >= 1:
+        world_size = size
+    else:
+        raise _marker_error(
+            DISTRIBUTED_MARKER, f"world_size must be an int >= 1 or 'auto', got {size!r}"
+        )
+    timeout = mark.kwargs.get("timeout")
+    try:
+        timeout_s = None if timeout is None else parse_duration(timeout)
+    except ValueError as exc:
+        raise _marker_error(DISTRIBUTED_MARKER, f"timeout: {exc}") from None
+    if timeout_s is not None and timeout_s <= 0:
+        raise _marker_error(DISTRIBUTED_MARKER, f"timeout must be positive, got {timeout!r}")
+    return DistributedSpec(world_size, timeout_s)
+
+
 MARKERS: Mapping[str, Callable[[pytest.Mark, RegistryGetter], Any]] = {
     HARDWARE_MARKER: parse_hardware_marker,
     MEMORY_LIMIT_MARKER: parse_memory_limit,
     LEAK_LIMIT_MARKER: parse_leak_limit,
     ENERGY_LIMIT_MARKER: parse_energy_limit,
+    DISTRIBUTED_MARKER: parse_distributed_marker,
 }
 
 

@@ -316,17 +316,19 @@ class Measurer:
         marks: Sequence[MemoryMark],
         *,
         scope: str | None = None,
+        who: str = "",
     ) -> None:
         """Fail the test when its peak growth on `platform` exceeds `limit`, showing the marks.
 
-        `scope`: the ``measure()`` block the growth is of, when the test measured blocks.
+        `scope`: the ``measure()`` block the growth is of, when the test measured blocks;
+        `who`: the process that grew, when not the test's own ("rank 1 of 2").
         """
         limit_bytes = limit.for_platform(platform)
         if limit_bytes is None or stats["peak_delta_bytes"] <= limit_bytes:
             return
         where = "" if scope is None else f" in measure({scope!r})"
         lines = [
-            f"memory limit exceeded on {platform}{where}: peak growth "
+            f"{who}: " * bool(who) + f"memory limit exceeded on {platform}{where}: peak growth "
             f"{format_bytes(stats['peak_delta_bytes'])} > limit {format_bytes(limit_bytes)} "
             f"({limit.source})",
             f"  series {primary!r}: start {format_bytes(stats['start_bytes'])}, "

@@ -209,6 +209,10 @@ AXIS_POSITIONS = ("first", "last")
 
 _INI_ONLY = (
     (
+        "hw_distributed_timeout",
+        "how long a distributed test's ranks may run before they are killed (default 300s)",
+    ),
+    (
         "hw_axis_position",
         "where hw_device's platform and hw_dtype's dtype go in a test's id among its other "
         "parameters: first ([cuda-float32-8], default) or last ([8-cuda-float32])",
@@ -312,6 +316,8 @@ class HwbenchOptions(NamedTuple):
     dtypes: tuple[str, ...] | None = None
     #: Where the platform and dtype ids go among a test's parameters: "first" or "last".
     axis_position: str = "first"
+    #: How long a distributed test's ranks may run (ini hw_distributed_timeout).
+    distributed_timeout_s: float = 300.0
 
     @property
     def measures_every_test(self) -> bool:
@@ -530,8 +536,17 @@ def resolve_options(
 
     compare_base, compare_path, thresholds = _resolve_compare(config)
 
+    raw_timeout = _ini(config, "hw_distributed_timeout")
+    from pytest_hwbench.units import parse_duration
+
+    try:
+        distributed_timeout_s = parse_duration(raw_timeout) if raw_timeout else 300.0
+    except ValueError as exc:
+        raise _usage(f"ini hw_distributed_timeout={raw_timeout}: {exc}") from None
+
     return HwbenchOptions(
         devices=devices,
+        distributed_timeout_s=distributed_timeout_s,
         dtypes=dtypes,
         axis_position=axis_position,
         report_path=report_path,

@@ -14,6 +14,7 @@ import pytest
 from pytest_hwbench.names import (
     DEVICE_FIXTURE,
     DEVICES_FIXTURE,
+    DISTRIBUTED_MARKER,
     DTYPE_FIXTURE,
     ENERGY_FIXTURE,
     ENERGY_LIMIT_MARKER,
@@ -28,6 +29,7 @@ from pytest_hwbench.plugin.marks import (
     MarkerError,
     check_single_marks,
     our_marks,
+    parse_distributed_marker,
     parse_energy_limit,
     parse_hardware_marker,
     parse_leak_limit,
@@ -37,6 +39,7 @@ from pytest_hwbench.plugin.requirements import EnergyLimit, HardwareRequirement,
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
+    from pytest_hwbench.plugin.distributed import DistributedSpec
     from pytest_hwbench.plugin.options import HwbenchOptions
 
 __all__ = ["PLAN_KEY", "PlanNeeds", "Planner", "TestPlan"]
@@ -47,6 +50,7 @@ class TestPlan:
 
     __slots__ = (
         "device_count",
+        "distributed",
         "dtype",
         "energy_by_hook",
         "energy_limit",
@@ -72,6 +76,7 @@ class TestPlan:
         energy_limit: EnergyLimit | None = None,
         dtype: str | None = None,
         device_count: int = 1,
+        distributed: DistributedSpec | None = None,
     ) -> None:
         #: The registry name of the platform the test runs on.
         self.platform = platform
@@ -93,6 +98,8 @@ class TestPlan:
         self.dtype = dtype
         #: How many devices of its platform it was granted (its marker's min_count).
         self.device_count = device_count
+        #: Its ranks, when it is a distributed test.
+        self.distributed = distributed
 
 
 PLAN_KEY = pytest.StashKey[TestPlan]()
@@ -109,6 +116,8 @@ class PlanNeeds(NamedTuple):
     host_asks: bool = False
     #: Whether a planned test needs the energy hook (an energy limit; --hw-energy needs it anyway).
     energy: bool = False
+    #: Whether a runnable test is distributed (its body runs in its ranks).
+    distributed: bool = False
 
 
 class Planner:
@@ -168,6 +177,10 @@ class Planner:
             return parse_leak_limit(mark, self._registry)
         return self.plain_plan.leak_tolerance
 
+    def _distributed(self, mark: pytest.Mark | None) -> DistributedSpec | None:
+        """The ranks a distributed test asks for, or None."""
+        return None if mark is None else parse_distributed_marker(mark, self._registry)
+
     def _energy_limit(self, mark: pytest.Mark | None) -> EnergyLimit | None:
         """The limit on a test's energy (its marker's), or None."""
         return None if mark is None else parse_energy_limit(mark, self._registry)
@@ -190,6 +203,7 @@ class Planner:
                 self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
                 self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))
                 self._energy_limit(marks.get(ENERGY_LIMIT_MARKER))
+                self._distributed(marks.get(DISTRIBUTED_MARKER))
                 requirement = self._requirement(self.hardware_mark(definition, marks))
             elif wants_device or wants_dtype:
                 requirement = self._requirement(self.hardware_mark(definition))
@@ -301,6 +315,9 @@ class Planner:
             return self.plain_plan
         requirement = self._requirement(self.hardware_mark(item, marks))
         platform, unmet = self._unmet_reason(item, requirement)
+        distributed = self._distributed(marks.get(DISTRIBUTED_MARKER))
+        if distributed is not None and unmet is None:
+            unmet = self._ranks_unmet_reason(platform, distributed)
         callspec = getattr(item, "callspec", None)
         dtype = callspec.params.get(DTYPE_FIXTURE) if callspec is not None else None
         return TestPlan(
@@ -316,7 +333,25 @@ class Planner:
             energy_limit=self._energy_limit(marks.get(ENERGY_LIMIT_MARKER)),
             dtype=None if dtype is None else str(dtype),
             device_count=requirement.min_count if requirement is not None else 1,
+            distributed=distributed,
         )
+
+    def _ranks_unmet_reason(self, platform: str, spec: DistributedSpec) -> str | None:
+        """Why `platform` cannot hold the ranks of `spec` (a device each off the host)."""
+        from pytest_hwbench.plugin.distributed import COMMUNICATION_BACKENDS, world_size_on
+
+        if platform not in COMMUNICATION_BACKENDS:
+            return (
+                f"{platform}: torch.distributed has no backend for its devices (distributed "
+                f"tests run on {', '.join(COMMUNICATION_BACKENDS)})"
+            )
+        backend = self._registry().get(platform)
+        if backend.is_host:
+            return None
+        ranks, count = world_size_on(spec, backend), backend.device_count()
+        if count < ranks:
+            return f"{platform}: needs {ranks} devices for {ranks} ranks, {count} visible"
+        return None
 
     def plan(self, item: pytest.Item) -> TestPlan:
         """`item`'s plan, made now if collection did not (a test that asked for us at run time)."""
@@ -352,6 +387,7 @@ class Planner:
         unrunnable: set[pytest.Item] = set()
         host_asks = False
         energy = self.options.energy
+        distributed = False
         for item in ours:
             if self._unselected(item):
                 unrunnable.add(item)  # the user asked for a subset: the rest is deselected
@@ -360,6 +396,7 @@ class Planner:
             guard = guard or plan.leak_tolerance is not None
             energy = energy or plan.energy_by_hook or plan.energy_limit is not None
             if plan.unmet is None:
+                distributed = distributed or plan.distributed is not None
                 host_asks = host_asks or (
                     plan.on_host
                     and (
@@ -388,4 +425,5 @@ class Planner:
             guard=guard,
             host_asks=host_asks,
             energy=energy,
+            distributed=distributed,
         )

@@ -25,6 +25,7 @@ from pytest_hwbench.names import (
     ENERGY_RESULT_KEY,
     FAILURE_KEY,
     MEMORY_RESULT_KEY,
+    RANKS_RESULT_KEY,
     STRETCH_RESULT_KEY,
 )
 from pytest_hwbench.plugin.summary import (
@@ -181,6 +182,7 @@ class Reporter:
             "memory": memory,
             "benchmark": stash.get(BENCHMARK_RESULT_KEY, None),
             "energy": stash.get(ENERGY_RESULT_KEY, None),
+            "ranks": stash.get(RANKS_RESULT_KEY, None),
             "failure": stash.get(FAILURE_KEY, None),
             "worker": self.worker_id,
             "pinned_devices": self._pinned,
@@ -267,6 +269,7 @@ class Reporter:
                 and self.worker_id is None
                 and self._pinned is None
                 and _dtype_of(item) is None
+                and RANKS_RESULT_KEY not in stash
             ):
                 energy = stash.get(ENERGY_RESULT_KEY, None)
                 self._keep_short(
@@ -299,7 +302,7 @@ class Reporter:
         if entry["device"] is None and entry["platform"] is not None:
             entry["device"] = entry["platform"]
         # Absent rather than null: most entries have none of these (a report of thousands).
-        for key in ("dtype", "energy", "worker", "pinned_devices", "benchmark"):
+        for key in ("dtype", "energy", "worker", "pinned_devices", "benchmark", "ranks"):
             if data.get(key) is not None:
                 entry[key] = data[key]
         if skip_reason is not None:

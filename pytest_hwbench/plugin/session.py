@@ -75,6 +75,7 @@ class HwbenchSession:
         self._energy_hooks: EnergyHooks | None = None
         self._report_hooks: ReportHooks | DistributedReportHooks | None = None
         self._guard_hooks: GuardHooks | None = None
+        self._rank_hooks: object | None = None  # RankHooks, where a test is distributed
         controller = is_xdist_controller(config)
         if options.measures_every_test or controller:
             self.enable_test_hooks()
@@ -152,6 +153,11 @@ class HwbenchSession:
             self.enable_report_hooks()
         if needs.guard:
             self.enable_guard_hooks()
+        if needs.distributed and self._rank_hooks is None:
+            from pytest_hwbench.plugin.distributed import RankHooks
+
+            self._rank_hooks = RankHooks(self)
+            self.config.pluginmanager.register(self._rank_hooks, "hwbench_rank_hooks")
 
     def session_facts(self) -> dict[str, Any]:
         """The report's session section: how this process measured memory, and energy."""
