@@ -100,8 +100,10 @@ class RankResult:
     #: The rank's memory, as a report entry's ``memory``, when the test was measured.
     memory: dict[str, Any] | None = None
     device: str | None = None
-    #: When the driver heard of it (monotonic seconds): the first failure is the cause.
+    #: When the driver heard of it (monotonic seconds).
     received: float = 0.0
+    #: When it failed, by the host's clock (the ranks share it): the first failure is the cause.
+    failed_at: float | None = None
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -304,7 +306,8 @@ def summarize_failure(results: list[RankResult], world_size: int, timeout_s: flo
     """The test's failure message from its ranks' results, or None when every rank passed."""
     # The first to fail is the cause; the others often fail because it did (a peer gone).
     failed = sorted(
-        (r for r in results if r.status in ("failed", "died")), key=lambda r: r.received
+        (r for r in results if r.status in ("failed", "died")),
+        key=lambda r: (r.failed_at if r.failed_at is not None else float("inf"), r.received),
     )
     hung = [r for r in results if r.status == "hung"]
     if failed:
@@ -405,10 +408,19 @@ def rank_main(payload: dict[str, Any], connection: Connection) -> None:
     try:
         report = _run_rank(payload, rank, world_size)
     except BaseException as exc:  # anything before the test itself ran
-        report = {"status": "failed", "message": "".join(traceback.format_exception(exc))}
+        report = {
+            "status": "failed",
+            "message": "".join(traceback.format_exception(exc)),
+            "failed_at": time.time(),
+        }
     with contextlib.suppress(Exception):
         connection.send(report)
     connection.close()
+    with contextlib.suppress(Exception):
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _run_rank(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, Any]:
@@ -482,15 +494,13 @@ def _run_rank(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, 
             # From the test's own frame on: this function's frame is no news to the user.
             frames = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
             text = traceback.format_exception(type(exc), exc, frames)
-            report.update(status="failed", message="".join(text))
+            report.update(status="failed", message="".join(text), failed_at=time.time())
     finally:
         if metric is not None:
             with contextlib.suppress(Exception):
                 metric.stop()
                 report["memory"] = _rank_memory(metric, payload["platform"])
-        with contextlib.suppress(Exception):
-            dist.destroy_process_group()
-    return report
+    return report  # the group is left for after the report: its end fails the other ranks
 
 
 # -- the hook --------------------------------------------------------------------------------------
