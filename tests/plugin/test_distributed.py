@@ -230,3 +230,70 @@ def test_distributed_tests_run_under_xdist(
     assert {t["worker"] for t in tests} == {"gw0", "gw1"}  # two drivers at once: no collision
     assert all(len(t["ranks"]) == 2 for t in tests)
     assert json.dumps(tests).count('"status": "passed"') == 8
+
+
+def test_a_rank_that_skips_skips_and_hw_benchmark_is_refused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.distributed(world_size=2)
+        def test_skips_on_one_rank(hw_rank):
+            if hw_rank == 1:
+                pytest.skip("needs a second host")
+        """
+    )
+    result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*rank 1: needs a second host*"])
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.distributed(world_size=2)
+        def test_timed(hw_benchmark):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["*hw_benchmark is not supported in a distributed test yet*"])
+
+
+def test_ranks_exit_when_their_driver_is_killed(pytester: pytest.Pytester) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.distributed(world_size=2)
+        def test_sleeps(hw_rank):
+            time.sleep(600)
+        """
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        ranks: list[psutil.Process] = []
+        while len(ranks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            ranks = [
+                p for p in psutil.Process(driver.pid).children(recursive=True)
+                if "spawn_main" in " ".join(p.cmdline())
+            ]  # fmt: skip
+        assert len(ranks) == 2, "the ranks did not start"
+        os.kill(driver.pid, signal.SIGKILL)  # no cleanup of its own: the ranks must notice
+        driver.wait()
+        gone, alive = psutil.wait_procs(ranks, timeout=5)
+        assert alive == []
+        assert len(gone) == 2
+    finally:
+        driver.kill()
