@@ -503,6 +503,21 @@ def _run_rank(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, 
     return report  # the group is left for after the report: its end fails the other ranks
 
 
+def _summarize_ranks(session: Any, nodeid: str, platform: str, results: list[RankResult]) -> None:
+    """The rank that grew most joins the terminal's top peak growths, named with its rank."""
+    from pytest_hwbench.plugin.summary import SummaryRow
+
+    rows = []
+    for result in results:
+        memory = result.memory or {}
+        primary = str(memory.get("primary_series"))
+        stats = (memory.get("series") or {}).get(primary)
+        if stats is not None:
+            rows.append(SummaryRow.of(platform, primary, stats, f"{nodeid} (rank {result.rank})"))
+    if rows:
+        session.measuring.top_rows.add(max(rows, key=lambda row: row.growth_bytes))
+
+
 # -- the hook --------------------------------------------------------------------------------------
 
 
@@ -536,6 +551,7 @@ class RankHooks:
         failure = summarize_failure(results, world_size, timeout_s)
         if failure is not None:
             pytest.fail(failure, pytrace=False)
+        _summarize_ranks(session, pyfuncitem.nodeid, plan.platform, results)
         skipped = [r for r in results if r.status == "skipped"]
         if skipped:
             pytest.skip(f"rank {skipped[0].rank}: {skipped[0].message}")

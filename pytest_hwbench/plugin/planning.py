@@ -332,7 +332,9 @@ class Planner:
             platform,
             on_host=self._registry().get(platform).is_host,
             unmet=unmet,
+            # A distributed test's ranks measure themselves: the driver only waits for them.
             profile_by_hook=PROFILE_FIXTURE not in fixtures
+            and distributed is None
             and (self.options.profile_all or MEMORY_LIMIT_MARKER in marks),
             limit=self._memory_limit(marks.get(MEMORY_LIMIT_MARKER)),
             leak_tolerance=self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER)),

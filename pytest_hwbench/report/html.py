@@ -11,7 +11,7 @@ import html
 import importlib
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -77,8 +77,55 @@ def _script_json(obj: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def _ranks_memory(ranks: Sequence[Any]) -> dict[str, Any] | None:
+    """A distributed test's ranks' memory as one entry ``memory``: a series per rank and series.
+
+    The chart draws every rank ("rank 1 rss") on one time axis: each rank's samples hold their
+    value until its next one (timelines run from each rank's own start).
+    """
+    measured = [r for r in ranks if isinstance(r, Mapping) and isinstance(r.get("memory"), Mapping)]
+    if not measured:
+        return None
+    times = sorted({t for r in measured for t in (r["memory"].get("timeline") or {}).get("t", [])})
+    stats: dict[str, Any] = {}
+    values: dict[str, list[Any]] = {}
+    marks: list[dict[str, Any]] = []
+    for rank in measured:
+        memory, prefix = rank["memory"], f"rank {rank.get('rank')} "
+        timeline = memory.get("timeline") or {}
+        own_t = timeline.get("t") or []
+        for series, stat in (memory.get("series") or {}).items():
+            stats[prefix + series] = stat
+            samples = (timeline.get("series") or {}).get(series) or []
+            held, position, last = [], 0, None
+            for t in times:
+                while position < len(own_t) and own_t[position] <= t:
+                    last, position = samples[position], position + 1
+                held.append(last if own_t and t <= own_t[-1] else None)
+            values[prefix + series] = held
+        marks += [
+            {**mark, "label": prefix + str(mark.get("label", ""))}
+            for mark in timeline.get("marks") or []
+        ]
+    first = measured[0]["memory"]
+    return {
+        "primary": f"rank {measured[0].get('rank')} {first.get('primary_series')}",
+        "interval_s": first.get("interval_s"),
+        "sampler": first.get("sampler"),
+        "samples": len(times),
+        "downsampled": any(
+            (r["memory"].get("timeline") or {}).get("downsampled") for r in measured
+        ),
+        "warnings": [w for r in measured for w in r["memory"].get("warnings", [])],
+        "stats": stats,
+        "t": times,
+        "values": values,
+        "marks": marks,
+    }
+
+
 def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """What the page needs of one test when its row is opened."""
+    """What the page needs of one test when its row is opened (a distributed one: its ranks)."""
     memory = entry.get("memory")
     data: dict[str, Any] = {
         "nodeid": entry.get("nodeid"),
@@ -109,6 +156,14 @@ def _test_data(entry: Mapping[str, Any]) -> dict[str, Any]:
             "values": timeline.get("series", {}),
             "marks": timeline.get("marks", []),
         }
+    ranks = entry.get("ranks")
+    if isinstance(ranks, list):
+        data["memory"] = _ranks_memory(ranks) or data["memory"]
+        data["ranks"] = [
+            {k: r.get(k) for k in ("rank", "device", "status")}
+            for r in ranks
+            if isinstance(r, Mapping)
+        ]
     return data
 
 

@@ -248,7 +248,21 @@ def finite_number(value: object) -> float | None:
 
 
 def primary_stats(entry: Mapping[str, Any]) -> SeriesStats | None:
-    """The statistics of the test's primary memory series, or None when it was not measured."""
+    """The statistics of the test's primary memory series, or None when it was not measured.
+
+    A distributed test's are its ranks': those of the rank that grew most (the driver only
+    waited for them).
+    """
+    ranks = entry.get("ranks")
+    if isinstance(ranks, list):
+        found = [
+            stats
+            for rank in ranks
+            if isinstance(rank, Mapping)
+            and (stats := primary_stats({"memory": rank.get("memory")})) is not None
+        ]
+        if found:
+            return max(found, key=lambda stats: stats.get("peak_delta_bytes") or 0)
     memory = entry.get("memory")
     if not isinstance(memory, Mapping):
         return None
@@ -260,7 +274,7 @@ def primary_stats(entry: Mapping[str, Any]) -> SeriesStats | None:
                 series = scope.get("series", {})
                 break
     stats = series.get(memory.get("primary_series"))
-    return stats if isinstance(stats, Mapping) else None  # type: ignore[return-value]
+    return stats if isinstance(stats, Mapping) else None
 
 
 def energy_joules(entry: Mapping[str, Any]) -> float | None:

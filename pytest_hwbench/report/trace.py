@@ -111,6 +111,36 @@ def _power_events(
         )
 
 
+def _memory_events(
+    memory: object, prefix: str, suffix: str, track: tuple[float, int, int]
+) -> Iterator[dict[str, Any]]:
+    """A memory timeline's series as counter tracks and its marks as instant events.
+
+    `prefix` names whose memory it is ("rank 1 "): a distributed test's ranks each have one,
+    timed from their own start.
+    """
+    if not isinstance(memory, Mapping):
+        return
+    timeline = memory.get("timeline") or {}
+    times = timeline.get("t") or []
+    for series, values in (timeline.get("series") or {}).items():
+        yield from _counter_events(
+            f"{prefix}{series}{suffix}", "memory", "bytes", times, values, track
+        )
+    ts, pid, tid = track
+    for mark in timeline.get("marks") or []:
+        yield {
+            "name": f"{prefix}{mark.get('label', '')}",
+            "cat": "mark",
+            "ph": "i",
+            "s": "t",
+            "ts": ts + float(mark.get("t", 0.0)) * _US,
+            "pid": pid,
+            "tid": tid,
+            "args": dict(mark.get("values") or {}),
+        }
+
+
 def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Every trace event of a report: metadata first, then each test's slice, counters, marks."""
     tests = [t for t in report.get("tests") or [] if isinstance(t, Mapping)]
@@ -172,26 +202,12 @@ def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         }
         suffix = f" ({worker})" if worker else ""
         yield from _power_events(entry, (ts, pid, tid), suffix)
-        memory = entry.get("memory")
-        if not isinstance(memory, Mapping):
-            continue
-        timeline = memory.get("timeline") or {}
-        times = timeline.get("t") or []
-        for series, values in (timeline.get("series") or {}).items():
-            yield from _counter_events(
-                f"{series}{suffix}", "memory", "bytes", times, values, (ts, pid, tid)
-            )
-        for mark in timeline.get("marks") or []:
-            yield {
-                "name": str(mark.get("label", "")),
-                "cat": "mark",
-                "ph": "i",
-                "s": "t",
-                "ts": ts + float(mark.get("t", 0.0)) * _US,
-                "pid": pid,
-                "tid": tid,
-                "args": dict(mark.get("values") or {}),
-            }
+        yield from _memory_events(entry.get("memory"), "", suffix, (ts, pid, tid))
+        for rank in entry.get("ranks") or ():  # a distributed test: a track per rank
+            if isinstance(rank, Mapping):
+                yield from _memory_events(
+                    rank.get("memory"), f"rank {rank.get('rank')} ", suffix, (ts, pid, tid)
+                )
 
 
 def _other_data(report: Mapping[str, Any]) -> dict[str, Any]:

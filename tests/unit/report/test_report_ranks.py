@@ -1,0 +1,48 @@
+"""A distributed test's ranks in the report tools: a track per rank, the rank that grew most."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from report_builders import entry, report
+
+from pytest_hwbench.report.html import _test_data
+from pytest_hwbench.report.model import primary_stats
+from pytest_hwbench.report.trace import iter_trace_events
+
+
+def _distributed_entry() -> dict[str, Any]:
+    ranks = []
+    for rank, growth in ((0, 2**20), (1, 3 * 2**20)):
+        memory = entry(f"t.py::test_ddp#{rank}", growth=growth)["memory"]
+        ranks.append({"rank": rank, "device": "cpu", "status": "passed", "memory": memory})
+    data = entry("t.py::test_ddp", growth=4096)  # the driver's own: it only waited
+    data["ranks"] = ranks
+    return data
+
+
+def test_the_rank_that_grew_most_stands_for_the_test() -> None:
+    stats = primary_stats(_distributed_entry())
+    assert stats is not None
+    assert stats["peak_delta_bytes"] == 3 * 2**20
+
+
+def test_the_trace_has_a_counter_track_per_rank() -> None:
+    events = list(iter_trace_events(report(_distributed_entry())))
+    counters = {e["name"] for e in events if e["ph"] == "C"}
+    assert {"rss", "rank 0 rss", "rank 1 rss"} <= counters
+    rank1 = [e["args"]["bytes"] for e in events if e["name"] == "rank 1 rss"]
+    assert max(rank1) - rank1[0] == 3 * 2**20  # its own timeline
+
+
+def test_the_page_draws_every_rank_on_one_axis() -> None:
+    data = _test_data(_distributed_entry())
+    memory = data["memory"]
+    assert memory["primary"] == "rank 0 rss"
+    assert set(memory["values"]) == {"rank 0 rss", "rank 1 rss"}
+    assert memory["stats"]["rank 1 rss"]["peak_delta_bytes"] == 3 * 2**20
+    assert all(len(v) == len(memory["t"]) for v in memory["values"].values())
+    assert data["ranks"] == [
+        {"rank": 0, "device": "cpu", "status": "passed"},
+        {"rank": 1, "device": "cpu", "status": "passed"},
+    ]
