@@ -173,6 +173,9 @@ class HardwareBackend(ABC):
     description: ClassVar[str] = ""
     #: Whether this is the host itself: its one device stands for any index asked of it.
     is_host: ClassVar[bool] = False
+    #: The ``torch.distributed`` backend for this platform's devices ("gloo", "nccl"), or None
+    #: where torch has none: distributed tests run a rank per device of the platform.
+    communication_backend: ClassVar[str | None] = None
     #: Environment variables that restrict which devices the runtime shows this process, in the
     #: order a pinning plan looks for one the user set (the first set one is split among workers).
     visibility_variables: ClassVar[tuple[str, ...]] = ()

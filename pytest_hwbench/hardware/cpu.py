@@ -121,6 +121,7 @@ class CPUBackend(HardwareBackend):
     fallbacks = ()
     description = "host CPU (memory: process RSS; exact peak from Linux VmHWM)"
     is_host = True
+    communication_backend = "gloo"
 
     def detect(self) -> Detection:
         """The CPU is always there, as one device."""

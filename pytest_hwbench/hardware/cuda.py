@@ -35,6 +35,7 @@ class CUDABackend(TorchCudaBackend):
 
     name = "cuda"
     torch_device_type = "cuda"
+    communication_backend = "nccl"
     fallbacks = ("rocm", "cpu")
     description = "NVIDIA GPUs through torch.cuda; driver details from NVML when installed"
     visibility_variables = ("CUDA_VISIBLE_DEVICES",)

@@ -40,6 +40,7 @@ class ROCmBackend(TorchCudaBackend):
 
     name = "rocm"
     torch_device_type = "cuda"  # torch calls HIP devices "cuda"
+    communication_backend = "nccl"  # RCCL, under NCCL's name
     fallbacks = ("cuda", "cpu")
     description = "AMD GPUs through a ROCm (HIP) build of torch.cuda"
     # HIP reads all three. ROCR_VISIBLE_DEVICES applies first, at the runtime's lowest layer, and

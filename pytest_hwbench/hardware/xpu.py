@@ -84,6 +84,7 @@ class XPUBackend(HardwareBackend):
 
     name = "xpu"
     torch_device_type = "xpu"
+    communication_backend = "xccl"  # oneCCL, torch >= 2.8
     fallbacks = ("cpu",)
     description = "Intel GPU via torch.xpu (memory: XPU caching allocator; exact peaks)"
     # Level Zero's device mask: "0,1" or sub-devices "0.0,0.1".

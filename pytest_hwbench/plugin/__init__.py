@@ -304,9 +304,7 @@ def hw_world_size(request: pytest.FixtureRequest) -> int:
     plan = session.planning.plan(request.node)
     if plan.distributed is None:
         return 1
-    from pytest_hwbench.plugin.distributed import world_size_on
-
-    return world_size_on(plan.distributed, session.registry.get(plan.platform))
+    return plan.distributed.world_size_on(session.registry.get(plan.platform))
 
 
 @pytest.fixture

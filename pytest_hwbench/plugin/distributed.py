@@ -43,49 +43,12 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
 
-__all__ = [
-    "COMMUNICATION_BACKENDS",
-    "DEFAULT_TIMEOUT_S",
-    "DistributedSpec",
-    "RankResult",
-    "run_ranks",
-    "world_size_on",
-]
+__all__ = ["RankHooks", "RankResult", "run_ranks", "summarize_failure"]
 
-#: torch.distributed's backend for each platform's devices.
-COMMUNICATION_BACKENDS: Mapping[str, str] = {
-    "cpu": "gloo",
-    "cuda": "nccl",
-    "rocm": "nccl",  # RCCL, under NCCL's name
-    "xpu": "xccl",
-}
-#: How long a distributed test may run, unless its marker or ini hw_distributed_timeout says.
-DEFAULT_TIMEOUT_S = 300.0
 #: How long the other ranks get to finish once one has failed (they may wait on it forever).
 FAILURE_GRACE_S = 10.0
 #: How long a hung rank gets to write its stack before it is killed.
 STACK_WAIT_S = 1.0
-#: Ranks on the host when ``world_size="auto"``.
-HOST_AUTO_WORLD_SIZE = 2
-
-
-@dataclass(frozen=True)
-class DistributedSpec:
-    """What ``@pytest.mark.distributed(...)`` asks: how many ranks, for how long at most."""
-
-    #: None: "auto", one rank per visible device of the test's platform (2 on the host).
-    world_size: int | None = 2
-    #: None: ini hw_distributed_timeout, else `DEFAULT_TIMEOUT_S`.
-    timeout_s: float | None = None
-
-
-def world_size_on(spec: DistributedSpec, backend: HardwareBackend) -> int:
-    """The number of ranks `spec` gives on `backend`'s platform."""
-    if spec.world_size is not None:
-        return spec.world_size
-    if backend.is_host:
-        return HOST_AUTO_WORLD_SIZE
-    return max(1, backend.device_count()) if backend.is_available() else 1
 
 
 @dataclass
@@ -161,12 +124,9 @@ def run_ranks(
     import torch.distributed as dist
 
     platform = backend.name
-    communication = COMMUNICATION_BACKENDS.get(platform)
+    communication = backend.communication_backend
     if communication is None:
-        pytest.skip(
-            f"{platform}: torch.distributed has no backend for its devices "
-            f"(distributed tests run on {', '.join(COMMUNICATION_BACKENDS)})"
-        )
+        pytest.skip(f"{platform}: torch.distributed has no backend for its devices")
     fixtures = _picklable(kwargs)
     store = dist.TCPStore(  # type: ignore[attr-defined]
         "127.0.0.1", 0, None, True, timedelta(seconds=timeout_s), wait_for_workers=False
@@ -416,6 +376,10 @@ def rank_main(payload: dict[str, Any], connection: Connection) -> None:
     with contextlib.suppress(Exception):
         connection.send(report)
     connection.close()
+    if report.get("status") != "passed":
+        # Leave at once: the other ranks see their peer gone and fail now, rather than wait in
+        # a collective (or in this group's teardown) until the driver's grace period ends.
+        os._exit(0)
     with contextlib.suppress(Exception):
         import torch.distributed as dist
 
@@ -533,13 +497,13 @@ class RankHooks:
         """A distributed test's body runs in its ranks, not here; its ranks' memory is kept."""
         session = self.session
         plan = session.planning.plan(pyfuncitem)
-        spec: DistributedSpec | None = plan.distributed
+        spec = plan.distributed
         if spec is None:
             return None
         from pytest_hwbench.names import RANKS_RESULT_KEY
 
         backend = session.registry.get(plan.platform)
-        world_size = world_size_on(spec, backend)
+        world_size = spec.world_size_on(backend)
         timeout_s = spec.timeout_s or session.options.distributed_timeout_s
         kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
         measure = {"interval_s": session.options.interval_s, "sampler": session.options.sampler}

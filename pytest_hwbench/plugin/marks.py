@@ -233,7 +233,7 @@ def parse_distributed_marker(mark: pytest.Mark, registry: RegistryGetter) -> Any
     fails fails the test, naming it; ranks still running after timeout (seconds or '90s'; ini
     hw_distributed_timeout, default 300s) are killed and their stacks shown.
     """
-    from pytest_hwbench.plugin.distributed import DistributedSpec
+    from pytest_hwbench.plugin.requirements import DistributedSpec
     from pytest_hwbench.units import parse_duration
 
     del registry  # the platform is the test's own: nothing to look up here

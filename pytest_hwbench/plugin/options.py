@@ -204,6 +204,8 @@ _OPTIONS = (
     ),
 )
 
+#: How long a distributed test's ranks may run unless its marker or ini hw_distributed_timeout say.
+DISTRIBUTED_TIMEOUT_DEFAULT_S = 300.0
 #: Where the platform (and dtype) ids go among a test's parameters.
 AXIS_POSITIONS = ("first", "last")
 
@@ -317,7 +319,7 @@ class HwbenchOptions(NamedTuple):
     #: Where the platform and dtype ids go among a test's parameters: "first" or "last".
     axis_position: str = "first"
     #: How long a distributed test's ranks may run (ini hw_distributed_timeout).
-    distributed_timeout_s: float = 300.0
+    distributed_timeout_s: float = DISTRIBUTED_TIMEOUT_DEFAULT_S
 
     @property
     def measures_every_test(self) -> bool:
@@ -537,12 +539,14 @@ def resolve_options(
     compare_base, compare_path, thresholds = _resolve_compare(config)
 
     raw_timeout = _ini(config, "hw_distributed_timeout")
-    from pytest_hwbench.units import parse_duration
+    distributed_timeout_s = DISTRIBUTED_TIMEOUT_DEFAULT_S
+    if raw_timeout:
+        from pytest_hwbench.units import parse_duration
 
-    try:
-        distributed_timeout_s = parse_duration(raw_timeout) if raw_timeout else 300.0
-    except ValueError as exc:
-        raise _usage(f"ini hw_distributed_timeout={raw_timeout}: {exc}") from None
+        try:
+            distributed_timeout_s = parse_duration(raw_timeout)
+        except ValueError as exc:
+            raise _usage(f"ini hw_distributed_timeout={raw_timeout}: {exc}") from None
 
     return HwbenchOptions(
         devices=devices,

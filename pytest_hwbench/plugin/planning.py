@@ -35,11 +35,15 @@ from pytest_hwbench.plugin.marks import (
     parse_leak_limit,
     parse_memory_limit,
 )
-from pytest_hwbench.plugin.requirements import EnergyLimit, HardwareRequirement, MemoryLimit
+from pytest_hwbench.plugin.requirements import (
+    DistributedSpec,
+    EnergyLimit,
+    HardwareRequirement,
+    MemoryLimit,
+)
 
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.registry import HardwareRegistry
-    from pytest_hwbench.plugin.distributed import DistributedSpec
     from pytest_hwbench.plugin.options import HwbenchOptions
 
 __all__ = ["PLAN_KEY", "PlanNeeds", "Planner", "TestPlan"]
@@ -325,7 +329,7 @@ class Planner:
         platform, unmet = self._unmet_reason(item, requirement)
         distributed = self._distributed(marks.get(DISTRIBUTED_MARKER))
         if distributed is not None and unmet is None:
-            unmet = self._ranks_unmet_reason(platform, distributed)
+            unmet = distributed.unmet_reason(self._registry().get(platform))
         callspec = getattr(item, "callspec", None)
         dtype = callspec.params.get(DTYPE_FIXTURE) if callspec is not None else None
         return TestPlan(
@@ -345,23 +349,6 @@ class Planner:
             device_count=requirement.min_count if requirement is not None else 1,
             distributed=distributed,
         )
-
-    def _ranks_unmet_reason(self, platform: str, spec: DistributedSpec) -> str | None:
-        """Why `platform` cannot hold the ranks of `spec` (a device each off the host)."""
-        from pytest_hwbench.plugin.distributed import COMMUNICATION_BACKENDS, world_size_on
-
-        if platform not in COMMUNICATION_BACKENDS:
-            return (
-                f"{platform}: torch.distributed has no backend for its devices (distributed "
-                f"tests run on {', '.join(COMMUNICATION_BACKENDS)})"
-            )
-        backend = self._registry().get(platform)
-        if backend.is_host:
-            return None
-        ranks, count = world_size_on(spec, backend), backend.device_count()
-        if count < ranks:
-            return f"{platform}: needs {ranks} devices for {ranks} ranks, {count} visible"
-        return None
 
     def plan(self, item: pytest.Item) -> TestPlan:
         """`item`'s plan, made now if collection did not (a test that asked for us at run time)."""

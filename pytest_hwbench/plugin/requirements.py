@@ -15,7 +15,10 @@ from pytest_hwbench.units import format_bytes
 if TYPE_CHECKING:
     from pytest_hwbench.hardware.base import Capability, HardwareBackend
 
-__all__ = ["EnergyLimit", "HardwareRequirement", "MemoryLimit"]
+__all__ = ["DistributedSpec", "EnergyLimit", "HardwareRequirement", "MemoryLimit"]
+
+#: Ranks on the host when ``world_size="auto"``.
+HOST_AUTO_WORLD_SIZE = 2
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,35 @@ class HardwareRequirement:
                 f"{name}: needs {format_bytes(self.min_memory_bytes)} of device memory, "
                 f"has {format_bytes(total)}"
             )
+        return None
+
+
+@dataclass(frozen=True)
+class DistributedSpec:
+    """What ``@pytest.mark.distributed(...)`` asks: how many ranks, for how long at most."""
+
+    #: None: "auto", one rank per visible device of the test's platform (2 on the host).
+    world_size: int | None = 2
+    #: None: ini hw_distributed_timeout.
+    timeout_s: float | None = None
+
+    def world_size_on(self, backend: HardwareBackend) -> int:
+        """The number of ranks on `backend`'s platform."""
+        if self.world_size is not None:
+            return self.world_size
+        if backend.is_host:
+            return HOST_AUTO_WORLD_SIZE
+        return max(1, backend.device_count()) if backend.is_available() else 1
+
+    def unmet_reason(self, backend: HardwareBackend) -> str | None:
+        """Why `backend`'s platform cannot hold the ranks (a device each off the host), or None."""
+        if backend.communication_backend is None:
+            return f"{backend.name}: torch.distributed has no backend for its devices"
+        if backend.is_host or not backend.is_available():
+            return None
+        ranks, count = self.world_size_on(backend), backend.device_count()
+        if count < ranks:
+            return f"{backend.name}: needs {ranks} devices for {ranks} ranks, {count} visible"
         return None
 
 

@@ -75,7 +75,7 @@ def test_ranks_pass_fail_hang_and_nothing_outlives_them(
     result.stdout.fnmatch_lines(
         [
             "*_ test_a_rank_raises _*",
-            "rank 1 of 2 failed (and rank 0):",
+            "rank 1 of 2 failed*",
             "Traceback (most recent call last):",
             '  File "*test_ranks_pass_fail_hang_and_nothing_outlives_them.py", line *, in '
             "test_a_rank_raises",
@@ -97,7 +97,9 @@ def test_ranks_pass_fail_hang_and_nothing_outlives_them(
         rss = rank["memory"]["series"]["rss"]
         assert rss["exact_peak"] is True
         assert rss["peak_delta_bytes"] >= 0
-    assert [r["status"] for r in entries["test_a_rank_raises"]["ranks"]] == ["failed", "failed"]
+    raised = [r["status"] for r in entries["test_a_rank_raises"]["ranks"]]
+    assert raised[1] == "failed"
+    assert raised[0] in ("failed", "killed")  # it fails on its peer's going, or waits till killed
     assert [r["status"] for r in entries["test_a_rank_hangs"]["ranks"]] == ["hung", "hung"]
 
 
