@@ -21,6 +21,7 @@ import pytest
 from pytest_hwbench.names import (
     DEVICE_FIXTURE,
     DEVICES_FIXTURE,
+    DISTRIBUTED_MARKER,
     DTYPE_FIXTURE,
     GPU_PLAN_ENV,
     HW_BENCHMARK_FIXTURE,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from pytest_hwbench.metrics.energy.metric import EnergyMetric
     from pytest_hwbench.metrics.memory.base import MemoryMetric
     from pytest_hwbench.plugin.benchmark.fixture import HwBenchmark
+    from pytest_hwbench.plugin.distributed import RankBenchmark
     from pytest_hwbench.plugin.session import HwbenchSession
 
 
@@ -212,7 +214,13 @@ def pytest_collection_modifyitems(
     """
     state = config.stash[_state_key]
     if state.benchmark_plugin and state.benchmarked:
-        benchmarked = [i for i in items if HW_BENCHMARK_FIXTURE in getattr(i, "fixturenames", ())]
+        # A distributed test's ranks time it themselves: pytest-benchmark stays out of it.
+        benchmarked = [
+            i
+            for i in items
+            if HW_BENCHMARK_FIXTURE in getattr(i, "fixturenames", ())
+            and i.get_closest_marker(DISTRIBUTED_MARKER) is None
+        ]
         if benchmarked:
             from pytest_hwbench.plugin.benchmark.fixture import require_benchmark_fixture
 
@@ -344,7 +352,7 @@ def energy_profile(request: pytest.FixtureRequest) -> Iterator[EnergyMetric]:
 
 
 @pytest.fixture
-def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
+def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark | RankBenchmark]:
     """pytest-benchmark's ``benchmark`` on this test's device: synchronized rounds, plus memory.
 
     ``hw_benchmark(fn, *args, flops=..., bytes_moved=..., dtype=...)`` or ``.pedantic(...)``.
@@ -352,6 +360,11 @@ def hw_benchmark(request: pytest.FixtureRequest) -> Iterator[HwBenchmark]:
     from pytest_hwbench.plugin.benchmark.fixture import hw_benchmark_fixture
 
     session = get_session(request.config)
+    if session.planning.plan(request.node).distributed is not None:
+        from pytest_hwbench.plugin.distributed import RankBenchmark
+
+        yield RankBenchmark(session.options.benchmark_warmup)  # the ranks run it
+        return
     backend = session.backend_of(request.node)
     energy = session.energy if session.options.energy else None
     yield from hw_benchmark_fixture(request, session.measuring, backend, session.options, energy)

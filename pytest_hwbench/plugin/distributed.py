@@ -67,6 +67,114 @@ class RankResult:
     received: float = 0.0
     #: When it failed, by the host's clock (the ranks share it): the first failure is the cause.
     failed_at: float | None = None
+    #: Its hw_benchmark record, on rank 0 of a test that benchmarks.
+    benchmark: dict[str, Any] | None = None
+
+
+# -- hw_benchmark in the ranks ----------------------------------------------------------------
+
+
+class RankBenchmark:
+    """``hw_benchmark`` in a distributed test: rounds every rank runs together, rank 0 timing.
+
+    Each round starts at a barrier and ends when every rank has finished its calls and its
+    device's queued work (a barrier after a synchronize): the step as the job sees it, set by
+    its slowest rank. Rank 0's times become the test's benchmark. Calling it runs
+    ``default_rounds`` rounds; ``pedantic`` takes pytest-benchmark's arguments.
+    """
+
+    def __init__(self, warmup_rounds: int, default_rounds: int = 20) -> None:
+        self.warmup_rounds = warmup_rounds
+        self.default_rounds = default_rounds
+        self._device: Any = None
+        #: Rank 0's record of the rounds (the report entry's ``benchmark``), once run.
+        self.record: dict[str, Any] | None = None
+
+    def bind(self, device: Any) -> None:
+        """Run on `device` (the rank's own), in a rank."""
+        self._device = device
+
+    def __call__(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        flops: float | None = None,
+        bytes_moved: float | None = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Time `function(*args, **kwargs)` over the default rounds; return its result."""
+        return self.pedantic(
+            function, args=args, kwargs=kwargs, rounds=self.default_rounds,
+            warmup_rounds=self.warmup_rounds, flops=flops, bytes_moved=bytes_moved,
+        )  # fmt: skip
+
+    def pedantic(
+        self,
+        target: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        setup: Callable[[], Any] | None = None,
+        rounds: int = 1,
+        warmup_rounds: int = 0,
+        iterations: int = 1,
+        flops: float | None = None,
+        bytes_moved: float | None = None,
+        dtype: Any = None,
+    ) -> Any:
+        """pytest-benchmark's ``pedantic``, every round a step of the whole job."""
+        import statistics
+
+        import torch
+        import torch.distributed as dist
+
+        from pytest_hwbench.plugin.benchmark.driving import call_arguments, check_pedantic
+
+        if self._device is None:
+            raise RuntimeError("hw_benchmark of a distributed test runs in its ranks only")
+        check_pedantic(rounds, warmup_rounds, iterations, setup)
+        module = getattr(torch, self._device.type, None)
+        synchronize = getattr(module, "synchronize", None) if self._device.type != "cpu" else None
+        result = None
+        for _ in range(warmup_rounds):
+            call_args, call_kwargs = call_arguments(setup, args, dict(kwargs or {}))
+            result = target(*call_args, **call_kwargs)
+        times = []
+        for _ in range(rounds):
+            call_args, call_kwargs = call_arguments(setup, args, dict(kwargs or {}))
+            dist.barrier()
+            start = time.perf_counter()
+            for _ in range(iterations):
+                result = target(*call_args, **call_kwargs)
+            if synchronize is not None:
+                synchronize(self._device)
+            dist.barrier()
+            times.append((time.perf_counter() - start) / iterations)
+        if dist.get_rank() == 0:
+            quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+            median = statistics.median(times)
+            throughput: dict[str, Any] = {}
+            if flops is not None:
+                throughput.update(flops=flops, flops_per_s=flops / median)
+            if bytes_moved is not None:
+                throughput.update(bytes_moved=bytes_moved, bytes_per_s=bytes_moved / median)
+            self.record = {
+                "timed": True,
+                "unit": "seconds",
+                "min": min(times),
+                "max": max(times),
+                "mean": statistics.fmean(times),
+                "median": median,
+                "stddev": statistics.stdev(times) if len(times) > 1 else 0.0,
+                "iqr": quartiles[2] - quartiles[0],
+                "rounds": rounds,
+                "iterations": iterations,
+                "warmup_rounds": warmup_rounds,
+                "timer": f"barrier+synchronize+perf_counter (rank 0 of {dist.get_world_size()})",
+                "throughput": throughput or None,
+                "warnings": [],
+            }
+        return result
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -436,6 +544,9 @@ def _run_rank(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, 
                 if name in kwargs
             }
         )
+        bench = kwargs.get("hw_benchmark")
+        if isinstance(bench, RankBenchmark):
+            bench.bind(device)
         if payload["function"]["class"] is not None:
             owner = sys.modules[payload["function"]["module"]]
             instance = getattr(owner, payload["function"]["class"])()
@@ -452,6 +563,8 @@ def _run_rank(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, 
         try:
             function(**kwargs)
             report["status"] = "passed"
+            if isinstance(bench, RankBenchmark) and bench.record is not None:
+                report["benchmark"] = bench.record
         except pytest.skip.Exception as exc:
             report.update(status="skipped", message=str(exc.msg))
         except BaseException as exc:
@@ -516,6 +629,10 @@ class RankHooks:
         if failure is not None:
             pytest.fail(failure, pytrace=False)
         _summarize_ranks(session, pyfuncitem.nodeid, plan.platform, results)
+        if results and results[0].benchmark is not None:
+            from pytest_hwbench.names import BENCHMARK_RESULT_KEY
+
+            pyfuncitem.stash[BENCHMARK_RESULT_KEY] = results[0].benchmark
         skipped = [r for r in results if r.status == "skipped"]
         if skipped:
             pytest.skip(f"rank {skipped[0].rank}: {skipped[0].message}")

@@ -207,15 +207,7 @@ class Planner:
                 self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
                 self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))
                 self._energy_limit(marks.get(ENERGY_LIMIT_MARKER))
-                if self._distributed(marks.get(DISTRIBUTED_MARKER)) is not None and (
-                    HW_BENCHMARK_FIXTURE in fixtures
-                ):
-                    raise MarkerError(
-                        f"@pytest.mark.{DISTRIBUTED_MARKER}: {HW_BENCHMARK_FIXTURE} is not "
-                        "supported in a distributed test yet (its fixture cannot run in the "
-                        "ranks); time the step inside the test, or benchmark one rank's work "
-                        "in a test of its own"
-                    )
+                self._distributed(marks.get(DISTRIBUTED_MARKER))
                 requirement = self._requirement(self.hardware_mark(definition, marks))
             elif wants_device or wants_dtype:
                 requirement = self._requirement(self.hardware_mark(definition))

@@ -234,7 +234,7 @@ def test_distributed_tests_run_under_xdist(
     assert json.dumps(tests).count('"status": "passed"') == 8
 
 
-def test_a_rank_that_skips_skips_and_hw_benchmark_is_refused(pytester: pytest.Pytester) -> None:
+def test_a_rank_that_skips_skips_the_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
         import pytest
@@ -248,17 +248,38 @@ def test_a_rank_that_skips_skips_and_hw_benchmark_is_refused(pytester: pytest.Py
     result = pytester.runpytest("-rs", "-p", "no:cacheprovider")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*rank 1: needs a second host*"])
+
+
+def test_hw_benchmark_times_steps_of_the_whole_job_on_rank_0(
+    pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader
+) -> None:
     pytester.makepyfile(
         """
+        import time
         import pytest
+        import torch
+        import torch.distributed as dist
 
         @pytest.mark.distributed(world_size=2)
-        def test_timed(hw_benchmark):
-            pass
+        def test_step(hw_rank, hw_benchmark):
+            def step():
+                time.sleep(0.004 if hw_rank == 1 else 0.001)  # rank 1 is the slow one
+                t = torch.ones(8)
+                dist.all_reduce(t)
+                return t
+
+            result = hw_benchmark.pedantic(step, rounds=12, warmup_rounds=1, flops=8e6)
+            assert result.tolist() == [2.0] * 8
         """
     )
-    result = pytester.runpytest()
-    result.stdout.fnmatch_lines(["*hw_benchmark is not supported in a distributed test yet*"])
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--hw-report={report_path}")
+    result.assert_outcomes(passed=1)
+    (entry,) = load_valid_report(report_path)["tests"]
+    bench = entry["benchmark"]
+    assert bench["rounds"] == 12
+    assert bench["timer"] == "barrier+synchronize+perf_counter (rank 0 of 2)"
+    assert bench["median"] >= 0.004  # every round waits for the slowest rank
+    assert bench["throughput"]["flops_per_s"] == pytest.approx(8e6 / bench["median"])
 
 
 def test_ranks_exit_when_their_driver_is_killed(pytester: pytest.Pytester) -> None:
