@@ -320,3 +320,20 @@ def test_ranks_exit_when_their_driver_is_killed(pytester: pytest.Pytester) -> No
         assert len(gone) == 2
     finally:
         driver.kill()
+
+
+def test_the_ddp_example_gives_two_ranks_with_exact_cpu_peaks(
+    pytester: pytest.Pytester, report_path: Path, load_valid_report: Loader
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "example_suites" / "test_ddp_step.py"
+    pytester.makepyfile(test_ddp=example.read_text())
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--hw-report={report_path}")
+    assert result.ret == pytest.ExitCode.OK  # its CPU instance passes; CUDA's where there is one
+    entry = next(t for t in load_valid_report(report_path)["tests"] if t["platform"] == "cpu")
+    assert [(r["rank"], r["device"], r["status"]) for r in entry["ranks"]] == [
+        (0, "cpu", "passed"), (1, "cpu", "passed")
+    ]  # fmt: skip
+    for rank in entry["ranks"]:
+        rss = rank["memory"]["series"]["rss"]
+        assert rss["exact_peak"] is True
+        assert rss["peak_delta_bytes"] > 2**20  # DDP's buckets, the gradients: real growth
