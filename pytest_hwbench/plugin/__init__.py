@@ -179,11 +179,13 @@ def _takes_an_axis(metafunc: pytest.Metafunc) -> bool:
     return DEVICE_FIXTURE in fixtures or DTYPE_FIXTURE in fixtures or DEVICES_FIXTURE in fixtures
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Validate our markers and parametrize ``hw_device`` and ``hw_dtype``.
 
-    Before pytest's own ``parametrize`` markers, so that the platform leads the test's id
-    (``[cuda-8]``), unless ini ``hw_axis_position = last`` (see `_LateAxes`).
+    Before any other parametrization (pytest's ``parametrize`` markers, a conftest's own
+    ``pytest_generate_tests``), so that the platform leads the test's id (``[cuda-8]``),
+    unless ini ``hw_axis_position = last`` (see `_LateAxes`).
     """
     state = metafunc.config.stash[_state_key]
     if HW_BENCHMARK_FIXTURE in metafunc.fixturenames:

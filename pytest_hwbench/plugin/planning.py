@@ -200,42 +200,53 @@ class Planner:
         definition = metafunc.definition
         fixtures = metafunc.fixturenames
         wants_device, wants_dtype = DEVICE_FIXTURE in fixtures, DTYPE_FIXTURE in fixtures
+        if late and not (wants_device or wants_dtype):
+            return
         try:
+            marks = our_marks(definition)
             if not late:
-                marks = our_marks(definition)
                 check_single_marks(definition)
                 self._memory_limit(marks.get(MEMORY_LIMIT_MARKER))
                 self._leak_tolerance(marks.get(LEAK_LIMIT_MARKER))
                 self._energy_limit(marks.get(ENERGY_LIMIT_MARKER))
                 self._distributed(marks.get(DISTRIBUTED_MARKER))
-                requirement = self._requirement(self.hardware_mark(definition, marks))
-            elif wants_device or wants_dtype:
-                requirement = self._requirement(self.hardware_mark(definition))
-            else:
-                return
+            declared = marks.get(HARDWARE_MARKER)
+            requirement = self._requirement(declared or self.hardware_mark(definition, marks))
         except MarkerError as exc:
             raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
-        if requirement is not None and requirement.dtypes and not wants_dtype:
+        if not wants_dtype and any(
+            mark.name == HARDWARE_MARKER and mark.kwargs.get("dtypes")
+            for mark in definition.own_markers
+        ):  # a module's, a class's or a directory's dtypes are for those of its tests that take it
             raise pytest.Collector.CollectError(
                 f"{definition.nodeid}: hardware(dtypes=...) runs the test once per dtype: "
                 f"take the {DTYPE_FIXTURE} fixture as an argument"
             )
         if (self.options.axis_position == "last") != late or not (wants_device or wants_dtype):
             return
+        # A test's own marker (or its class's, module's) says what it supports: the command line
+        # selects among those. A directory's default (the hook) is a default: it replaces it.
+        options = self.options
         platforms: list[str] = []
         if wants_device:
-            if requirement is not None:
+            if declared is not None and requirement is not None:
                 platforms = list(requirement.platforms)
-            elif self.options.devices is not None:
-                platforms = list(self.options.devices)
+            elif options.devices is not None:
+                platforms = list(options.devices)
+            elif requirement is not None:
+                platforms = list(requirement.platforms)
             else:
                 platforms = self._registry().available()
         dtypes: list[str] = []
         if wants_dtype:
-            if requirement is not None and requirement.dtypes:
+            if declared is not None and requirement is not None and requirement.dtypes:
+                dtypes = list(requirement.dtypes)
+            elif options.dtypes is not None:
+                dtypes = list(options.dtypes)
+            elif requirement is not None and requirement.dtypes:
                 dtypes = list(requirement.dtypes)
             else:
-                dtypes = list(self.options.dtypes or ("float32",))
+                dtypes = ["float32"]
         if not wants_dtype:
             metafunc.parametrize(
                 DEVICE_FIXTURE, platforms, ids=platforms, indirect=True, scope="function"

@@ -140,6 +140,9 @@ def test_a_conftest_gives_its_directory_the_axes(pytester: pytest.Pytester) -> N
                 def test_forward(hw_device, hw_dtype):
                     pass
 
+                def test_gradcheck(hw_device):  # no dtype axis: the directory's is not its
+                    pass
+
                 @pytest.mark.hardware("cpu")  # its own marker wins
                 def test_cpu_only(hw_device, hw_dtype):
                     pass
@@ -158,10 +161,23 @@ def test_a_conftest_gives_its_directory_the_axes(pytester: pytest.Pytester) -> N
             "*models/test_model.py::test_forward[[]cuda-float32[]] SKIPPED*",
             "*models/test_model.py::test_forward[[]cuda-float64[]] SKIPPED*",
             "*models/test_model.py::test_cpu_only[[]cpu-float32[]] PASSED*",
+            "*models/test_model.py::test_gradcheck[[]cpu[]] PASSED*",
+            "*models/test_model.py::test_gradcheck[[]cuda[]] SKIPPED*",
             "*test_elsewhere.py::test_outside[[]cpu[]] PASSED*",  # only what is available
         ]
     )
-    result.assert_outcomes(passed=4, skipped=2)
+    result.assert_outcomes(passed=5, skipped=3)
+    # The directory's axes are a default the command line replaces; a test's own, it selects in.
+    result = pytester.runpytest("-v", "--hw-dtypes=bfloat16")
+    result.stdout.fnmatch_lines_random(
+        [
+            "*models/test_model.py::test_forward[[]cpu-bfloat16[]] PASSED*",
+            "*models/test_model.py::test_forward[[]cuda-bfloat16[]] SKIPPED*",
+        ]
+    )
+    result.assert_outcomes(passed=4, skipped=2)  # test_cpu_only's marker names no dtypes
+    result = pytester.runpytest("-v", "--hw-devices=cuda")
+    result.assert_outcomes(skipped=4, deselected=1)  # test_cpu_only names cpu: not asked for
 
 
 def test_a_hook_returning_something_else_is_an_error(pytester: pytest.Pytester) -> None:
@@ -185,7 +201,26 @@ def test_step(hw_device, hw_dtype, batch):
 
 def test_the_platform_leads_the_id_unless_the_ini_says_last(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(ID_SUITE)
-    pytester.runpytest("--co", "-q").stdout.fnmatch_lines(["*::test_step[[]cpu-float32-8[]]"])
+    pytester.makeconftest(
+        """
+        def pytest_generate_tests(metafunc):  # a suite's own axis, added in its conftest
+            if "backend" in metafunc.fixturenames:
+                metafunc.parametrize("backend", ["eager"])
+        """
+    )
+    pytester.makepyfile(
+        test_backend="""
+        import pytest
+
+        @pytest.mark.hardware("cpu")
+        def test_compiled(hw_device, backend):
+            pass
+        """
+    )
+    result = pytester.runpytest("--co", "-q")
+    result.stdout.fnmatch_lines_random(
+        ["*::test_step[[]cpu-float32-8[]]", "*::test_compiled[[]cpu-eager[]]"]
+    )
     pytester.makeini("[pytest]\nhw_axis_position = last\n")
     pytester.runpytest("--co", "-q").stdout.fnmatch_lines(["*::test_step[[]8-cpu-float32[]]"])
     pytester.makeini("[pytest]\nhw_axis_position = middle\n")
@@ -257,10 +292,11 @@ def test_a_suites_own_device_fixture_bridged_keeps_its_ids_options_and_rules(
     )
     result = pytester.runpytest("-v", "-k", "cpu-float32")
     result.assert_outcomes(passed=1, deselected=3)
+    # The suite's options choose the axes, as they always did: the rest is never collected.
     result = pytester.runpytest("-v", "--device=cpu")
-    result.assert_outcomes(passed=2, deselected=2)  # never skipped: not asked for
+    result.assert_outcomes(passed=2)
     result = pytester.runpytest("-v", "--device=cpu", "--dtype=float64")
-    result.assert_outcomes(passed=1, deselected=3)
+    result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*::test_matmul[[]cpu-float64-2[]] PASSED*"])
 
 
