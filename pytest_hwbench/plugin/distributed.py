@@ -122,7 +122,12 @@ class RankBenchmark:
         bytes_moved: float | None = None,
         dtype: Any = None,
     ) -> Any:
-        """pytest-benchmark's ``pedantic``, every round a step of the whole job."""
+        """pytest-benchmark's ``pedantic``, every round a step of the whole job.
+
+        `flops` and `bytes_moved` give throughput at the median; `dtype` is taken as
+        ``hw_benchmark`` takes it, but no fraction of a device's peak is worked out here
+        (the ranks have no peak table).
+        """
         import statistics
 
         import torch
