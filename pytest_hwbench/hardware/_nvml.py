@@ -240,6 +240,34 @@ def device_memory_info(handle: Any) -> NVMLMemoryInfo | None:
     )
 
 
+def process_memory_used(handle: Any, pid: int) -> tuple[int | None, str | None]:
+    """Bytes process `pid` holds on the device, from NVML's list of its compute processes.
+
+    Returns ``(bytes, None)``, or ``(None, why)``: no NVML, a driver that keeps the figure
+    (Windows' WDDM), or `pid` not among the listed processes, which is what a container's own
+    PID namespace gives (NVML lists the host's PIDs) and what a process without a context on
+    the device gives (ask after CUDA is initialized).
+    """
+    state = _ensure()
+    nv = state.module if state.ok else None
+    if nv is None or handle is None:
+        return None, "NVML is unavailable"
+    try:
+        processes = nv.nvmlDeviceGetComputeRunningProcesses(handle)
+    except Exception as exc:
+        return None, f"NVML's process list failed ({type(exc).__name__}: {exc})"
+    for process in processes or ():
+        if int(getattr(process, "pid", -1)) == pid:
+            used = getattr(process, "usedGpuMemory", None)
+            if used is None:
+                return None, "NVML does not give this process's memory (the driver keeps it)"
+            return int(used), None
+    return None, (
+        f"NVML lists no compute process with this PID ({pid}) on the device: in a container, "
+        "its PID namespace hides it (NVML lists the host's PIDs)"
+    )
+
+
 def device_memory_used(handle: Any) -> int | None:
     """Bytes in use on the whole device (every process and its context), or None without NVML."""
     info = device_memory_info(handle)

@@ -211,3 +211,18 @@ def test_the_first_cuda_test_carries_no_cublas_workspace_after_the_warm_up(
         assert "cuda" in json.loads(report.read_text())["session"]["warmup"]
     else:
         assert growth >= 4 * MiB
+
+
+def test_process_used_lies_between_reserved_and_device_used() -> None:
+    """Twin of test_process_used_is_this_process_share_of_the_device (and of its absence)."""
+    with MemoryMetricFactory.create("cuda:0") as metric:
+        block = torch.empty(1024 * MiB, dtype=torch.uint8, device="cuda:0")
+        sample = metric.record_memory("holding 1 GiB")
+        del block
+    warnings = metric.get_metrics()["warnings"]
+    if "process_used" not in sample.values:  # a container: NVML lists the host's PIDs
+        assert any(w.startswith("per-process GPU memory unavailable here: ") for w in warnings)
+        return
+    values = sample.values
+    assert values["reserved"] >= 1024 * MiB
+    assert values["reserved"] <= values["process_used"] <= values["device_used"]

@@ -13,7 +13,14 @@ from pytest_hwbench.metrics.memory.cuda import CUDAMemoryMetric
 from pytest_hwbench.metrics.memory.mps import MPSMemoryMetric
 from pytest_hwbench.metrics.memory.rocm import ROCmMemoryMetric
 from pytest_hwbench.metrics.memory.xpu import XPUMemoryMetric
-from pytest_hwbench.testing import cpu_only_torch, fake_cuda, fake_mps, fake_rocm, fake_xpu
+from pytest_hwbench.testing import (
+    FakeCudaDevice,
+    cpu_only_torch,
+    fake_cuda,
+    fake_mps,
+    fake_rocm,
+    fake_xpu,
+)
 
 MiB = 2**20
 
@@ -33,7 +40,7 @@ def test_factory_picks_the_cuda_metric_for_the_requested_device(
 
 
 def test_transient_allocation_shows_in_the_exact_peak(monkeypatch: pytest.MonkeyPatch) -> None:
-    cuda = fake_cuda(monkeypatch, count=1)
+    cuda = fake_cuda(monkeypatch, count=1, nvml={"processes_visible": True})
     with MemoryMetricFactory.create("cuda:0", interval="1s") as metric:
         block = cuda.allocate(0, 100 * MiB)
         cuda.free(block)  # between samples: only the high-water mark can see it
@@ -82,6 +89,38 @@ def test_device_used_comes_from_nvml_and_includes_the_cache(
     assert metric.get_metrics()["series"]["device_used"]["exact_peak"] is False
 
 
+def test_process_used_is_this_process_share_of_the_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    board = FakeCudaDevice.nvidia((9, 0), other_processes_bytes=2 * 1024 * MiB)
+    cuda = fake_cuda(monkeypatch, devices=[board], nvml={"processes_visible": True})
+    with MemoryMetricFactory.create("cuda:0") as metric:
+        block = cuda.allocate(0, 1024 * MiB)
+        sample = metric.record_memory("holding 1 GiB")
+        cuda.free(block)
+    values = sample.values
+    # Its context and its allocator's segments; another process's 2 GiB only in device_used.
+    assert values["reserved"] <= values["process_used"] <= values["device_used"] - 2 * 1024 * MiB
+    assert values["process_used"] == values["reserved"] + board.context_bytes
+    assert metric.get_metrics()["warnings"] == []
+    assert metric.get_metrics()["series"]["process_used"]["exact_peak"] is False
+
+
+def test_without_this_process_in_nvmls_list_process_used_is_absent_saying_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_cuda(monkeypatch)  # as in a container: NVML lists no process
+    with MemoryMetricFactory.create("cuda:0") as metric:
+        pass
+    metrics = metric.get_metrics()
+    assert set(metrics["series"]) == {"allocated", "reserved", "device_used", "rss"}
+    assert metrics["warnings"] == [
+        f"per-process GPU memory unavailable here: NVML lists no compute process with this PID "
+        f"({__import__('os').getpid()}) on the device: in a container, its PID namespace hides "
+        "it (NVML lists the host's PIDs); no process_used series"
+    ]
+
+
 def test_every_read_of_record_start_and_stop_synchronizes(monkeypatch: pytest.MonkeyPatch) -> None:
     cuda = fake_cuda(monkeypatch, count=2)
     metric = MemoryMetricFactory.create("cuda:1", interval="1s")
@@ -115,7 +154,7 @@ def test_failing_nvml_init_names_the_reason(monkeypatch: pytest.MonkeyPatch) -> 
 def test_allocator_without_peak_reset_falls_back_to_sampled_peaks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cuda = fake_cuda(monkeypatch, peak_reset=False)
+    cuda = fake_cuda(monkeypatch, peak_reset=False, nvml={"processes_visible": True})
     with MemoryMetricFactory.create("cuda:0") as metric:
         block = cuda.allocate(0, 4 * MiB)
         metric.record_memory("held")
@@ -218,7 +257,7 @@ def test_capability_probe_during_a_measurement_keeps_the_peak(
 def test_process_sampler_request_on_a_gpu_metric_says_it_uses_the_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake_cuda(monkeypatch)
+    fake_cuda(monkeypatch, nvml={"processes_visible": True})
     metric = MemoryMetricFactory.create("cuda:0", sampler="process", interval="1ms")
     with metric:
         pass
