@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PLAN_KEY", "PlanNeeds", "Planner", "TestPlan"]
 
+#: The fixtures that give a test a platform or dtype axis (and so its directory's default).
+_AXIS_FIXTURES = frozenset({DEVICE_FIXTURE, DTYPE_FIXTURE, DEVICES_FIXTURE})
+
 
 class TestPlan:
     """What the session does around one test, decided once (at collection) and kept in its stash."""
@@ -158,6 +161,8 @@ class Planner:
         mark = (our_marks(node) if marks is None else marks).get(HARDWARE_MARKER)
         if mark is not None:
             return mark
+        if _AXIS_FIXTURES.isdisjoint(getattr(node, "fixturenames", ())):
+            return None  # the directory's axes are for tests that take one: the rest run as ever
         given = node.ihook.pytest_hwbench_default_hardware(definition=node)
         if given is None:
             return None

@@ -143,6 +143,9 @@ def test_a_conftest_gives_its_directory_the_axes(pytester: pytest.Pytester) -> N
                 def test_gradcheck(hw_device):  # no dtype axis: the directory's is not its
                     pass
 
+                def test_profiled(memory_profile):  # no axis at all: runs as ever, on the host
+                    pass
+
                 @pytest.mark.hardware("cpu")  # its own marker wins
                 def test_cpu_only(hw_device, hw_dtype):
                     pass
@@ -163,10 +166,11 @@ def test_a_conftest_gives_its_directory_the_axes(pytester: pytest.Pytester) -> N
             "*models/test_model.py::test_cpu_only[[]cpu-float32[]] PASSED*",
             "*models/test_model.py::test_gradcheck[[]cpu[]] PASSED*",
             "*models/test_model.py::test_gradcheck[[]cuda[]] SKIPPED*",
+            "*models/test_model.py::test_profiled PASSED*",
             "*test_elsewhere.py::test_outside[[]cpu[]] PASSED*",  # only what is available
         ]
     )
-    result.assert_outcomes(passed=5, skipped=3)
+    result.assert_outcomes(passed=6, skipped=3)
     # The directory's axes are a default the command line replaces; a test's own, it selects in.
     result = pytester.runpytest("-v", "--hw-dtypes=bfloat16")
     result.stdout.fnmatch_lines_random(
@@ -175,9 +179,9 @@ def test_a_conftest_gives_its_directory_the_axes(pytester: pytest.Pytester) -> N
             "*models/test_model.py::test_forward[[]cuda-bfloat16[]] SKIPPED*",
         ]
     )
-    result.assert_outcomes(passed=4, skipped=2)  # test_cpu_only's marker names no dtypes
+    result.assert_outcomes(passed=5, skipped=2)  # test_cpu_only's marker names no dtypes
     result = pytester.runpytest("-v", "--hw-devices=cuda")
-    result.assert_outcomes(skipped=4, deselected=1)  # test_cpu_only names cpu: not asked for
+    result.assert_outcomes(passed=1, skipped=4, deselected=1)  # test_cpu_only names cpu
 
 
 def test_a_hook_returning_something_else_is_an_error(pytester: pytest.Pytester) -> None:
