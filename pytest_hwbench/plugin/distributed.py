@@ -63,6 +63,9 @@ class RankResult:
     #: The rank's memory, as a report entry's ``memory``, when the test was measured.
     memory: dict[str, Any] | None = None
     device: str | None = None
+    #: When its measurement began, in seconds after the driver started the ranks (its memory
+    #: timeline's zero): where its track starts within the test.
+    start_s: float | None = None
     #: When the driver heard of it (monotonic seconds).
     received: float = 0.0
     #: When it failed, by the host's clock (the ranks share it): the first failure is the cause.
@@ -246,6 +249,7 @@ def run_ranks(
     )
     context = multiprocessing.get_context("spawn")
     workdir = Path(tempfile.mkdtemp(prefix="hwbench-ranks-"))
+    started = time.time()  # the ranks share the host's clock: their starts are measured from it
     processes: list[Any] = []
     connections: list[Connection] = []
     try:
@@ -265,6 +269,7 @@ def run_ranks(
                 "measure": dict(measure) if measure is not None else None,
                 "stack_file": str(workdir / f"rank{rank}.stack"),
                 "driver_pid": os.getpid(),
+                "started": started,
                 "sys_path": list(sys.path),
             }
             process = context.Process(
@@ -565,6 +570,7 @@ def _run_rank(payload: dict[str, Any], rank: int, world_size: int) -> dict[str, 
                 spec, interval=measure.get("interval_s"), sampler=measure.get("sampler", "thread")
             )
             metric.start()
+            report["start_s"] = round(time.time() - payload["started"], 6)
         try:
             function(**kwargs)
             report["status"] = "passed"
@@ -627,7 +633,13 @@ class RankHooks:
         measure = {"interval_s": session.options.interval_s, "sampler": session.options.sampler}
         results = run_ranks(pyfuncitem, kwargs, backend, world_size, timeout_s, measure)
         pyfuncitem.stash[RANKS_RESULT_KEY] = [
-            {"rank": r.rank, "device": r.device, "status": r.status, "memory": r.memory}
+            {
+                "rank": r.rank,
+                "device": r.device,
+                "status": r.status,
+                "start_s": r.start_s,
+                "memory": r.memory,
+            }
             for r in results
         ]
         failure = summarize_failure(results, world_size, timeout_s)

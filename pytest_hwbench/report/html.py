@@ -80,20 +80,25 @@ def _script_json(obj: Any) -> str:
 def _ranks_memory(ranks: Sequence[Any]) -> dict[str, Any] | None:
     """A distributed test's ranks' memory as one entry ``memory``: a series per rank and series.
 
-    The chart draws every rank ("rank 1 rss") on one time axis: each rank's samples hold their
-    value until its next one (timelines run from each rank's own start).
+    The chart draws every rank ("rank 1 rss") on one time axis, from the ranks' common start
+    (each rank's own zero is its ``start_s`` later): each rank's samples hold their value until
+    its next one.
     """
     measured = [r for r in ranks if isinstance(r, Mapping) and isinstance(r.get("memory"), Mapping)]
     if not measured:
         return None
-    times = sorted({t for r in measured for t in (r["memory"].get("timeline") or {}).get("t", [])})
+    offsets = [float(r.get("start_s") or 0.0) for r in measured]
+    own_times = [
+        [offset + t for t in (r["memory"].get("timeline") or {}).get("t", [])]
+        for r, offset in zip(measured, offsets, strict=True)
+    ]
+    times = sorted({t for own in own_times for t in own})
     stats: dict[str, Any] = {}
     values: dict[str, list[Any]] = {}
     marks: list[dict[str, Any]] = []
-    for rank in measured:
+    for rank, offset, own_t in zip(measured, offsets, own_times, strict=True):
         memory, prefix = rank["memory"], f"rank {rank.get('rank')} "
         timeline = memory.get("timeline") or {}
-        own_t = timeline.get("t") or []
         for series, stat in (memory.get("series") or {}).items():
             stats[prefix + series] = stat
             samples = (timeline.get("series") or {}).get(series) or []
@@ -104,7 +109,11 @@ def _ranks_memory(ranks: Sequence[Any]) -> dict[str, Any] | None:
                 held.append(last if own_t and t <= own_t[-1] else None)
             values[prefix + series] = held
         marks += [
-            {**mark, "label": prefix + str(mark.get("label", ""))}
+            {
+                **mark,
+                "t": offset + float(mark.get("t", 0.0)),
+                "label": f"{prefix}{mark.get('label', '')}",
+            }
             for mark in timeline.get("marks") or []
         ]
     first = measured[0]["memory"]

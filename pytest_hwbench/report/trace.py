@@ -205,8 +205,9 @@ def iter_trace_events(report: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _memory_events(entry.get("memory"), "", suffix, (ts, pid, tid))
         for rank in entry.get("ranks") or ():  # a distributed test: a track per rank
             if isinstance(rank, Mapping):
+                start = (finite_number(rank.get("start_s")) or 0.0) * _US  # its own zero
                 yield from _memory_events(
-                    rank.get("memory"), f"rank {rank.get('rank')} ", suffix, (ts, pid, tid)
+                    rank.get("memory"), f"rank {rank.get('rank')} ", suffix, (ts + start, pid, tid)
                 )
 
 

@@ -94,6 +94,7 @@ def test_ranks_pass_fail_hang_and_nothing_outlives_them(
         (0, "passed", "cpu"), (1, "passed", "cpu")
     ]  # fmt: skip
     for rank in ranks:  # each rank's own memory, with the CPU's exact peak
+        assert 0 < rank["start_s"] < 60  # after the driver started it: a spawn, an import
         rss = rank["memory"]["series"]["rss"]
         assert rss["exact_peak"] is True
         assert rss["peak_delta_bytes"] >= 0
