@@ -250,13 +250,14 @@ def run_ranks(
     context = multiprocessing.get_context("spawn")
     workdir = Path(tempfile.mkdtemp(prefix="hwbench-ranks-"))
     started = time.time()  # the ranks share the host's clock: their starts are measured from it
+    function = _function_payload(item)
     processes: list[Any] = []
     connections: list[Connection] = []
     try:
         for rank in range(world_size):
             receiver, sender = context.Pipe(duplex=False)
             payload = {
-                "function": _function_payload(item),
+                "function": function,
                 "fixtures": fixtures,
                 "rank": rank,
                 "world_size": world_size,
@@ -272,8 +273,10 @@ def run_ranks(
                 "started": started,
                 "sys_path": list(sys.path),
             }
+            # Not a daemon: a daemonic process may not start children (a DataLoader's workers);
+            # the driver kills and reaps every rank itself.
             process = context.Process(
-                target=rank_main, args=(payload, sender), name=f"hwbench-rank{rank}", daemon=True
+                target=rank_main, args=(payload, sender), name=f"hwbench-rank{rank}"
             )
             process.start()
             sender.close()

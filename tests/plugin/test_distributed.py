@@ -338,3 +338,23 @@ def test_the_ddp_example_gives_two_ranks_with_exact_cpu_peaks(
         rss = rank["memory"]["series"]["rss"]
         assert rss["exact_peak"] is True
         assert rss["peak_delta_bytes"] > 2**20  # DDP's buckets, the gradients: real growth
+
+
+def test_a_rank_may_start_processes_of_its_own(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        import torch
+        import torch.distributed as dist
+        from torch.utils.data import DataLoader
+
+        @pytest.mark.distributed(world_size=2)
+        def test_loader_workers(hw_rank):
+            # A DataLoader's workers are processes the rank starts: a daemonic rank could not.
+            batches = list(DataLoader(list(range(8)), batch_size=4, num_workers=2))
+            total = torch.tensor([float(sum(int(b.sum()) for b in batches))])
+            dist.all_reduce(total)
+            assert total.item() == 2 * 28
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
