@@ -188,19 +188,31 @@ class RankBenchmark:
 # -- the driver ------------------------------------------------------------------------------------
 
 
-def _picklable(kwargs: Mapping[str, Any]) -> bytes:
-    """`kwargs` pickled, or a failure naming the fixture that cannot travel to the ranks."""
+def _unpicklable(kwargs: Mapping[str, Any]) -> tuple[str, Any, Exception] | None:
+    """The first fixture value that cannot be pickled, with why; None when all can."""
     for name, value in kwargs.items():
         try:
             pickle.dumps(value)
         except Exception as exc:
-            pytest.fail(
-                f"fixture {name!r} ({type(value).__name__}) cannot be sent to the ranks of a "
-                f"distributed test ({type(exc).__name__}: {exc}); ranks get the test's fixtures "
-                "pickled: return plain data from it, or build the object inside the test",
-                pytrace=False,
-            )
-    return pickle.dumps(dict(kwargs))
+            return name, value, exc
+    return None
+
+
+def _picklable(kwargs: Mapping[str, Any]) -> bytes:
+    """`kwargs` pickled, or a failure naming the fixture that cannot travel to the ranks.
+
+    Pickled once; only when that fails is each value tried, to name the one to blame.
+    """
+    try:
+        return pickle.dumps(dict(kwargs))
+    except Exception as whole:
+        name, value, problem = _unpicklable(kwargs) or ("(together)", kwargs, whole)
+    pytest.fail(
+        f"fixture {name!r} ({type(value).__name__}) cannot be sent to the ranks of a "
+        f"distributed test ({type(problem).__name__}: {problem}); ranks get the test's fixtures "
+        "pickled: return plain data from it, or build the object inside the test",
+        pytrace=False,
+    )
 
 
 def _function_payload(item: pytest.Function) -> dict[str, Any]:

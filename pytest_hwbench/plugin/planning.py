@@ -216,7 +216,7 @@ class Planner:
                 self._energy_limit(marks.get(ENERGY_LIMIT_MARKER))
                 self._distributed(marks.get(DISTRIBUTED_MARKER))
             declared = marks.get(HARDWARE_MARKER)
-            requirement = self._requirement(declared or self.hardware_mark(definition, marks))
+            requirement = self._requirement(self.hardware_mark(definition, marks))
         except MarkerError as exc:
             raise pytest.Collector.CollectError(f"{definition.nodeid}: {exc}") from None
         if not wants_dtype and any(

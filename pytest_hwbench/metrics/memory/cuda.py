@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pytest_hwbench.metrics.memory._allocator import AllocatorMemoryMetric
@@ -41,8 +42,6 @@ class CUDAMemoryMetric(AllocatorMemoryMetric):
 
     def _lists_this_process(self) -> bool:
         if self._process_listed is None:
-            import os
-
             from pytest_hwbench.hardware import _nvml
 
             # NVML lists a process once it has a context on the device: make sure of it first
@@ -59,8 +58,6 @@ class CUDAMemoryMetric(AllocatorMemoryMetric):
         return ("device_used", "process_used") if self._lists_this_process() else ("device_used",)
 
     def _read_device(self) -> dict[str, int]:
-        import os
-
         from pytest_hwbench.hardware import _nvml
 
         handle = self._handle()
