@@ -107,7 +107,11 @@ def torch_build(registry: HardwareRegistry | None = None) -> dict[str, Any]:
         import torch
     except ImportError as exc:
         return {"version": None, "error": str(exc)}
+    from pytest_hwbench.hardware.accelerator import accelerator_device_type
+
     build: dict[str, Any] = {"version": str(torch.__version__)}
+    # The device type torch's accelerator API drives here ("cuda", "npu"), None on a CPU build.
+    build["accelerator"] = accelerator_device_type()
     for backend in registry or default_registry():
         attribute = backend.torch_runtime_attribute
         if attribute is not None and attribute not in build:
@@ -128,14 +132,22 @@ def hardware_inventory(
     nothing imports it: the host is described from the OS (its model and memory, capabilities
     left unprobed), the torch build is unknown, and ``not_probed`` names the other backends.
     """
+    from pytest_hwbench.hardware.accelerator import AcceleratorBackend
     from pytest_hwbench.hardware.registry import default_registry
 
     registry = registry or default_registry()
     if import_torch or "torch" in sys.modules:
+        registry.discover_accelerator()
         return {
             **host_inventory(),
             "torch": torch_build(registry),
-            "backends": [backend_inventory(backend) for backend in registry],
+            # The generic backends of device types torch does not drive here are names to
+            # validate markers against, not this machine's platforms: left out.
+            "backends": [
+                backend_inventory(backend)
+                for backend in registry
+                if not isinstance(backend, AcceleratorBackend) or backend.is_available()
+            ],
         }
     hosts = [backend for backend in registry if backend.is_host]
     return {
@@ -144,6 +156,10 @@ def hardware_inventory(
         "backends": [backend_inventory(backend, capabilities=False) for backend in hosts],
         "not_probed": {
             "reason": NOT_PROBED,
-            "backends": [backend.name for backend in registry if not backend.is_host],
+            "backends": [
+                backend.name
+                for backend in registry
+                if not backend.is_host and not isinstance(backend, AcceleratorBackend)
+            ],
         },
     }

@@ -18,10 +18,10 @@ if TYPE_CHECKING:
 
     from pytest_hwbench.hardware.base import HardwareBackend
 
-__all__ = ["MemoryReader"]
+__all__ = ["MemoryReader", "device_index"]
 
 
-def _device_index(device: object) -> int:
+def device_index(device: object) -> int:
     """The index in "cuda:1" or ``torch.device("cuda", 1)``; 0 when none is given."""
     raw = getattr(device, "index", None)
     if isinstance(raw, int):
@@ -51,7 +51,7 @@ class MemoryReader(ABC):
     ) -> None:
         self.device = device
         self.backend = backend
-        self.device_index = _device_index(device) if index is None else index
+        self.device_index = device_index(device) if index is None else index
         self.warnings: list[str] = []
         self._lock = threading.RLock()
         #: The series whose peak the platform's high-water mark covers since the last reset.
