@@ -67,6 +67,8 @@ class HardwareRegistry:
     def __init__(self) -> None:
         self._backends: dict[str, HardwareBackend] = {}
         self._lock = threading.RLock()
+        #: Whether torch's own accelerator has been looked for (`discover_accelerator`).
+        self._accelerator_sought = False
 
     @overload
     def register(self, backend: BackendT, *, override: bool = False) -> BackendT: ...
@@ -116,10 +118,14 @@ class HardwareRegistry:
         """The backend called `name`; an unknown name raises, listing the registered ones."""
         key = name.strip().lower() if isinstance(name, str) else name
         with self._lock:
-            try:
-                return self._backends[key]
-            except KeyError:
-                raise UnknownHardwareError(self._unknown_message(name)) from None
+            backend = self._backends.get(key)
+            if backend is None and not self._accelerator_sought:
+                # A name nothing registered may be torch's own out-of-tree accelerator here.
+                self.discover_accelerator()
+                backend = self._backends.get(key)
+            if backend is None:
+                raise UnknownHardwareError(self._unknown_message(name))
+            return backend
 
     def _unknown_message(self, name: object) -> str:
         names = self.names()
@@ -135,8 +141,40 @@ class HardwareRegistry:
             return list(self._backends)
 
     def available(self) -> list[str]:
-        """Names of the backends that are usable here; a backend that crashes counts as absent."""
+        """Names of the backends that are usable here; a backend that crashes counts as absent.
+
+        torch's own accelerator counts too: a device type no backend names gets the generic
+        `torch.accelerator` backend first (`discover_accelerator`).
+        """
+        self.discover_accelerator()
         return [b.name for b in self if _safely_available(b)]
+
+    def discover_accelerator(self) -> HardwareBackend | None:
+        """The backend of torch's accelerator in this process, registering a generic one if need be.
+
+        Imports torch (whose autoload loads installed out-of-tree device packages), asks
+        `torch.accelerator` for its device type and returns the backend that handles it: a
+        dedicated one where registered, else a generic `AcceleratorBackend` named by the device
+        type, registered now. None where torch has no accelerator. Asked once per registry.
+        """
+        from pytest_hwbench.hardware.accelerator import AcceleratorBackend, accelerator_device_type
+
+        with self._lock:
+            self._accelerator_sought = True
+            device_type = accelerator_device_type()
+            if device_type is None:
+                return None
+            handlers = [b for b in self._backends.values() if b.torch_device_type == device_type]
+            dedicated = [b for b in handlers if not isinstance(b, AcceleratorBackend)]
+            if dedicated:
+                return next((b for b in dedicated if _safely_available(b)), dedicated[0])
+            if handlers:
+                return handlers[0]
+            if device_type in self._backends:  # the name is taken by a backend of another type
+                return None
+            backend = AcceleratorBackend(device_type)
+            self._backends[device_type] = backend
+            return backend
 
     def refresh(self) -> None:
         """Forget every backend's cached detection."""
@@ -206,15 +244,23 @@ class HardwareRegistry:
     # -- discovery -------------------------------------------------------------------------------
 
     def register_builtins(self) -> None:
-        """Register cpu, cuda, rocm, mps and xpu (none of them imports torch to do so)."""
+        """Register cpu, cuda, rocm, mps, xpu, xla, and npu, hpu... as generic accelerators.
+
+        The known out-of-tree device types (`accelerator.KNOWN_ACCELERATORS`) get the generic
+        `torch.accelerator` backend. None of them imports torch to register.
+        """
+        from pytest_hwbench.hardware.accelerator import KNOWN_ACCELERATORS, AcceleratorBackend
         from pytest_hwbench.hardware.cpu import CPUBackend
         from pytest_hwbench.hardware.cuda import CUDABackend
         from pytest_hwbench.hardware.mps import MPSBackend
         from pytest_hwbench.hardware.rocm import ROCmBackend
+        from pytest_hwbench.hardware.xla import XLABackend
         from pytest_hwbench.hardware.xpu import XPUBackend
 
-        for cls in (CPUBackend, CUDABackend, ROCmBackend, MPSBackend, XPUBackend):
+        for cls in (CPUBackend, CUDABackend, ROCmBackend, MPSBackend, XPUBackend, XLABackend):
             self.register(cls, override=True)
+        for device_type in KNOWN_ACCELERATORS:
+            self.register(AcceleratorBackend(device_type), override=True)
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Register the backends that installed distributions advertise in `group`.

@@ -7,6 +7,11 @@ allocator semantics, so code under test cannot tell them from the device.
 
 from __future__ import annotations
 
+from pytest_hwbench.testing._accelerator import (
+    FakeAccelerator,
+    FakeAcceleratorDeviceProperties,
+    fake_accelerator,
+)
 from pytest_hwbench.testing._amdsmi import FakeAmdSmi, fake_amdsmi, no_amdsmi
 from pytest_hwbench.testing._backend import FakeBackend, fake_registry
 from pytest_hwbench.testing._cuda import (
@@ -26,6 +31,7 @@ from pytest_hwbench.testing._cuda import (
 )
 from pytest_hwbench.testing._mps import FakeMPS, fake_mps, no_mps
 from pytest_hwbench.testing._powercap import FakePowercap
+from pytest_hwbench.testing._xla import FakeXLA, fake_xla, no_xla
 from pytest_hwbench.testing._xpu import (
     FakeXPU,
     FakeXPUDeviceProperties,
@@ -35,6 +41,8 @@ from pytest_hwbench.testing._xpu import (
 )
 
 __all__ = [
+    "FakeAccelerator",
+    "FakeAcceleratorDeviceProperties",
     "FakeAllocation",
     "FakeAmdSmi",
     "FakeBackend",
@@ -46,20 +54,24 @@ __all__ = [
     "FakeNVML",
     "FakeNVMLHandle",
     "FakePowercap",
+    "FakeXLA",
     "FakeXPU",
     "FakeXPUDeviceProperties",
     "FakeXPUuuid",
     "NVMLError",
     "cpu_only_torch",
+    "fake_accelerator",
     "fake_amdsmi",
     "fake_cuda",
     "fake_mps",
     "fake_nvml",
     "fake_registry",
     "fake_rocm",
+    "fake_xla",
     "fake_xpu",
     "no_amdsmi",
     "no_mps",
     "no_nvml",
+    "no_xla",
     "no_xpu",
 ]

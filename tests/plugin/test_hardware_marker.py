@@ -120,7 +120,7 @@ def test_unmet_requirements_skip_with_the_reason(
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ('"gpu"', "unknown platform 'gpu'; registered platforms: cpu, cuda, rocm, mps, xpu"),
+        ('"gpu"', "unknown platform 'gpu'; registered platforms: cpu, cuda, rocm, mps, xpu, *"),
         ('"cuda", requires=("bfloat",)', "unknown capability 'bfloat'; valid capabilities: fp16*"),
         ('"cuda", min_memory="lots"', "min_memory: bad size 'lots'*512MB (10^6)*"),
         ('"cuda", min_count=0', "min_count must be an int >= 1, got 0"),
@@ -187,7 +187,7 @@ def test_hw_info_fixture_is_the_inventory(pytester: pytest.Pytester) -> None:
         """
         def test_info(hw_info):
             names = [b["name"] for b in hw_info["backends"]]
-            assert names == ["cpu", "cuda", "rocm", "mps", "xpu"]
+            assert names == ["cpu", "cuda", "rocm", "mps", "xpu", "xla"]
             assert hw_info["backends"][0]["available"] is True
         """
     )

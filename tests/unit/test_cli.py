@@ -25,7 +25,7 @@ def test_info_json_is_the_inventory(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--json"]) == 0
     inventory = json.loads(capsys.readouterr().out)
     by_name = {b["name"]: b for b in inventory["backends"]}
-    assert set(by_name) == {"cpu", "cuda", "rocm", "mps", "xpu"}
+    assert set(by_name) == {"cpu", "cuda", "rocm", "mps", "xpu", "xla"}
     assert by_name["cpu"]["devices"][0]["properties"]["total_memory_bytes"] > 0
     assert by_name["cuda"]["available"] is False
     assert by_name["cuda"]["reason"]

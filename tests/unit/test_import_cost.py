@@ -124,7 +124,7 @@ def test_a_report_of_a_run_that_never_imported_torch_does_not_import_it(
 
     machine = json.loads(report.read_text())["machine"]
     assert machine["torch"]["version"] is None
-    assert machine["not_probed"]["backends"] == ["cuda", "rocm", "mps", "xpu"]
+    assert machine["not_probed"]["backends"] == ["cuda", "rocm", "mps", "xpu", "xla"]
     (cpu,) = machine["backends"]
     assert cpu["name"] == "cpu"
     assert cpu["devices"][0]["properties"]["total_memory_bytes"] > 0

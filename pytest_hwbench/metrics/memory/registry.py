@@ -46,6 +46,11 @@ _BUILTINS = (
     ),
     ("pytest_hwbench.hardware.mps:MPSBackend", "pytest_hwbench.metrics.memory.mps:MPSMemoryMetric"),
     ("pytest_hwbench.hardware.xpu:XPUBackend", "pytest_hwbench.metrics.memory.xpu:XPUMemoryMetric"),
+    ("pytest_hwbench.hardware.xla:XLABackend", "pytest_hwbench.metrics.memory.xla:XLAMemoryMetric"),
+    (
+        "pytest_hwbench.hardware.accelerator:AcceleratorBackend",
+        "pytest_hwbench.metrics.memory.accelerator:AcceleratorMemoryMetric",
+    ),
 )
 _HOST_ONLY = "pytest_hwbench.metrics.memory.cpu:CPUMemoryMetric"
 
@@ -123,7 +128,7 @@ class MemoryMetricRegistry:
             return found
 
     def register_builtins(self) -> None:
-        """Register the metrics of cpu, cuda, rocm, mps and xpu (imports none of them)."""
+        """Register the built-in backends' metrics, the generic accelerators' too (imports none)."""
         for backend, metric in _BUILTINS:
             with self._lock:
                 self._by_class[backend] = metric

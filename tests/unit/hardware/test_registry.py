@@ -127,7 +127,9 @@ def test_entry_point_backend_is_registered_after_builtins(
     module.TPUBackend = TPUBackend  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "acme_tpu", module)
     install_entry_points(ENTRY_POINT_GROUP, ("tpu", "acme_tpu:TPUBackend"))
-    assert hardware.default_registry().names() == ["cpu", "cuda", "rocm", "mps", "xpu", "tpu"]
+    assert hardware.default_registry().names() == [
+        "cpu", "cuda", "rocm", "mps", "xpu", "xla", "npu", "hpu", "mlu", "musa", "mtia", "tpu"
+    ]  # fmt: skip
     assert "tpu" in hardware.get_available_hardware()
     assert hardware.get_hardware_backend("tpu").device_count() == 8
 
