@@ -11,6 +11,7 @@ one yields to it for its device type.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -219,6 +220,10 @@ class AcceleratorBackend(HardwareBackend):
         import torch
 
         api = torch.accelerator
+        # Until its allocator is initialized torch answers memory calls itself (zeros, no-op
+        # resets): a first tensor initializes it, so the probes below reach the allocator.
+        with contextlib.suppress(Exception):  # the probes then say what they can
+            torch.empty(1, device=torch.device(self.torch_device_type, index))
         caps: set[Capability] = {Capability.SYNCHRONIZE}
         dtypes = _supported_dtypes(index)
         if dtypes is None:  # the device module may still say so for bfloat16

@@ -365,12 +365,20 @@ def entry_label(nodeid: str, device: str | None) -> str:
 
 
 def torch_runtimes(torch_info: Mapping[str, Any]) -> list[str]:
-    """The GPU runtimes a torch build names ("CUDA 12.4"): every key but version and error."""
-    return [
+    """The GPU runtimes a torch build names ("CUDA 12.4"), and an out-of-tree accelerator's type.
+
+    Every key but version, error and accelerator is a runtime; the accelerator's device type is
+    named ("npu accelerator") only where no runtime key says it already.
+    """
+    runtimes = [
         f"{key.upper()} {value}"
         for key, value in torch_info.items()
-        if key not in ("version", "error") and isinstance(value, str) and value
+        if key not in ("version", "error", "accelerator") and isinstance(value, str) and value
     ]
+    accelerator = torch_info.get("accelerator")
+    if isinstance(accelerator, str) and accelerator not in torch_info:
+        runtimes.append(f"{accelerator} accelerator")
+    return runtimes
 
 
 #: Words a device or CPU name carries that say nothing a label needs.
