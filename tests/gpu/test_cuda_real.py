@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from pytest_hwbench import hardware
 from pytest_hwbench.hardware import _nvml
 from pytest_hwbench.hardware.base import Capability
 from pytest_hwbench.hardware.cuda import CUDABackend
@@ -179,3 +180,31 @@ def test_synchronize_runs() -> None:
     torch.ones(1024, device=device).sum()
     backend.synchronize(device)
     backend.synchronize()
+
+
+def test_the_generic_accelerator_backend_yields_to_cuda() -> None:
+    """Twin of test_accelerator.py's dedicated-backend test: torch's accelerator here is cuda."""
+    from pytest_hwbench.hardware.accelerator import AcceleratorBackend, accelerator_device_type
+
+    registry = hardware.default_registry()
+    assert accelerator_device_type() == "cuda"
+    assert registry.discover_accelerator() is registry.get("cuda")
+    assert "cuda" not in [b.name for b in registry if isinstance(b, AcceleratorBackend)]
+    generic = AcceleratorBackend("cuda")
+    assert not generic.is_available()
+    assert "dedicated backend ('cuda', 'rocm')" in (generic.unavailable_reason() or "")
+
+
+def test_torch_accelerator_memory_calls_match_the_cuda_allocator() -> None:
+    """The generic metric's calls, on a device whose allocator the CUDA metric also reads."""
+    from pytest_hwbench.metrics.memory.accelerator import AcceleratorMemoryMetric
+
+    metric = AcceleratorMemoryMetric("cuda:0")  # no backend: every torch.accelerator call used
+    with metric:
+        block = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda:0")
+        del block
+    series = metric.get_metrics()["series"]
+    assert series["allocated"]["exact_peak"] is True
+    assert series["allocated"]["peak_delta_bytes"] == 256 * 2**20
+    free, total = torch.cuda.mem_get_info(0)
+    assert abs(series["device_used"]["end_bytes"] - (total - free)) < 64 * 2**20
