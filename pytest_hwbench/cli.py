@@ -61,6 +61,23 @@ def _format_inventory(inventory: dict[str, Any], out: TextIO) -> None:
             out.write(f"      {' · '.join(details)}\n")
             caps = ", ".join(device["capabilities"]) or "none"
             out.write(f"      capabilities: {caps}\n")
+        _format_mig(backend.get("mig_instances") or [], out)
+
+
+def _format_mig(instances: list[dict[str, Any]], out: TextIO) -> None:
+    """The MIG instances of a platform, and how to use more than the one CUDA shows a process."""
+    if not instances:
+        return
+    n = len(instances)
+    out.write(
+        f"  MIG: {n} instance{'s' if n != 1 else ''}; CUDA shows a process one "
+        f"(-n {n} --hw-gpus-per-worker=1 gives each worker its own)\n"
+    )
+    for instance in instances:
+        memory = instance.get("total_memory_bytes")
+        size = format_bytes(memory) if isinstance(memory, int) else "?"
+        kind = instance.get("profile") or instance["name"]
+        out.write(f"    {instance['uuid']}  {kind}  {size}\n")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

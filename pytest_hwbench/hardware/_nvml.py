@@ -15,6 +15,7 @@ from typing import Any
 from pytest_hwbench.hardware.energy import EnergyCounter, EnergyUnavailableError
 
 __all__ = [
+    "MigInstance",
     "NVMLMemoryInfo",
     "device_count",
     "device_memory_info",
@@ -23,7 +24,9 @@ __all__ = [
     "device_power_mw",
     "device_uuid",
     "driver_version",
+    "gpu_units",
     "handle_for_torch_device",
+    "mig_instances",
     "nvml_status",
     "open_energy_counter",
     "parse_cuda_visible_devices",
@@ -419,6 +422,92 @@ def _mig_handles(nv: Any, gpu: Any) -> list[Any]:
         except Exception:  # empty slot: NVML answers NOT_FOUND
             continue
     return handles
+
+
+@dataclass(frozen=True)
+class MigInstance:
+    """One MIG instance of a GPU in MIG mode, as NVML lists it: a device of its own for CUDA."""
+
+    #: "MIG-<uuid>", what CUDA_VISIBLE_DEVICES takes to show a process this instance.
+    uuid: str
+    #: NVML's name: the GPU's and the profile, "NVIDIA H100 80GB HBM3 MIG 2g.20gb".
+    name: str | None
+    total_memory_bytes: int | None
+    #: The GPU it is a slice of ("GPU-<uuid>"), and its place there.
+    gpu_uuid: str | None
+    gpu_instance_id: int | None
+    compute_instance_id: int | None
+
+    @property
+    def profile(self) -> str | None:
+        """The MIG profile ("2g.20gb"): the last word of NVML's name, where it has one."""
+        if not self.name or " MIG " not in self.name:
+            return None
+        return self.name.rsplit(" MIG ", 1)[1].strip() or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field, with the profile."""
+        return {
+            "uuid": self.uuid,
+            "name": self.name,
+            "profile": self.profile,
+            "total_memory_bytes": self.total_memory_bytes,
+            "gpu_uuid": self.gpu_uuid,
+            "gpu_instance_id": self.gpu_instance_id,
+            "compute_instance_id": self.compute_instance_id,
+        }
+
+
+def _optional_int(call: Any, *args: Any) -> int | None:
+    try:
+        return int(call(*args))
+    except Exception:  # an NVMLError, or an nvidia-ml-py without the call
+        return None
+
+
+def gpu_units() -> list[tuple[str, list[MigInstance]]] | None:
+    """Each GPU NVML sees, with its MIG instances (empty: MIG off), in NVML's order.
+
+    A GPU is named "GPU-<uuid>" (its index where NVML gives no UUID); None without NVML.
+    Initializes no CUDA context.
+    """
+    nv = _nvml()
+    if nv is None:
+        return None
+    try:
+        count = int(nv.nvmlDeviceGetCount())
+    except Exception:
+        return None
+    units: list[tuple[str, list[MigInstance]]] = []
+    for gpu_index in range(count):
+        try:
+            gpu = nv.nvmlDeviceGetHandleByIndex(gpu_index)
+        except Exception:
+            continue
+        gpu_uuid = device_uuid(gpu)
+        instances = []
+        for handle in _mig_handles(nv, gpu):
+            uuid = device_uuid(handle)
+            if uuid is None:
+                continue
+            memory = device_memory_info(handle)
+            instances.append(
+                MigInstance(
+                    uuid=uuid,
+                    name=device_name(handle),
+                    total_memory_bytes=memory.total_bytes if memory is not None else None,
+                    gpu_uuid=gpu_uuid,
+                    gpu_instance_id=_optional_int(nv.nvmlDeviceGetGpuInstanceId, handle),
+                    compute_instance_id=_optional_int(nv.nvmlDeviceGetComputeInstanceId, handle),
+                )
+            )
+        units.append((gpu_uuid or str(gpu_index), instances))
+    return units
+
+
+def mig_instances() -> list[MigInstance]:
+    """Every MIG instance of every GPU in MIG mode, in NVML's order (empty without NVML)."""
+    return [instance for _, instances in gpu_units() or () for instance in instances]
 
 
 def _handle_by_uuid_prefix(nv: Any, prefix: str) -> Any | None:

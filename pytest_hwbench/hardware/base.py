@@ -351,6 +351,19 @@ class HardwareBackend(ABC):
         """
         return None
 
+    def pinnable_devices(self) -> tuple[str, ...] | None:
+        """The devices a pinning plan splits among workers, found without opening the runtime.
+
+        Each as the platform's first visibility variable names it ("0", or a UUID); None where
+        the platform cannot tell unopened. By default the indices of `count_devices_unopened`.
+        """
+        count = self.count_devices_unopened()
+        return tuple(str(i) for i in range(count)) if count else None
+
+    def inventory_extra(self) -> dict[str, Any]:
+        """Facts about the platform beyond its devices for the inventory (e.g. MIG instances)."""
+        return {}
+
     def properties(self, index: int = 0) -> DeviceProperties:
         """What device `index` is (cached)."""
         self.require_available(index)

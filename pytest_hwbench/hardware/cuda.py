@@ -60,6 +60,29 @@ class CUDABackend(TorchCudaBackend):
         """The GPUs NVML sees (it ignores CUDA_VISIBLE_DEVICES), without initializing CUDA."""
         return _nvml.device_count()
 
+    def pinnable_devices(self) -> tuple[str, ...] | None:
+        """The GPUs NVML sees by index; where one is in MIG mode, every unit by UUID.
+
+        CUDA shows a process a single MIG instance, so each instance is a device of its own for
+        pinning: ``-n 3 --hw-gpus-per-worker=1`` gives three workers an instance each
+        ("MIG-<uuid>"), a GPU without MIG its "GPU-<uuid>" (the list must be all UUIDs).
+        """
+        units = _nvml.gpu_units()
+        if not units:
+            return None
+        if not any(instances for _, instances in units):
+            return tuple(str(i) for i in range(len(units)))
+        return tuple(
+            entry
+            for gpu, instances in units
+            for entry in ([instance.uuid for instance in instances] or [gpu])
+        )
+
+    def inventory_extra(self) -> dict[str, Any]:
+        """``mig_instances``: every MIG instance NVML sees, where a GPU is in MIG mode."""
+        instances = _nvml.mig_instances()
+        return {"mig_instances": [i.to_dict() for i in instances]} if instances else {}
+
     def _query_properties(self, index: int) -> DeviceProperties:
         import torch
 

@@ -51,6 +51,10 @@ def backend_inventory(backend: HardwareBackend, *, capabilities: bool = True) ->
             )
         except Exception as exc:  # one broken device must not hide the others
             entry["devices"].append({"index": index, "error": f"{type(exc).__name__}: {exc}"})
+    try:
+        entry.update(backend.inventory_extra())
+    except Exception as exc:  # a third party's extra must not hide the devices
+        entry["extra_error"] = f"{type(exc).__name__}: {exc}"
     return entry
 
 

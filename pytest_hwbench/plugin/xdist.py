@@ -100,7 +100,8 @@ def discover_devices(
 
     A variable the user already set decides both (its entries are what this run may use); the
     backends are asked in registry order, each for its variables in its own order. Otherwise the
-    first backend that counts its devices unopened (NVIDIA's, through NVML) decides. Returns no
+    first backend that lists its devices unopened (NVIDIA's, through NVML: MIG instances by
+    UUID) decides. Returns no
     devices (and maybe no variable) when nothing says.
     """
     backends = list(backends)
@@ -125,9 +126,9 @@ def discover_devices(
         if not backend.visibility_variables:
             continue
         fallback = fallback or backend.visibility_variables[0]
-        count = backend.count_devices_unopened()
-        if count:
-            return backend.visibility_variables[0], tuple(str(i) for i in range(count))
+        listed = backend.pinnable_devices()
+        if listed:
+            return backend.visibility_variables[0], listed
     return fallback, ()
 
 

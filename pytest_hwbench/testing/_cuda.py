@@ -224,6 +224,16 @@ class FakeCudaDevice:
         return f"{'MIG' if self.is_mig else 'GPU'}-{self.uuid}"
 
 
+def _one_mig_instance(units: list[FakeCudaDevice]) -> list[FakeCudaDevice]:
+    """`units` as CUDA enumerates them: whole GPUs, and only the first MIG instance.
+
+    CUDA (11 and 12, R450 to R525+) lets one process enumerate a single MIG device, however
+    many CUDA_VISIBLE_DEVICES names; using several takes a process each.
+    """
+    first_mig = next((unit for unit in units if unit.is_mig), None)
+    return [unit for unit in units if not unit.is_mig or unit is first_mig]
+
+
 class FakeCudaUUID:
     """What torch's device-properties `uuid` is: `str()` gives the bare UUID, `bytes` the raw 16."""
 
@@ -550,7 +560,9 @@ class FakeCuda:
             value = next((os.environ[n] for n in names if n in os.environ), None)
             entries = parse_cuda_visible_devices(value)
         if entries is None:  # the runtime shows the first MIG instance of a MIG-enabled GPU
-            return [gpu.mig_devices[0] if gpu.mig_devices else gpu for gpu in self.gpus]
+            return _one_mig_instance(
+                [gpu.mig_devices[0] if gpu.mig_devices else gpu for gpu in self.gpus]
+            )
         chosen: list[FakeCudaDevice] = []
         for entry in entries:
             unit = self._find_unit(entry)
@@ -559,7 +571,7 @@ class FakeCuda:
             if unit in chosen:
                 return []
             chosen.append(unit)
-        return chosen
+        return _one_mig_instance(chosen)
 
     def _find_unit(self, entry: int | str) -> FakeCudaDevice | None:
         if isinstance(entry, int):
