@@ -223,6 +223,7 @@ class AcceleratorBackend(HardwareBackend):
         # Until its allocator is initialized torch answers memory calls itself (zeros, no-op
         # resets): a first tensor initializes it, so the probes below reach the allocator.
         with contextlib.suppress(Exception):  # the probes then say what they can
+            self.properties(index)  # the device module's query initializes the device
             torch.empty(1, device=torch.device(self.torch_device_type, index))
         caps: set[Capability] = {Capability.SYNCHRONIZE}
         dtypes = _supported_dtypes(index)

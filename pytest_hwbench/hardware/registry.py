@@ -129,11 +129,26 @@ class HardwareRegistry:
 
     def _unknown_message(self, name: object) -> str:
         names = self.names()
-        message = f"unknown hardware {name!r}; registered backends: {', '.join(names)}"
-        close = difflib.get_close_matches(str(name).lower(), names, n=1, cutoff=0.5)
-        if close:
-            message += f" (did you mean {close[0]!r}?)"
-        return message
+        return f"unknown hardware {name!r}; registered backends: {', '.join(names)}" + (
+            self.close_match_hint(name)
+        )
+
+    def close_match_hint(self, name: object) -> str:
+        """`` (did you mean 'npu'?)`` for a name close to a registered one, else ""."""
+        close = difflib.get_close_matches(str(name).lower(), self.names(), n=1, cutoff=0.5)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a registered platform, torch's own accelerator here included.
+
+        Unlike ``name in registry``, a name nothing registered is looked for as torch's
+        out-of-tree accelerator (`discover_accelerator`, which imports torch) before the answer.
+        """
+        try:
+            self.get(name)
+        except UnknownHardwareError:
+            return False
+        return True
 
     def names(self) -> list[str]:
         """Every registered backend name, in registration order."""

@@ -204,7 +204,10 @@ class XLABackend(HardwareBackend):
     name = "xla"
     torch_device_type = "xla"
     fallbacks = ("cpu",)
-    description = "TPU / PJRT device via torch_xla (memory: PJRT allocator; peak sampled)"
+    description = (
+        "TPU / PJRT device via torch_xla (memory: PJRT allocator; peak exact when it rises "
+        "in the window, else sampled)"
+    )
     # torch.distributed's backend for XLA devices is named "xla"
     # (torch_xla.distributed.xla_backend), but a rank needs that module imported and its PJRT
     # topology (TPU_VISIBLE_CHIPS, TPU_PROCESS_BOUNDS, ...) set before the runtime starts, which

@@ -79,10 +79,11 @@ def parse_hardware_marker(mark: pytest.Mark, registry: RegistryGetter) -> Hardwa
         if not isinstance(raw, str):
             raise _marker_error(HARDWARE_MARKER, f"platform names must be strings, got {raw!r}")
         name = raw.strip().lower()
-        if name not in known:
+        if not known.knows(name):
             raise _marker_error(
                 HARDWARE_MARKER,
-                f"unknown platform {raw!r}; registered platforms: {', '.join(known.names())}",
+                f"unknown platform {raw!r}; registered platforms: {', '.join(known.names())}"
+                + known.close_match_hint(name),
             )
         names.append(name)
     if not names:
@@ -161,11 +162,12 @@ def _per_platform_values(
         if mark.kwargs:
             known = registry()
             for platform, value in mark.kwargs.items():
-                if platform not in known.names():  # exact: "CPU" would never apply
+                # Exact: "CPU" would never apply.
+                if platform != platform.strip().lower() or not known.knows(platform):
                     raise _marker_error(
                         name,
                         f"unknown platform {platform!r}; registered platforms: "
-                        f"{', '.join(known.names())}",
+                        f"{', '.join(known.names())}" + known.close_match_hint(platform),
                     )
                 per_platform[platform] = parse(value)
     except SizeError as exc:

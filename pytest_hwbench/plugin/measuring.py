@@ -194,11 +194,31 @@ class Measurer:
         self._on_metric_use()  # a test that asked for the fixture at run time reports too
         metric = self.create(item)
         warning = self.prepare(self.planner.platform_of(item), asked=True)
-        metric.start()
+        try:
+            metric.start()
+        except Exception as exc:
+            # Measuring never fails a test: a device whose memory cannot be read is measured
+            # on the host, and the entry says why.
+            failed = metric
+            metric = self._host_metric()
+            metric.start()
+            metric.warnings.append(
+                f"{failed.platform} memory could not be measured ({type(exc).__name__}: {exc}): "
+                "measured on the host only"
+            )
         if warning is not None:
             metric.warnings.append(warning)
         item.stash[_metric_key] = metric
         return metric
+
+    def _host_metric(self) -> MemoryMetric:
+        from pytest_hwbench.metrics.memory.factory import MemoryMetricFactory
+
+        options = self.options
+        host = next(b for b in self._registry() if b.is_host)
+        return MemoryMetricFactory.create(
+            host, interval=options.interval_s, sampler=options.sampler
+        )
 
     def finish(self, item: pytest.Item) -> tuple[MemoryMetric, dict[str, Any]] | None:
         """Stop `item`'s metric; keep its results for the report, summary and user_properties.

@@ -458,11 +458,12 @@ def resolve_options(
     if raw_devices != "all":
         names = tuple(dict.fromkeys(n.strip() for n in raw_devices.split(",") if n.strip()))
         known = registry()
-        unknown = [n for n in names if n not in known.names()]
+        unknown = [n for n in names if not known.knows(n)]
         if unknown or not names:
             raise _usage(
                 f"{source}={raw_devices}: unknown platform {', '.join(unknown) or '(none)'}; "
                 f"valid: all, or a comma-separated list of {', '.join(known.names())}"
+                + (known.close_match_hint(unknown[0]) if unknown else "")
             )
         devices = names
 

@@ -142,16 +142,27 @@ def plan(
             f"--hw-gpus-per-worker={per_worker}: no GPU found to pin (no "
             f"{variable or 'visibility variable'} set, and no backend counts a device)"
         )
+    mig = all(device.startswith("MIG-") for device in devices)
+    noun = "MIG instances" if mig else "GPUs"
+    if mig and per_worker > 1:
+        raise GpuPlanError(
+            f"--hw-gpus-per-worker={per_worker}: CUDA shows a process a single MIG instance, so "
+            f"a worker uses one of these {len(devices)}; pass --hw-gpus-per-worker=1"
+        )
+    if variable in os.environ:
+        seen = f"{len(devices)} are visible ({variable}={','.join(devices)})"
+    else:  # found by the platform (NVML), not named by the user
+        seen = f"{len(devices)} were found ({', '.join(devices)})"
     needed = per_worker * workers
     if needed > len(devices) and not share:
         raise GpuPlanError(
-            f"--hw-gpus-per-worker={per_worker} with {workers} workers needs {needed} GPUs, but "
-            f"{len(devices)} are visible ({variable}={','.join(devices)}); use fewer workers "
-            "(-n) or pass --hw-gpus-share to let workers share GPUs"
+            f"--hw-gpus-per-worker={per_worker} with {workers} workers needs {needed} {noun}, "
+            f"but {seen}; use fewer workers (-n) or pass --hw-gpus-share to let workers share "
+            f"{noun}"
         )
     if per_worker > len(devices):
         raise GpuPlanError(
-            f"--hw-gpus-per-worker={per_worker} exceeds the {len(devices)} visible GPUs"
+            f"--hw-gpus-per-worker={per_worker} exceeds the {len(devices)} visible {noun}"
         )
     return GpuPlan(variable, devices, per_worker, share, workers)
 

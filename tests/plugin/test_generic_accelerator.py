@@ -137,3 +137,67 @@ def test_hwbench_info_lists_the_npu(pytester: pytest.Pytester) -> None:
             "  [[]1[]] Ascend910B3",
         ]
     )
+
+
+def test_an_allocator_without_statistics_is_measured_by_what_the_device_reports(
+    pytester: pytest.Pytester,
+) -> None:
+    result, report = _run(pytester, options="allocator_stats=False")
+    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*+48.0 MiB*device_used (sampled)*test_step[[]npu[]]"])
+    memory = report["by_test"]["test_step[npu]"]["memory"]
+    assert list(memory["series"]) == ["device_used", "rss"]
+    assert memory["primary_series"] == "device_used"
+    assert memory["warnings"] == [
+        "the npu allocator gives torch.accelerator no statistics: no allocated/reserved series"
+    ]
+
+
+def test_a_device_whose_reading_fails_is_measured_on_the_host(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_hwbench import hardware
+    from pytest_hwbench.testing import fake_accelerator
+
+    fake = fake_accelerator(monkeypatch, "hpu")  # a type torch knows: no rename, in-process
+    hardware.get_hardware_backend("hpu").capabilities(0)  # probed while the device answers
+    fake.memory_info = False  # then its runtime stops reporting free and total memory
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.hardware("hpu")
+        def test_step(hw_device, memory_profile):
+            memory_profile.record_memory("here")
+        """
+    )
+    result = pytester.runpytest("--hw-report=hw.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (entry,) = json.loads((pytester.path / "hw.json").read_text())["tests"]
+    assert entry["platform"] == "hpu"
+    assert entry["memory"]["device"]["device"] == "cpu"
+    assert entry["memory"]["warnings"] == [
+        "hpu memory could not be measured (RuntimeError: hpu runtime does not report device "
+        "memory info): measured on the host only"
+    ]
+
+
+def test_a_privateuse1_name_nobody_registered_is_a_valid_marker(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_hwbench.testing import fake_accelerator
+
+    fake_accelerator(monkeypatch, "maia", count=2)  # torch knows the type: no rename
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.hardware("maia", "cpu")
+        @pytest.mark.memory_limit(maia="1GiB")
+        def test_step(hw_device):
+            assert hw_device.type in ("maia", "cpu")
+        """
+    )
+    result = pytester.runpytest("-v", "--hw-devices=maia,cpu", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*test_step[[]maia[]] PASSED*", "*test_step[[]cpu[]] PASSED*"])

@@ -121,6 +121,7 @@ def test_unmet_requirements_skip_with_the_reason(
     ("marker", "message"),
     [
         ('"gpu"', "unknown platform 'gpu'; registered platforms: cpu, cuda, rocm, mps, xpu, *"),
+        ('"nup"', "unknown platform 'nup'; registered platforms: *(did you mean 'npu'?)"),
         ('"cuda", requires=("bfloat",)', "unknown capability 'bfloat'; valid capabilities: fp16*"),
         ('"cuda", min_memory="lots"', "min_memory: bad size 'lots'*512MB (10^6)*"),
         ('"cuda", min_count=0', "min_count must be an int >= 1, got 0"),

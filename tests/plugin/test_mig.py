@@ -157,3 +157,27 @@ def test_xdist_pins_each_instance_to_a_worker_by_uuid(
         assert device["properties"]["total_memory_bytes"] == 20 * GiB
         seen.add(device["properties"]["uuid"])
     assert seen == uuids
+
+
+def test_mig_pinning_mistakes_say_what_cuda_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_hwbench.plugin.xdist import GpuPlanError, plan
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu = _h100_in_thirds()
+    fake_cuda(monkeypatch, devices=[gpu])
+    backends = list(hardware.default_registry())
+    uuids = ", ".join(mig.nvml_uuid for mig in gpu.mig_devices)
+    with pytest.raises(GpuPlanError) as two:
+        plan(2, 1, backends, share=False)
+    assert str(two.value) == (
+        "--hw-gpus-per-worker=2: CUDA shows a process a single MIG instance, so a worker uses "
+        "one of these 3; pass --hw-gpus-per-worker=1"
+    )
+    with pytest.raises(GpuPlanError) as four:
+        plan(1, 4, backends, share=False)
+    assert str(four.value) == (
+        f"--hw-gpus-per-worker=1 with 4 workers needs 4 MIG instances, but 3 were found "
+        f"({uuids}); use fewer workers (-n) or pass --hw-gpus-share to let workers share "
+        "MIG instances"
+    )
+    assert plan(1, 3, backends, share=False).for_worker(2) == (gpu.mig_devices[2].nvml_uuid,)

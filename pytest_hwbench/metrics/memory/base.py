@@ -139,11 +139,19 @@ class MemoryMetric(MemoryReader):
             self._exact_series = self._reset_high_water()
             for counter in counters:
                 join_shared_counter(self, counter)
-            self._t0_ns = self._record.t0_ns = time.perf_counter_ns()
-            self.state = MetricState.RUNNING
-            first = self._take_sample(self._t0_ns, label=None)
-            self._record.start_values = dict(first.values)
-            self._start_sampling()
+            try:
+                self._t0_ns = self._record.t0_ns = time.perf_counter_ns()
+                self.state = MetricState.RUNNING
+                first = self._take_sample(self._t0_ns, label=None)
+                self._record.start_values = dict(first.values)
+                self._start_sampling()
+            except BaseException:
+                # A first reading that fails (a driver refusing a query) leaves nothing behind:
+                # no counter holder, no sampler, a metric that can be started again.
+                for counter in counters:
+                    release_shared_counter(self, counter)
+                self.state = MetricState.CREATED
+                raise
         return self
 
     def record_memory(self, label: str | None = None) -> MemorySample:
