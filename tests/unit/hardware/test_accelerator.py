@@ -216,3 +216,24 @@ def test_fake_follows_torch_accelerator_semantics(monkeypatch: pytest.MonkeyPatc
     assert FakeAccelerator.installed("hpu") is fake
     with pytest.raises(LookupError, match="no FakeAccelerator is installed for 'npu'"):
         FakeAccelerator.installed("npu")
+
+
+def test_fake_signatures_are_torch_accelerators() -> None:
+    """Every function the fake stands in for takes what torch's own takes, the same way."""
+    import inspect
+
+    fake = FakeAccelerator("hpu")
+    checked = 0
+    for name, function in fake._api().items():
+        real = getattr(torch.accelerator, name, None)
+        if real is None:  # an older torch without it: the fake leaves it out
+            continue
+        real_params = [
+            (p.name, p.kind, p.default) for p in inspect.signature(real).parameters.values()
+        ]
+        fake_params = [
+            (p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+        ]
+        assert fake_params == real_params, name
+        checked += 1
+    assert checked >= 15
