@@ -229,7 +229,19 @@ class Measurer:
         if metric is None:
             return None
         del item.stash[_metric_key]
-        metrics = metric.stop() if metric.state.value == "running" else metric.get_metrics()
+        if metric.state.value == "running":
+            try:
+                metrics = metric.stop()
+            except Exception as exc:
+                # The device stopped answering mid-test: what was measured until then stands,
+                # and the test's outcome is its own.
+                metric.warnings.append(
+                    f"the last {metric.platform} memory reading failed ({type(exc).__name__}: "
+                    f"{exc}): the results end at the reading before"
+                )
+                metrics = metric.get_metrics()
+        else:
+            metrics = metric.get_metrics()
         primary = metric.primary_series
         platform = self.planner.platform_of(item)
         _add_peak_properties(item, metrics["series"])

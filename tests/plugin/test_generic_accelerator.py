@@ -201,3 +201,34 @@ def test_a_privateuse1_name_nobody_registered_is_a_valid_marker(
     result = pytester.runpytest("-v", "--hw-devices=maia,cpu", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_step[[]maia[]] PASSED*", "*test_step[[]cpu[]] PASSED*"])
+
+
+def test_a_device_that_stops_answering_mid_test_keeps_what_was_measured(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_hwbench.testing import fake_accelerator
+
+    fake_accelerator(monkeypatch, "hpu")
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_hwbench.testing import FakeAccelerator
+
+        @pytest.mark.hardware("hpu")
+        def test_step(hw_device, memory_profile):
+            fake = FakeAccelerator.installed("hpu")
+            fake.allocate(0, 8 * 2**20)
+            memory_profile.record_memory("allocated")
+            fake.memory_info = False  # the runtime stops reporting free and total memory
+        """
+    )
+    result = pytester.runpytest("--hw-report=hw.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (entry,) = json.loads((pytester.path / "hw.json").read_text())["tests"]
+    memory = entry["memory"]
+    assert memory["device"]["device"] == "hpu:0"
+    assert memory["series"]["allocated"]["peak_delta_bytes"] == 8 * 2**20
+    assert memory["warnings"] == [
+        "the last hpu memory reading failed (RuntimeError: hpu runtime does not report device "
+        "memory info): the results end at the reading before"
+    ]
