@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_hwbench.hardware._probe import call_or_none, works
 from pytest_hwbench.hardware.base import (
     Capability,
     Detection,
@@ -184,11 +185,11 @@ class AcceleratorBackend(HardwareBackend):
         import torch
 
         module = self._device_module()
-        props = _call(module, "get_device_properties", index)
-        name = getattr(props, "name", None) or _call(module, "get_device_name", index)
+        props = call_or_none(module, "get_device_properties", index)
+        name = getattr(props, "name", None) or call_or_none(module, "get_device_name", index)
         total = getattr(props, "total_memory", None)
         if not isinstance(total, int):
-            info = _call(torch.accelerator, "get_memory_info", index)
+            info = call_or_none(torch.accelerator, "get_memory_info", index)
             total = int(info[1]) if info is not None else 0
         extra: dict[str, str] = {}
         for field in dir(props) if props is not None else ():
@@ -228,7 +229,7 @@ class AcceleratorBackend(HardwareBackend):
         caps: set[Capability] = {Capability.SYNCHRONIZE}
         dtypes = _supported_dtypes(index)
         if dtypes is None:  # the device module may still say so for bfloat16
-            if _call(self._device_module(), "is_bf16_supported"):
+            if call_or_none(self._device_module(), "is_bf16_supported"):
                 caps.add(Capability.BF16)
         else:
             for dtype, capability in (
@@ -238,44 +239,21 @@ class AcceleratorBackend(HardwareBackend):
             ):
                 if dtype in dtypes:
                     caps.add(capability)
-        if _works(api, "memory_allocated", index) and _works(api, "memory_reserved", index):
+        if works(api, "memory_allocated", index) and works(api, "memory_reserved", index):
             caps.add(Capability.MEMORY_STATS)
             before_peak_reset(self.torch_device_type, index)
-            if _works(api, "reset_peak_memory_stats", index):
+            if works(api, "reset_peak_memory_stats", index):
                 caps.add(Capability.PEAK_MEMORY_RESET)
-        if _works(api, "get_memory_info", index):
+        if works(api, "get_memory_info", index):
             caps.add(Capability.DEVICE_MEMORY_INFO)
         return frozenset(caps)
-
-
-def _call(module: Any, function: str, *args: Any) -> Any:
-    """`module.function(*args)`, or None where it is missing or refuses."""
-    call = getattr(module, function, None)
-    if call is None:
-        return None
-    try:
-        return call(*args)
-    except Exception:  # an out-of-tree module without the query, or a driver refusing it
-        return None
-
-
-def _works(module: Any, function: str, index: int) -> bool:
-    """Whether `module.function(index)` exists and runs."""
-    call = getattr(module, function, None)
-    if call is None:
-        return False
-    try:
-        call(index)
-    except Exception:
-        return False
-    return True
 
 
 def _supported_dtypes(index: int) -> set[str] | None:
     """The dtypes torch says device `index` allocates and converts (torch >= 2.8), or None."""
     import torch
 
-    capability = _call(torch.accelerator, "get_device_capability", index)
+    capability = call_or_none(torch.accelerator, "get_device_capability", index)
     dtypes = capability.get("supported_dtypes") if isinstance(capability, dict) else None
     if not dtypes:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_hwbench.hardware._probe import works
 from pytest_hwbench.hardware.base import (
     Capability,
     Detection,
@@ -164,30 +165,18 @@ class XPUBackend(HardwareBackend):
             caps.add(Capability.UNIFIED_MEMORY)
         if hasattr(xpu, "memory_allocated") and hasattr(xpu, "memory_reserved"):
             caps.add(Capability.MEMORY_STATS)
-        if hasattr(xpu, "max_memory_allocated") and _peak_reset_works(xpu, index):
+        if hasattr(xpu, "max_memory_allocated") and _peak_resetworks(xpu, index):
             caps.add(Capability.PEAK_MEMORY_RESET)
-        if _works(xpu, "mem_get_info", index):
+        if works(xpu, "mem_get_info", index):
             caps.add(Capability.DEVICE_MEMORY_INFO)
         if hasattr(xpu, "synchronize"):
             caps.add(Capability.SYNCHRONIZE)
         return frozenset(caps)
 
 
-def _peak_reset_works(xpu: Any, index: int) -> bool:
+def _peak_resetworks(xpu: Any, index: int) -> bool:
     """Whether device `index`'s peaks can be reset (running metrics keep theirs first)."""
     if not hasattr(xpu, "reset_peak_memory_stats"):
         return False
     before_peak_reset("xpu", index)
-    return _works(xpu, "reset_peak_memory_stats", index)
-
-
-def _works(module: Any, function: str, index: int) -> bool:
-    """Whether `module.function(index)` exists and runs (drivers may refuse memory queries)."""
-    call = getattr(module, function, None)
-    if call is None:
-        return False
-    try:
-        call(index)
-    except Exception:
-        return False
-    return True
+    return works(xpu, "reset_peak_memory_stats", index)

@@ -20,7 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pytest_hwbench.testing._caching_allocator import GIB, Block, DeviceAllocator
+from pytest_hwbench.testing._caching_allocator import (
+    GIB,
+    Block,
+    DeviceAllocator,
+    check_device_index,
+)
 
 if TYPE_CHECKING:
     import pytest
@@ -344,11 +349,7 @@ class FakeAccelerator:
         )
 
     def _check_device(self, index: int) -> None:
-        if not 0 <= index < self.count:
-            raise RuntimeError(
-                f"device is out of range, device is {index}, total number of device is "
-                f"{self.count}."
-            )
+        check_device_index(index, self.count)
 
     def _allocator(self, device: Any) -> DeviceAllocator:
         index = self._index(device)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
-__all__ = ["GIB", "KIB", "MIB", "Block", "DeviceAllocator", "round_block"]
+__all__ = ["GIB", "KIB", "MIB", "Block", "DeviceAllocator", "check_device_index", "round_block"]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -188,3 +188,11 @@ class DeviceAllocator:
             for metric in ("current", "peak", "allocated", "freed")
         ]
         return collections.OrderedDict(sorted(flat))
+
+
+def check_device_index(index: int, count: int) -> None:
+    """Raise as c10's device check does for an index outside ``0..count-1``."""
+    if not 0 <= index < count:
+        raise RuntimeError(
+            f"device is out of range, device is {index}, total number of device is {count}."
+        )

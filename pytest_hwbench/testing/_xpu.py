@@ -24,7 +24,14 @@ __all__ = [
     "no_xpu",
 ]
 
-from pytest_hwbench.testing._caching_allocator import GIB, KIB, MIB, Block, DeviceAllocator
+from pytest_hwbench.testing._caching_allocator import (
+    GIB,
+    KIB,
+    MIB,
+    Block,
+    DeviceAllocator,
+    check_device_index,
+)
 
 
 @dataclass(frozen=True)
@@ -351,11 +358,7 @@ class FakeXPU:
         )
 
     def _check_device(self, index: int) -> None:
-        if not 0 <= index < self.count:
-            raise RuntimeError(
-                f"device is out of range, device is {index}, total number of device is "
-                f"{self.count}."
-            )
+        check_device_index(index, self.count)
 
     def _allocator(self, device: Any) -> DeviceAllocator:
         index = self._index(device)
