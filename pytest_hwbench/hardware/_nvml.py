@@ -412,11 +412,7 @@ def _all_handles(nv: Any) -> list[Any]:
 
 def _mig_handles(nv: Any, gpu: Any) -> list[Any]:
     handles: list[Any] = []
-    try:
-        slots = int(nv.nvmlDeviceGetMaxMigDeviceCount(gpu))
-    except Exception:  # not MIG-capable, or an nvidia-ml-py without MIG calls
-        return handles
-    for slot in range(slots):
+    for slot in range(_mig_slots(nv, gpu)):
         try:
             handles.append(nv.nvmlDeviceGetMigDeviceHandleByIndex(gpu, slot))
         except Exception:  # empty slot: NVML answers NOT_FOUND
@@ -466,10 +462,11 @@ def _optional_int(call: Any, *args: Any) -> int | None:
 
 
 def gpu_units() -> list[tuple[str, list[MigInstance]]] | None:
-    """Each GPU NVML sees, with its MIG instances (empty: MIG off), in NVML's order.
+    """Each GPU NVML sees that CUDA can use, with its MIG instances (empty: MIG off).
 
-    A GPU is named "GPU-<uuid>" (its index where NVML gives no UUID); None without NVML.
-    Initializes no CUDA context.
+    In NVML's order. A GPU is named "GPU-<uuid>" (its index where NVML gives no UUID); one in
+    MIG mode without instances yet is left out (CUDA can run nothing on it). None without
+    NVML. Initializes no CUDA context.
     """
     nv = _nvml()
     if nv is None:
@@ -501,8 +498,17 @@ def gpu_units() -> list[tuple[str, list[MigInstance]]] | None:
                     compute_instance_id=_optional_int(nv.nvmlDeviceGetComputeInstanceId, handle),
                 )
             )
-        units.append((gpu_uuid or str(gpu_index), instances))
+        if instances or not _mig_slots(nv, gpu):
+            units.append((gpu_uuid or str(gpu_index), instances))
     return units
+
+
+def _mig_slots(nv: Any, gpu: Any) -> int:
+    """How many MIG devices the GPU may hold: 0 where MIG is off or unsupported."""
+    try:
+        return int(nv.nvmlDeviceGetMaxMigDeviceCount(gpu))
+    except Exception:
+        return 0
 
 
 def mig_instances() -> list[MigInstance]:

@@ -142,15 +142,19 @@ def hardware_inventory(
     registry = registry or default_registry()
     if import_torch or "torch" in sys.modules:
         registry.discover_accelerator()
+        build = torch_build(registry)
+        # The generic backends of device types torch does not drive here are names to validate
+        # markers against, not this machine's platforms: left out. Torch's own stays, even
+        # absent, with the reason (its device may not answer).
         return {
             **host_inventory(),
-            "torch": torch_build(registry),
-            # The generic backends of device types torch does not drive here are names to
-            # validate markers against, not this machine's platforms: left out.
+            "torch": build,
             "backends": [
                 backend_inventory(backend)
                 for backend in registry
-                if not isinstance(backend, AcceleratorBackend) or backend.is_available()
+                if not isinstance(backend, AcceleratorBackend)
+                or backend.torch_device_type == build.get("accelerator")
+                or backend.is_available()
             ],
         }
     hosts = [backend for backend in registry if backend.is_host]

@@ -213,9 +213,11 @@ class XLABackend(HardwareBackend):
     # topology (TPU_VISIBLE_CHIPS, TPU_PROCESS_BOUNDS, ...) set before the runtime starts, which
     # the plugin's rank runner does not do yet: distributed tests skip rather than hang.
     communication_backend = None
-    # libtpu's chip mask (chip indices, not TensorCores). A single-chip process also needs
-    # TPU_CHIPS_PER_PROCESS_BOUNDS=1,1,1 and TPU_PROCESS_BOUNDS=1,1,1.
-    visibility_variables = ("TPU_VISIBLE_CHIPS",)
+    # None, so --hw-gpus-per-worker does not split TPUs: libtpu's chip mask (TPU_VISIBLE_CHIPS)
+    # alone is not enough, a one-chip process also needs TPU_CHIPS_PER_PROCESS_BOUNDS=1,1,1,
+    # TPU_PROCESS_BOUNDS=1,1,1 and a TPU_PROCESS_PORT of its own, which a plan does not set.
+    # Detection honours a TPU_VISIBLE_CHIPS the user set.
+    visibility_variables = ()
     torch_runtime_attribute = None  # torch.version has no XLA entry: torch_xla is a plugin
 
     def detect(self) -> Detection:

@@ -165,7 +165,7 @@ class XPUBackend(HardwareBackend):
             caps.add(Capability.UNIFIED_MEMORY)
         if hasattr(xpu, "memory_allocated") and hasattr(xpu, "memory_reserved"):
             caps.add(Capability.MEMORY_STATS)
-        if hasattr(xpu, "max_memory_allocated") and _peak_resetworks(xpu, index):
+        if hasattr(xpu, "max_memory_allocated") and _peak_reset_works(xpu, index):
             caps.add(Capability.PEAK_MEMORY_RESET)
         if works(xpu, "mem_get_info", index):
             caps.add(Capability.DEVICE_MEMORY_INFO)
@@ -174,7 +174,7 @@ class XPUBackend(HardwareBackend):
         return frozenset(caps)
 
 
-def _peak_resetworks(xpu: Any, index: int) -> bool:
+def _peak_reset_works(xpu: Any, index: int) -> bool:
     """Whether device `index`'s peaks can be reset (running metrics keep theirs first)."""
     if not hasattr(xpu, "reset_peak_memory_stats"):
         return False

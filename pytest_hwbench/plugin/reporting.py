@@ -393,7 +393,8 @@ class Reporter:
         if memory:
             top_rows = self.top_rows
             stats: Mapping[str, Any] = primary_stats(entry) or {}
-            if top_rows.would_keep(entry["platform"] or "?", stats.get("peak_delta_bytes", 0)):
+            measured_on = memory.get("platform") or entry["platform"] or "?"
+            if top_rows.would_keep(measured_on, stats.get("peak_delta_bytes", 0)):
                 top_rows.add(SummaryRow.of_entry(entry))
         failure = entry.get("failure")
         if failure is not None and failure.get("kind") == "memory_limit":

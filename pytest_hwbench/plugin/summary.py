@@ -69,8 +69,10 @@ class SummaryRow(NamedTuple):
         from pytest_hwbench.report.model import primary_stats
 
         stats: Mapping[str, Any] = primary_stats(entry) or {}
-        primary = entry["memory"]["primary_series"]
-        return cls.of(entry["platform"] or "?", primary, stats, entry["nodeid"])
+        memory = entry["memory"]
+        # The measured platform: the host's, where it stood in for an unreadable device.
+        platform = memory.get("platform") or entry["platform"] or "?"
+        return cls.of(platform, memory["primary_series"], stats, entry["nodeid"])
 
 
 class TopRows(Generic[R]):

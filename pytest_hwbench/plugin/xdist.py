@@ -144,10 +144,10 @@ def plan(
         )
     mig = all(device.startswith("MIG-") for device in devices)
     noun = "MIG instances" if mig else "GPUs"
-    if mig and per_worker > 1:
+    if per_worker > 1 and any(device.startswith("MIG-") for device in devices):
         raise GpuPlanError(
             f"--hw-gpus-per-worker={per_worker}: CUDA shows a process a single MIG instance, so "
-            f"a worker uses one of these {len(devices)}; pass --hw-gpus-per-worker=1"
+            f"a worker uses one of these {len(devices)} {noun}; pass --hw-gpus-per-worker=1"
         )
     if variable in os.environ:
         seen = f"{len(devices)} are visible ({variable}={','.join(devices)})"

@@ -167,18 +167,22 @@ def test_a_device_whose_reading_fails_is_measured_on_the_host(
         import pytest
 
         @pytest.mark.hardware("hpu")
+        @pytest.mark.memory_limit(hpu="1MiB")
         def test_step(hw_device, memory_profile):
+            held = bytearray(64 * 2**20)  # the host grows: not what the hpu limit is about
             memory_profile.record_memory("here")
         """
     )
     result = pytester.runpytest("--hw-report=hw.json", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["cpu (top 1):", "*rss (exact)*test_step[[]hpu[]]"])
     (entry,) = json.loads((pytester.path / "hw.json").read_text())["tests"]
     assert entry["platform"] == "hpu"
     assert entry["memory"]["device"]["device"] == "cpu"
     assert entry["memory"]["warnings"] == [
         "hpu memory could not be measured (RuntimeError: hpu runtime does not report device "
-        "memory info): measured on the host only"
+        "memory info): measured on the host only",
+        "memory limit on hpu not checked: its memory could not be read",
     ]
 
 
@@ -232,3 +236,29 @@ def test_a_device_that_stops_answering_mid_test_keeps_what_was_measured(
         "the last hpu memory reading failed (RuntimeError: hpu runtime does not report device "
         "memory info): the results end at the reading before"
     ]
+
+
+def test_a_leak_check_on_an_unreadable_device_is_skipped_and_said(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_hwbench import hardware
+    from pytest_hwbench.testing import fake_accelerator
+
+    fake = fake_accelerator(monkeypatch, "hpu")
+    hardware.get_hardware_backend("hpu").capabilities(0)
+    fake.memory_info = False
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.hardware("hpu")
+        @pytest.mark.memory_leak_limit("1MiB")
+        def test_step(hw_device):
+            pass
+        """
+    )
+    result = pytester.runpytest("--junitxml=junit.xml", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    junit = (pytester.path / "junit.xml").read_text()
+    assert 'name="hw_leak_unchecked"' in junit
+    assert "hpu runtime does not report device memory info" in junit

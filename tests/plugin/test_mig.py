@@ -181,3 +181,14 @@ def test_mig_pinning_mistakes_say_what_cuda_allows(monkeypatch: pytest.MonkeyPat
         "MIG instances"
     )
     assert plan(1, 3, backends, share=False).for_worker(2) == (gpu.mig_devices[2].nvml_uuid,)
+
+
+def test_a_mixed_host_still_gives_a_worker_one_mig_instance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_hwbench.plugin.xdist import GpuPlanError, plan
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake_cuda(monkeypatch, devices=[_h100_in_thirds(), FakeCudaDevice.nvidia((9, 0))])
+    with pytest.raises(GpuPlanError, match="CUDA shows a process a single MIG instance"):
+        plan(2, 2, list(hardware.default_registry()), share=False)

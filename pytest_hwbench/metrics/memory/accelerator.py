@@ -95,9 +95,11 @@ class AcceleratorMemoryMetric(AllocatorMemoryMetric):
         if self._has_stats and self._peak_resets:
             return super()._reset_high_water()
         if self._has_stats:
-            self.warnings.append(
+            warning = (
                 f"torch.accelerator.reset_peak_memory_stats does not work on {self.device_type}: "
                 f"allocated/reserved peaks are sampled every {self.interval_s * 1e3:g} ms and "
                 "can miss shorter spikes"
             )
+            if warning not in self.warnings:  # once, not once per measure() block
+                self.warnings.append(warning)
         return reset_rss_high_water(self.warnings)

@@ -259,6 +259,10 @@ class MemoryMetric(MemoryReader):
                 last = self._take_sample(time.perf_counter_ns(), label=None)
                 self._record.end_values = dict(last.values)
                 self._fold_high_water()
+            except BaseException:
+                # The marks were not read to the end: no peak can be called exact.
+                self._exact_series = frozenset()
+                raise
             finally:
                 self._end_ns = time.perf_counter_ns()
                 self.state = MetricState.STOPPED

@@ -237,3 +237,25 @@ def test_fake_signatures_are_torch_accelerators() -> None:
         assert fake_params == real_params, name
         checked += 1
     assert checked >= 15
+
+
+def test_a_sampled_peak_is_said_once_however_many_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = fake_accelerator(monkeypatch, "hpu", peak_reset=False, initialized=True)
+    metric = MemoryMetricFactory.create("hpu")
+    with metric:
+        for label in ("a", "b", "c"):
+            with metric.measure(label):
+                fake.free(fake.allocate(0, MiB))
+    warnings = metric.get_metrics()["warnings"]
+    assert sum("reset_peak_memory_stats does not work" in w for w in warnings) == 1
+
+
+def test_the_inventory_keeps_torchs_own_accelerator_even_absent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_accelerator(monkeypatch, "hpu", available=False)
+    inventory = hardware.hardware_inventory()
+    (hpu,) = [b for b in inventory["backends"] if b["name"] == "hpu"]
+    assert hpu["available"] is False
+    assert "no device or driver answers" in hpu["reason"]
+    assert "npu" not in [b["name"] for b in inventory["backends"]]
