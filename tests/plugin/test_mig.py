@@ -171,7 +171,7 @@ def test_mig_pinning_mistakes_say_what_cuda_allows(monkeypatch: pytest.MonkeyPat
         plan(2, 1, backends, share=False)
     assert str(two.value) == (
         "--hw-gpus-per-worker=2: CUDA shows a process a single MIG instance, so a worker uses "
-        "one of these 3; pass --hw-gpus-per-worker=1"
+        "one of these 3 MIG instances; pass --hw-gpus-per-worker=1"
     )
     with pytest.raises(GpuPlanError) as four:
         plan(1, 4, backends, share=False)
