@@ -14,7 +14,6 @@ The rename is torch's own and cannot be undone in a process: fake such a type in
 from __future__ import annotations
 
 import collections
-import itertools
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pytest_hwbench.testing._caching_allocator import (
     GIB,
-    Block,
     DeviceAllocator,
+    DevicePool,
     check_device_index,
 )
 
@@ -90,9 +89,8 @@ class FakeAccelerator:
         self.initialized = initialized and self.count > 0
         #: How many times `synchronize` ran, per device index.
         self.synchronize_calls: collections.Counter[int] = collections.Counter()
-        self._allocators = [DeviceAllocator(device_type.upper()) for _ in range(self.count)]
-        self._blocks: dict[int, Block | None] = {}
-        self._handles = itertools.count(1)
+        self._pool = DevicePool(device_type.upper(), self.count)
+        self._allocators = self._pool.allocators
 
     @classmethod
     def installed(cls, device_type: str = "npu") -> FakeAccelerator:
@@ -110,23 +108,12 @@ class FakeAccelerator:
             raise ValueError(f"nbytes must be >= 0, got {nbytes}")
         self._check_device(index)
         self.initialized = True
-        handle = next(self._handles)
-        if nbytes == 0:
-            self._blocks[handle] = None
-            return handle
-        allocator = self._allocators[index]
-        room = self.properties.total_memory - self.external_used_bytes - allocator.reserved
-        self._blocks[handle] = allocator.malloc(index, nbytes, room)
-        return handle
+        usable = self.properties.total_memory - self.external_used_bytes
+        return self._pool.allocate(index, nbytes, usable)
 
     def free(self, handle: int) -> None:
         """Drop the allocation `handle` (its memory stays reserved until `empty_cache`)."""
-        try:
-            block = self._blocks.pop(handle)
-        except KeyError:
-            raise ValueError(f"invalid allocation handle {handle} (already freed?)") from None
-        if block is not None:
-            self._allocators[block.device].free(block)
+        self._pool.free(handle)
 
     # -- torch.accelerator's API -----------------------------------------------------------------
 

@@ -9,9 +9,19 @@ Sizes follow c10/xpu/XPUCachingAllocator.cpp, which the out-of-tree allocators m
 from __future__ import annotations
 
 import collections
+import itertools
 from dataclasses import dataclass
 
-__all__ = ["GIB", "KIB", "MIB", "Block", "DeviceAllocator", "check_device_index", "round_block"]
+__all__ = [
+    "GIB",
+    "KIB",
+    "MIB",
+    "Block",
+    "DeviceAllocator",
+    "DevicePool",
+    "check_device_index",
+    "round_block",
+]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -196,3 +206,34 @@ def check_device_index(index: int, count: int) -> None:
         raise RuntimeError(
             f"device is out of range, device is {index}, total number of device is {count}."
         )
+
+
+class DevicePool:
+    """Each device's caching allocator, and the handles a fake hands out for its allocations."""
+
+    def __init__(self, runtime: str, count: int) -> None:
+        self.allocators = [DeviceAllocator(runtime) for _ in range(count)]
+        self._blocks: dict[int, Block | None] = {}
+        self._handles = itertools.count(1)
+
+    def allocate(self, index: int, nbytes: int, usable_bytes: int) -> int:
+        """Place `nbytes` on device `index` (of `usable_bytes` the device has for this process).
+
+        Returns a handle for `free`. Zero bytes is a null pointer that counts nothing, as in torch.
+        """
+        handle = next(self._handles)
+        if nbytes == 0:
+            self._blocks[handle] = None
+            return handle
+        allocator = self.allocators[index]
+        self._blocks[handle] = allocator.malloc(index, nbytes, usable_bytes - allocator.reserved)
+        return handle
+
+    def free(self, handle: int) -> None:
+        """Drop the allocation `handle` (its memory stays reserved until released)."""
+        try:
+            block = self._blocks.pop(handle)
+        except KeyError:
+            raise ValueError(f"invalid allocation handle {handle} (already freed?)") from None
+        if block is not None:
+            self.allocators[block.device].free(block)

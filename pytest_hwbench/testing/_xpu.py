@@ -8,7 +8,6 @@ torch's errors for bad device indices, so code measured against it behaves as on
 from __future__ import annotations
 
 import collections
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,8 +27,8 @@ from pytest_hwbench.testing._caching_allocator import (
     GIB,
     KIB,
     MIB,
-    Block,
     DeviceAllocator,
+    DevicePool,
     check_device_index,
 )
 
@@ -126,9 +125,8 @@ class FakeXPU:
         self.current = 0
         #: How many times `synchronize` ran, per device index.
         self.synchronize_calls: collections.Counter[int] = collections.Counter()
-        self._allocators = [DeviceAllocator("XPU") for _ in range(self.count)]
-        self._blocks: dict[int, Block | None] = {}
-        self._handles = itertools.count(1)
+        self._pool = DevicePool("XPU", self.count)
+        self._allocators = self._pool.allocators
 
     # -- driving the fake ------------------------------------------------------------------------
 
@@ -138,24 +136,12 @@ class FakeXPU:
             raise ValueError(f"nbytes must be >= 0, got {nbytes}")
         self._lazy_init()
         self._check_device(index)
-        handle = next(self._handles)
-        if nbytes == 0:
-            self._blocks[handle] = None  # torch hands out a null pointer and counts nothing
-            return handle
-        allocator = self._allocators[index]
-        total = self.properties[index].total_memory
-        room = total - self.external_used_bytes - allocator.reserved
-        self._blocks[handle] = allocator.malloc(index, nbytes, room)
-        return handle
+        usable = self.properties[index].total_memory - self.external_used_bytes
+        return self._pool.allocate(index, nbytes, usable)
 
     def free(self, handle: int) -> None:
         """Drop the allocation `handle` (its memory stays reserved until `empty_cache`)."""
-        try:
-            block = self._blocks.pop(handle)
-        except KeyError:
-            raise ValueError(f"invalid allocation handle {handle} (already freed?)") from None
-        if block is not None:
-            self._allocators[block.device].free(block)
+        self._pool.free(handle)
 
     # -- torch.xpu's API -------------------------------------------------------------------------
 
