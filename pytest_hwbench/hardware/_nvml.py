@@ -410,9 +410,10 @@ def _all_handles(nv: Any) -> list[Any]:
     return handles
 
 
-def _mig_handles(nv: Any, gpu: Any) -> list[Any]:
+def _mig_handles(nv: Any, gpu: Any, slots: int | None = None) -> list[Any]:
+    """The MIG devices of `gpu` (`slots`: its MIG slot count, where already asked)."""
     handles: list[Any] = []
-    for slot in range(_mig_slots(nv, gpu)):
+    for slot in range(_mig_slots(nv, gpu) if slots is None else slots):
         try:
             handles.append(nv.nvmlDeviceGetMigDeviceHandleByIndex(gpu, slot))
         except Exception:  # empty slot: NVML answers NOT_FOUND
@@ -482,8 +483,9 @@ def gpu_units() -> list[tuple[str, list[MigInstance]]] | None:
         except Exception:
             continue
         gpu_uuid = device_uuid(gpu)
+        slots = _mig_slots(nv, gpu)
         instances = []
-        for handle in _mig_handles(nv, gpu):
+        for handle in _mig_handles(nv, gpu, slots):
             uuid = device_uuid(handle)
             if uuid is None:
                 continue
@@ -498,7 +500,7 @@ def gpu_units() -> list[tuple[str, list[MigInstance]]] | None:
                     compute_instance_id=_optional_int(nv.nvmlDeviceGetComputeInstanceId, handle),
                 )
             )
-        if instances or not _mig_slots(nv, gpu):
+        if instances or not slots:
             units.append((gpu_uuid or str(gpu_index), instances))
     return units
 

@@ -340,7 +340,8 @@ class Measurer:
             note = f"memory limit on {platform} not checked: its memory could not be read"
             if note not in metric.warnings:
                 metric.warnings.append(note)
-                if metrics is not None and note not in metrics["warnings"]:
+                # A stopped metric's results are already taken: they get the note too.
+                if note not in metrics["warnings"]:
                     metrics["warnings"].append(note)
             return
         primary = metric.primary_series

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING, Any
 from pytest_hwbench.hardware.base import Capability
 from pytest_hwbench.hardware.peak_counters import peak_counter_key
 from pytest_hwbench.metrics.memory._allocator import AllocatorMemoryMetric
-from pytest_hwbench.metrics.memory._host import reset_rss_high_water, vmhwm_counter
+from pytest_hwbench.metrics.memory._host import (
+    read_rss_bytes,
+    reset_rss_high_water,
+    vmhwm_counter,
+)
 from pytest_hwbench.metrics.memory.reader import device_index
 
 if TYPE_CHECKING:
@@ -67,8 +71,6 @@ class AcceleratorMemoryMetric(AllocatorMemoryMetric):
         return (*allocator, *(("device_used",) if self._has_info else ()), "rss")
 
     def _read(self) -> dict[str, int]:
-        from pytest_hwbench.metrics.memory._host import read_rss_bytes
-
         api, index = self._module(), self.device_index
         values: dict[str, int] = {}
         if self._has_stats:
