@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import sys
 import threading
 import warnings
@@ -38,6 +39,33 @@ ENTRY_POINT_GROUP = "pytest_hwbench.backends"
 
 BackendT = TypeVar("BackendT", bound="HardwareBackend | type[HardwareBackend]")
 
+#: The built-in backends, by name, as "module:Class": each module is imported when its backend is
+#: first looked up (or the registry walked), so a run on the host imports no device backend.
+_BUILTINS: tuple[tuple[str, str], ...] = (
+    ("cpu", "pytest_hwbench.hardware.cpu:CPUBackend"),
+    ("cuda", "pytest_hwbench.hardware.cuda:CUDABackend"),
+    ("rocm", "pytest_hwbench.hardware.rocm:ROCmBackend"),
+    ("mps", "pytest_hwbench.hardware.mps:MPSBackend"),
+    ("xpu", "pytest_hwbench.hardware.xpu:XPUBackend"),
+    ("xla", "pytest_hwbench.hardware.xla:XLABackend"),
+)
+
+
+class _Deferred:
+    """A built-in backend registered by name, its module not yet imported."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def load(self, name: str) -> HardwareBackend:
+        module_name, _, class_name = self.target.partition(":")
+        backend = getattr(importlib.import_module(module_name), class_name)()
+        if backend.name != name:  # _BUILTINS out of step with a class: a bug here, not a user's
+            raise RuntimeError(f"{self.target} is named {backend.name!r}, registered as {name!r}")
+        return backend  # type: ignore[no-any-return]
+
 
 class BrokenBackend(HardwareBackend):
     """Stands in for a third-party backend that failed to load: always unavailable, says why."""
@@ -65,7 +93,8 @@ class HardwareRegistry:
     """Backends by name. Wraps a dict; registering a taken name needs ``override=True``."""
 
     def __init__(self) -> None:
-        self._backends: dict[str, HardwareBackend] = {}
+        # Registration order is the dict's; a built-in stays `_Deferred` until first needed.
+        self._backends: dict[str, HardwareBackend | _Deferred] = {}
         self._lock = threading.RLock()
         #: Whether torch's own accelerator has been looked for (`discover_accelerator`).
         self._accelerator_sought = False
@@ -99,7 +128,12 @@ class HardwareRegistry:
             raise TypeError(f"{type(instance).__name__} has no `name`; set the class attribute")
         with self._lock:
             if name in self._backends and not override:
-                existing = type(self._backends[name]).__qualname__
+                held = self._backends[name]
+                existing = (
+                    held.target.partition(":")[2]
+                    if isinstance(held, _Deferred)
+                    else type(held).__qualname__
+                )
                 raise ValueError(
                     f"a hardware backend named {name!r} is already registered ({existing}); "
                     "pass override=True to replace it"
@@ -125,7 +159,17 @@ class HardwareRegistry:
                 backend = self._backends.get(key)
             if backend is None:
                 raise UnknownHardwareError(self._unknown_message(name))
+            if isinstance(backend, _Deferred):
+                backend = self._backends[key] = backend.load(key)
             return backend
+
+    def _loaded(self) -> list[HardwareBackend]:
+        """Every backend, in registration order, deferred built-ins imported now."""
+        with self._lock:
+            for name, backend in list(self._backends.items()):
+                if isinstance(backend, _Deferred):
+                    self._backends[name] = backend.load(name)
+            return list(self._backends.values())  # type: ignore[arg-type]  # none deferred now
 
     def _unknown_message(self, name: object) -> str:
         names = self.names()
@@ -179,7 +223,7 @@ class HardwareRegistry:
             device_type = accelerator_device_type()
             if device_type is None:
                 return None
-            handlers = [b for b in self._backends.values() if b.torch_device_type == device_type]
+            handlers = [b for b in self._loaded() if b.torch_device_type == device_type]
             dedicated = [b for b in handlers if not isinstance(b, AcceleratorBackend)]
             if dedicated:
                 return next((b for b in dedicated if _safely_available(b)), dedicated[0])
@@ -247,8 +291,7 @@ class HardwareRegistry:
         return isinstance(name, str) and name.lower() in self._backends
 
     def __iter__(self) -> Iterator[HardwareBackend]:
-        with self._lock:
-            return iter(list(self._backends.values()))
+        return iter(self._loaded())
 
     def __len__(self) -> int:
         return len(self._backends)
@@ -262,18 +305,14 @@ class HardwareRegistry:
         """Register cpu, cuda, rocm, mps, xpu, xla, and npu, hpu... as generic accelerators.
 
         The known out-of-tree device types (`accelerator.KNOWN_ACCELERATORS`) get the generic
-        `torch.accelerator` backend. None of them imports torch to register.
+        `torch.accelerator` backend. None of them imports torch to register, and a built-in's
+        module is imported only when its backend is first looked up or the registry walked.
         """
         from pytest_hwbench.hardware.accelerator import KNOWN_ACCELERATORS, AcceleratorBackend
-        from pytest_hwbench.hardware.cpu import CPUBackend
-        from pytest_hwbench.hardware.cuda import CUDABackend
-        from pytest_hwbench.hardware.mps import MPSBackend
-        from pytest_hwbench.hardware.rocm import ROCmBackend
-        from pytest_hwbench.hardware.xla import XLABackend
-        from pytest_hwbench.hardware.xpu import XPUBackend
 
-        for cls in (CPUBackend, CUDABackend, ROCmBackend, MPSBackend, XPUBackend, XLABackend):
-            self.register(cls, override=True)
+        with self._lock:
+            for name, target in _BUILTINS:
+                self._backends[name] = _Deferred(target)
         for device_type in KNOWN_ACCELERATORS:
             self.register(AcceleratorBackend(device_type), override=True)
 

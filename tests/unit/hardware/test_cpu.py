@@ -60,3 +60,21 @@ def test_real_capabilities_are_probed() -> None:
 def test_refused_clear_refs_means_no_peak_reset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpu_module, "clear_refs_writable", lambda: False)
     assert Capability.PEAK_MEMORY_RESET not in CPUBackend().capabilities()
+
+
+@pytest.mark.parametrize(("optimizer_step", "passes"), [(True, 2), (False, 1)])
+def test_warm_up_repeats_its_step_only_for_the_optimizer(
+    monkeypatch: pytest.MonkeyPatch, optimizer_step: bool, passes: int
+) -> None:
+    """The second step exists for the optimizer's paths with state present; without an
+    optimizer it would only repeat the first step's matmuls."""
+    backward = torch.autograd.backward
+    calls: list[object] = []
+
+    def counting_backward(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        backward(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.autograd, "backward", counting_backward)
+    CPUBackend().warm_up(0, optimizer_step=optimizer_step)
+    assert len(calls) == passes

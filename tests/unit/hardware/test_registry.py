@@ -205,3 +205,45 @@ def test_broken_backend_stays_unavailable_when_warnings_are_errors() -> None:
         assert registry.get("exploding").unavailable_reason() == (
             "detection failed: RuntimeError: driver exploded"
         )
+
+
+def test_builtins_are_imported_when_first_looked_up(pytester: pytest.Pytester) -> None:
+    """A run on the host pays for no device backend's module: each loads on its first lookup,
+    and walking the registry loads them all, in registration order."""
+    pytester.makepyfile(
+        check="""
+        import sys
+
+        from pytest_hwbench.hardware.registry import HardwareRegistry
+
+        def loaded():
+            return sorted(
+                name
+                for name in ("cpu", "cuda", "rocm", "mps", "xpu", "xla")
+                if "pytest_hwbench.hardware." + name in sys.modules
+            )
+
+        registry = HardwareRegistry()
+        registry.register_builtins()
+        print("registered", loaded(), registry.names()[:6], "cuda" in registry, len(registry))
+        print("cpu", type(registry.get("CPU")).__name__, loaded())
+        print("walked", [type(b).__name__ for b in registry][:6], loaded())
+        """
+    )
+    result = pytester.run(sys.executable, "check.py")
+    assert result.ret == 0, result.stderr.str()
+    assert result.outlines == [
+        "registered [] ['cpu', 'cuda', 'rocm', 'mps', 'xpu', 'xla'] True 11",
+        "cpu CPUBackend ['cpu']",
+        "walked ['CPUBackend', 'CUDABackend', 'ROCmBackend', 'MPSBackend', 'XPUBackend', "
+        "'XLABackend'] ['cpu', 'cuda', 'mps', 'rocm', 'xla', 'xpu']",
+    ]
+
+
+def test_a_deferred_builtin_is_named_in_the_duplicate_error() -> None:
+    registry = HardwareRegistry()
+    registry.register_builtins()
+    with pytest.raises(ValueError, match="'cuda' is already registered [(]CUDABackend[)]"):
+        registry.register(FakeBackend("cuda"))
+    assert isinstance(registry.unregister("rocm"), HardwareBackend)
+    assert "rocm" not in registry.names()

@@ -392,3 +392,15 @@ def test_held_malloc_thresholds_undo_what_a_big_free_raised() -> None:
     assert raised_big >= 8 * 1024
     assert held_small < 1024  # held: given back as in a fresh process
     assert held_big < 1024
+
+
+@pytest.mark.parametrize(("young_only", "generation"), [(False, 2), (True, 1)])
+def test_release_freed_memory_collects_the_generations_asked(
+    monkeypatch: pytest.MonkeyPatch, young_only: bool, generation: int
+) -> None:
+    """After the warm-up only its own, young, garbage needs collecting: a full collection of a
+    torch-sized heap costs ~100 ms."""
+    collected: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: collected.append(generation) or 0)
+    host_module.release_freed_memory(young_only=young_only)
+    assert collected == [generation]
