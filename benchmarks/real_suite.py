@@ -21,14 +21,25 @@ Bytecode is cached (in ``WORKDIR/pycache``, through ``PYTHONPYCACHEPREFIX``, wit
 for any package pip installed: else the checkout, installed editable, would be compiled from
 source in every run, a cost (~0.2 s a run here) no user pays.
 
+Whole runs cannot resolve 1% on such a machine; instructions can. ``--instructions PATH...``
+runs each variant once on those of the suite's tests under valgrind (cachegrind, torch on one
+thread, the hash seed fixed: the same run counts the same to ~0.01%), in parallel, and prints
+each variant's count and what it adds to plain. Two counts, on few tests and on many, tell what
+a run pays once from what each test adds. Valgrind slows everything ~50x, so that every test
+outlives the default 10 ms sampling interval: add ``--hw-interval=1s`` (``--extra``) to sample
+as often, relative to the tests, as 10-20 ms does natively.
+
     .venv/bin/python benchmarks/real_suite.py --setup      # once: the venv and the suite (~1 min)
-    .venv/bin/python benchmarks/real_suite.py --rounds 12  # ~3 x 12 runs of ~30 s
+    .venv/bin/python benchmarks/real_suite.py --rounds 12  # ~3 x 12 whole runs of the suite
+    .venv/bin/python benchmarks/real_suite.py --instructions \
+        test/operators/test_diag_linear_operator.py --extra=--hw-interval=1s   # ~5 min
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -114,6 +125,63 @@ def run(workdir: Path, variant: str, report: Path) -> tuple[float, float]:
     return seconds, cpu
 
 
+def count_instructions(workdir: Path, variant: str, paths: list[str], extra: list[str]) -> int:
+    """Instructions the pytest process executes on `paths` under `variant`, counted by valgrind.
+
+    Only pytest's own process: a child forked from it starts with a copy of its counters.
+    """
+    report = workdir / f"hw-report-{variant.strip('+')}-counted.json"
+    args = [a.format(report=report) for a in VARIANTS[variant]]
+    args += extra if variant != "plain" else []
+    env = {**suite_env(workdir), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    command = [
+        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        str(workdir / "venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        *paths, *args,
+    ]  # fmt: skip
+    with subprocess.Popen(
+        command, cwd=workdir / SDIST, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:  # fmt: skip
+        stdout, stderr = proc.communicate()
+    counts = {
+        int(pid): int(count.replace(",", ""))
+        for pid, count in re.findall(r"==(\d+)== I\s+refs:\s+([\d,]+)", stderr)
+    }
+    if proc.returncode != 0 or proc.pid not in counts:
+        raise SystemExit(f"{variant} under valgrind failed:\n{stdout[-2000:]}\n{stderr[-2000:]}")
+    return counts[proc.pid]
+
+
+def print_instructions(workdir: Path, paths: list[str], extra: list[str]) -> None:
+    """Count every variant's instructions on `paths` (in parallel) and print what each adds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _own_ini(workdir / SDIST)
+    names = list(VARIANTS)
+    env = suite_env(workdir)
+    for name in names:  # untimed, natively: fills the bytecode cache, shows that the tests pass
+        args = [a.format(report=workdir / "hw-report.json") for a in VARIANTS[name]]
+        command = [str(workdir / "venv" / "bin" / "python"), "-m", "pytest", "-q", "-p",
+                   "no:cacheprovider", *paths, *args]  # fmt: skip
+        done = subprocess.run(command, cwd=workdir / SDIST, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+        tests = done.stdout.strip().splitlines()[-1]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = pool.map(lambda name: count_instructions(workdir, name, paths, extra), names)
+        counted = dict(zip(names, counts, strict=True))
+    print(f"\n{PACKAGE}: {' '.join(paths)} ({tests}); instructions, valgrind, torch on one thread")
+    if extra:
+        print(f"profiled variants also given: {' '.join(extra)}")
+    header = f"{'variant':<12} {'instructions':>16} {'added':>14} {'vs plain':>9}"
+    print(f"{header}\n{'-' * len(header)}")
+    base = counted["plain"]
+    for name in names:
+        added = "-" if name == "plain" else f"{counted[name] - base:+,}"
+        print(f"{name:<12} {counted[name]:>16,} {added:>14} {counted[name] / base:>8.4f}x")
+
+
 def _table(clock: str, names: list[str], times: dict[str, list[float]]) -> None:
     """Each variant's median time on `clock`, its ratio to plain, and the ratio's spread."""
     header = (
@@ -147,6 +215,18 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / ".real-suite")
     parser.add_argument("--setup", action="store_true", help="make the venv and unpack the suite")
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument(
+        "--instructions",
+        nargs="+",
+        metavar="PATH",
+        help="count instructions under valgrind on these of the suite's tests, instead of timing",
+    )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        help="an extra pytest argument for the profiled variants of --instructions (repeatable)",
+    )
     options = parser.parse_args()
     workdir = options.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +236,9 @@ def main() -> int:
     if not (workdir / SDIST / "test").is_dir():
         print(f"no suite in {workdir}: run with --setup first (needs the package index)")
         return 2
+    if options.instructions:
+        print_instructions(workdir, options.instructions, options.extra)
+        return 0
     names = list(VARIANTS)
     times: dict[str, list[float]] = {name: [] for name in names}
     cpu_times: dict[str, list[float]] = {name: [] for name in names}

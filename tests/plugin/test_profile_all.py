@@ -236,3 +236,29 @@ def test_every_entry_of_a_report_is_the_compact_json_of_its_own_content(
     assert list(fast["memory"]) == list(dict_form)
     assert fast["memory"]["interval_s"] == dict_form["interval_s"]
     assert list(fast["memory"]["series"]["rss"]) == list(dict_form["series"]["rss"])
+
+
+def test_a_trivial_tests_entry_takes_at_most_400_bytes(pytester: pytest.Pytester) -> None:
+    """A report of thousands of short tests grows by one short entry each: start, exact peak and
+    end, no timeline, nothing the machine inventory already says. Beside its node id and the
+    host's name an entry takes ~365 bytes: 400 with a 30-character node id on host "vm"
+    (plugin_overhead.py's trivial tests: ~377 bytes)."""
+    pytester.makepyfile(
+        test_trivial_suite="".join(
+            f"def test_{i:03d}():\n    assert {i} + 1 > {i}\n\n" for i in range(50)
+        )
+    )
+    report_path = pytester.path / "hw.json"
+    # An interval no test outlives, even on a busy CI machine: every entry is the short form.
+    result = pytester.runpytest(
+        "--hw-profile-all", "--hw-interval=5s", f"--hw-report={report_path}"
+    )
+    result.assert_outcomes(passed=50)
+    entries = json.loads(report_path.read_text(encoding="utf-8"))["tests"]
+    assert len(entries) == 50
+    assert all(entry["memory"]["timeline"] is None for entry in entries)
+    fixed_parts = [
+        len(finite_json(entry)) - len(entry["nodeid"]) - len(entry["host"] or "")
+        for entry in entries
+    ]
+    assert max(fixed_parts) <= 365, fixed_parts

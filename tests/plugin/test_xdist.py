@@ -179,7 +179,9 @@ def test_a_crashed_workers_replacement_takes_over_its_gpus(
 
         @pytest.mark.parametrize("i", range(12))
         def test_record(i):
-            time.sleep(0.1)
+            # Long enough that gw0 is still busy when the replacement has started, on a busy
+            # machine too (at 0.1 s gw0 sometimes finished every test first).
+            time.sleep(0.3)
             worker = os.environ["PYTEST_XDIST_WORKER"]
             with open(os.path.join(os.environ["SEEN_DIR"], f"{worker}-{i}"), "w") as fh:
                 fh.write(os.environ["CUDA_VISIBLE_DEVICES"])

@@ -72,6 +72,28 @@ def test_real_suite_says_how_to_set_it_up(tmp_path: Path) -> None:
     assert f"no suite in {tmp_path}: run with --setup first" in proc.stdout
 
 
+def test_real_suite_runs_its_variants_with_cached_bytecode(tmp_path: Path) -> None:
+    """A round over a stand-in suite (the real one needs the package index): every variant
+    passes, the table has its ratios, the report is written, and bytecode lands in the cache."""
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    suite = tmp_path / "linear_operator-0.6" / "test"
+    suite.mkdir(parents=True)
+    (suite / "test_small.py").write_text(
+        "import json\n\n\ndef test_a():\n    assert json.dumps([1]) == '[1]'\n\n\n"
+        "def test_b():\n    assert bytearray(2**20)\n"
+    )
+    output = run_script("real_suite.py", "--workdir", str(tmp_path), "--rounds", "1")
+    assert "round 1/1:" in output
+    for variant in ("plain", "profile-all", "+report"):
+        assert re.search(rf"^{re.escape(variant)}\s+\d+\.\d\d\s+\d\.\d{{3}}x", output, re.M)
+    assert re.search(r"^\+report .*<= 1\.03x: (ok|MISSED)$", output, re.M), output
+    assert (tmp_path / "hw-report.json").stat().st_size > 0
+    assert any((tmp_path / "pycache").rglob("*.pyc"))
+
+
 def test_energy_overhead_runs_a_pair() -> None:
     output = run_script("energy_overhead.py", "--pairs", "1")
     assert re.search(r"tests' own time\s+median \d\.\d{3}x", output), output
