@@ -47,6 +47,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from _stats import median_ci, quiet_time
@@ -102,25 +103,38 @@ def suite_env(workdir: Path) -> dict[str, str]:
     return env
 
 
+def pytest_command(
+    workdir: Path, variant: str, report: Path, paths: Sequence[str] = ("test",)
+) -> list[str]:
+    """The suite's pytest command line for `variant` on `paths` (the whole suite by default)."""
+    args = [a.format(report=report) for a in VARIANTS[variant]]
+    return [str(workdir / "venv" / "bin" / "python"), "-m", "pytest", "-q", "-p",
+            "no:cacheprovider", *paths, *args]  # fmt: skip
+
+
+def run_passing(workdir: Path, variant: str, command: list[str]) -> str:
+    """Run `command` in the suite's directory; the last line pytest printed. The run must pass."""
+    _own_ini(workdir / SDIST)
+    done = subprocess.run(
+        command, cwd=workdir / SDIST, env=suite_env(workdir), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 def run(workdir: Path, variant: str, report: Path) -> tuple[float, float]:
     """One run of the whole suite: its wall time and its CPU time (user + system), in seconds.
 
     The suite must pass. CPU time leaves out the time a shared VM's host took the CPU away
     (steal), which only ever lengthens the wall clock: it wanders less from run to run.
     """
-    _own_ini(workdir / SDIST)
-    args = [a.format(report=report) for a in VARIANTS[variant]]
-    command = [str(workdir / "venv" / "bin" / "python"), "-m", "pytest", "-q", "-p",
-               "no:cacheprovider", "test", *args]  # fmt: skip
+    command = pytest_command(workdir, variant, report)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(
-        command, cwd=workdir / SDIST, env=suite_env(workdir), capture_output=True, text=True
-    )
+    run_passing(workdir, variant, command)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{variant} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return seconds, cpu
 
@@ -131,13 +145,11 @@ def count_instructions(workdir: Path, variant: str, paths: list[str], extra: lis
     Only pytest's own process: a child forked from it starts with a copy of its counters.
     """
     report = workdir / f"hw-report-{variant.strip('+')}-counted.json"
-    args = [a.format(report=report) for a in VARIANTS[variant]]
-    args += extra if variant != "plain" else []
+    extra = extra if variant != "plain" else []
     env = {**suite_env(workdir), "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     command = [
         "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-        str(workdir / "venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-        *paths, *args,
+        *pytest_command(workdir, variant, report, paths), *extra,
     ]  # fmt: skip
     with subprocess.Popen(
         command, cwd=workdir / SDIST, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -157,17 +169,10 @@ def print_instructions(workdir: Path, paths: list[str], extra: list[str]) -> Non
     """Count every variant's instructions on `paths` (in parallel) and print what each adds."""
     from concurrent.futures import ThreadPoolExecutor
 
-    _own_ini(workdir / SDIST)
     names = list(VARIANTS)
-    env = suite_env(workdir)
+    report = workdir / "hw-report.json"
     for name in names:  # untimed, natively: fills the bytecode cache, shows that the tests pass
-        args = [a.format(report=workdir / "hw-report.json") for a in VARIANTS[name]]
-        command = [str(workdir / "venv" / "bin" / "python"), "-m", "pytest", "-q", "-p",
-                   "no:cacheprovider", *paths, *args]  # fmt: skip
-        done = subprocess.run(command, cwd=workdir / SDIST, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}")
-        tests = done.stdout.strip().splitlines()[-1]
+        tests = run_passing(workdir, name, pytest_command(workdir, name, report, paths))
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         counts = pool.map(lambda name: count_instructions(workdir, name, paths, extra), names)
         counted = dict(zip(names, counts, strict=True))
